@@ -1,0 +1,37 @@
+# Two entry points that set everything up on a fresh machine with Python 3.11:
+#   make demo   - upscale the bundled sample images with the bundled model and print the scores
+#   make test   - ruff + the whole test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup browser clean
+
+# PyTorch first, pinned to the release this machine keeps on local disk (pip takes it from there; elsewhere
+# it comes from PyPI); then medsr itself, editable, with its test extras.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Headless Chromium for the web app's end-to-end test (Debian packages; skipped where apt is not available).
+browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || \
+	  echo "chromium could not be installed: the browser test will skip"; }
+
+demo: $(STAMP)
+	$(BIN)/medsr baseline src/medsr/samples --scale 4 --method bicubic --method lanczos
+
+test: $(STAMP) browser
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
