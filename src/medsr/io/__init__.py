@@ -1,0 +1,106 @@
+"""Reading and writing medical images: PNG/JPEG/TIFF at 8 and 16 bits, and DICOM (read, write derived).
+
+``read_image`` chooses the reader from the file's content (magic bytes), not its name, and turns every failure
+into one :class:`~medsr.errors.ImageReadError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from medsr.errors import ImageReadError, ImageWriteError, MedsrError
+from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage
+
+__all__ = ["DEFAULT_MAX_PIXELS", "MedicalImage", "read_image", "sniff_format", "write_image"]
+
+_SUFFIXES = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+}
+_ALIASES = {"jpg": "jpeg", "tif": "tiff", "dcm": "dicom"}
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Format from a file's first 132 bytes: "png", "jpeg", "tiff", "dicom", or None if unknown."""
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # classic and BigTIFF
+        return "tiff"
+    return None
+
+
+def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> MedicalImage:
+    """Read PNG, JPEG, TIFF or DICOM into a :class:`MedicalImage` (pixels float32 in [0, 1]).
+
+    Images over ``max_pixels`` (width * height * frames) are refused before their pixels are decoded.
+    Raises :class:`ImageReadError` for anything that cannot be read.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except FileNotFoundError:
+        raise ImageReadError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a directory") from None
+    except OSError as exc:
+        raise ImageReadError(path, exc.strerror or str(exc)) from None
+    fmt = sniff_format(head)
+    if fmt is None:
+        if not head:
+            reason = "empty file"
+        elif path.suffix.lower() in (".dcm", ".dicom"):
+            reason = "not a DICOM file (no DICM preamble)"
+        else:
+            reason = "unsupported format (not PNG, JPEG, TIFF or DICOM)"
+        raise ImageReadError(path, reason)
+    from medsr.io import dicom, raster  # lazily: pydicom is only needed for DICOM work
+
+    try:
+        if fmt == "dicom":
+            return dicom.read_dicom(path, max_pixels)
+        return raster.read_raster(path, fmt, max_pixels)
+    except MedsrError:
+        raise
+    except Exception as exc:  # Pillow, tifffile and pydicom raise many kinds; the user gets one line
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ImageReadError(path, f"corrupt or truncated {fmt} file ({detail})") from exc
+
+
+def write_image(
+    image: MedicalImage, path: str | os.PathLike[str], format: str | None = None, **dicom_options: Any
+) -> None:
+    """Write ``image`` as PNG, JPEG, TIFF or DICOM (``format``, else from the suffix), atomically.
+
+    PNG/TIFF keep the source bit depth (8 stays 8, deeper becomes 16); JPEG is 8-bit only. DICOM output is a
+    derived instance of the image's source dataset: ``dicom_options`` go to
+    :func:`medsr.io.dicom.write_derived_dicom` (``model_name``, ``scale``, ``series_uid``, ``source``).
+    """
+    path = Path(path)
+    fmt = format.lower() if format else _SUFFIXES.get(path.suffix.lower())
+    fmt = _ALIASES.get(fmt, fmt)
+    if fmt not in ("png", "jpeg", "tiff", "dicom"):
+        wanted = format or path.suffix or "(no suffix)"
+        raise ImageWriteError(path, f"unknown output format {wanted!r} (use png, jpeg, tiff or dcm)")
+    from medsr.io import dicom, raster
+
+    if fmt == "dicom":
+        dicom.write_derived_dicom(image, path, **dicom_options)
+        return
+    try:
+        raster.write_raster(image, path, fmt)
+    except MedsrError:
+        raise
+    except Exception as exc:
+        raise ImageWriteError(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc

@@ -1,0 +1,294 @@
+"""DICOM in, DICOM out: read pixels with their modality meaning, write a derived instance a PACS accepts.
+
+Reading maps the stored range (from BitsStored and PixelRepresentation) linearly to [0, 1]; ``value_range`` is
+that range after RescaleSlope/RescaleIntercept (HU for CT). MONOCHROME1 is inverted into the working image by
+reversing ``value_range``, so the same linear formula restores it on write. Colour (RGB, YBR, palette) becomes
+RGB. A Modality LUT Sequence (non-linear) is not applied.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import os
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels import apply_color_lut, convert_color_space, get_decoder
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    generate_uid,
+)
+from pydicom.valuerep import DS
+
+from medsr import __version__
+from medsr.atomic import atomic_path
+from medsr.errors import ImageReadError, ImageWriteError
+from medsr.io.image import MedicalImage
+from medsr.io.raster import check_pixel_limit, to_integers
+
+_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009, 0x7FE00001, 0x7FE00002, 0xFFFCFFFC}
+# Attributes that describe the source's pixels and no longer hold for new ones.
+_STALE = (
+    "SmallestImagePixelValue",
+    "LargestImagePixelValue",
+    "SmallestPixelValueInSeries",
+    "LargestPixelValueInSeries",
+    "IconImageSequence",
+)
+_PALETTE = tuple(
+    f"{kind}{colour}PaletteColorLookupTable{part}"
+    for colour in ("Red", "Green", "Blue", "Alpha")
+    for kind, part in (("", "Descriptor"), ("", "Data"), ("Segmented", "Data"))
+) + ("PaletteColorLookupTableUID",)  # medsr writes colour as RGB, never as palette
+_GREY_ONLY = ("RescaleSlope", "RescaleIntercept", "RescaleType", "WindowCenter", "WindowWidth")
+
+
+def stored_range(bits_stored: int, pixel_representation: int) -> tuple[int, int]:
+    """Smallest and largest stored value for BitsStored and PixelRepresentation (0 unsigned, 1 signed)."""
+    if pixel_representation:
+        return -(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1
+    return 0, 2**bits_stored - 1
+
+
+def rescale(ds: Dataset) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept) from the top level or an enhanced file's shared functional groups."""
+    item = ds
+    if "RescaleSlope" not in ds and "SharedFunctionalGroupsSequence" in ds:
+        shared = ds.SharedFunctionalGroupsSequence[0]
+        item = shared.get("PixelValueTransformationSequence", [ds])[0]
+    return float(item.get("RescaleSlope", 1.0) or 1.0), float(item.get("RescaleIntercept", 0.0) or 0.0)
+
+
+def _spacing(ds: Dataset) -> tuple[float, float] | None:
+    value = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    if value is None and "SharedFunctionalGroupsSequence" in ds:
+        measures = ds.SharedFunctionalGroupsSequence[0].get("PixelMeasuresSequence")
+        value = measures[0].get("PixelSpacing") if measures else None
+    if not value or len(value) != 2 or min(float(v) for v in value) <= 0:
+        return None
+    return float(value[0]), float(value[1])
+
+
+def read_dicom(path: Path, max_pixels: int) -> MedicalImage:
+    """Read a DICOM file; the dataset (less its pixel data) is kept in ``.dataset`` for the writer."""
+    ds = pydicom.dcmread(path)
+    if "PixelData" not in ds:
+        sop_class = getattr(ds.get("SOPClassUID"), "name", "unknown")
+        raise ImageReadError(path, f"DICOM file has no pixel data (SOP class: {sop_class})")
+    frames = int(ds.get("NumberOfFrames") or 1)
+    check_pixel_limit(path, int(ds.Rows) * int(ds.Columns) * frames, max_pixels)
+    tsyntax = ds.file_meta.TransferSyntaxUID
+    try:
+        arr, meta = get_decoder(tsyntax).as_array(ds, as_rgb=True)
+    except Exception as exc:  # missing plugin, corrupt or truncated codestream
+        raise ImageReadError(path, f"cannot decode {tsyntax.name} pixel data: {exc}") from exc
+    photometric = str(ds.PhotometricInterpretation)
+    decoded_as = str(meta["photometric_interpretation"])
+    slope, intercept = 1.0, 0.0  # colour has no rescale
+    if decoded_as == "PALETTE COLOR":  # LUT entries are display colours: 8 bits are enough to write them
+        arr = apply_color_lut(arr, ds)
+        bits, smin, smax = 8, 0, int(np.iinfo(arr.dtype).max)
+    elif int(ds.SamplesPerPixel) == 3:
+        if decoded_as.startswith("YBR"):  # decoders usually return RGB already
+            arr = convert_color_space(arr, decoded_as, "RGB", per_frame=True)
+        bits = int(ds.BitsStored)
+        smin, smax = 0, 2**bits - 1
+    else:
+        bits = int(ds.BitsStored)
+        smin, smax = stored_range(bits, int(ds.PixelRepresentation))
+        slope, intercept = rescale(ds)
+        arr = arr[..., None]
+    pixels = np.clip((arr.astype(np.float32) - smin) / np.float32(smax - smin), 0.0, 1.0)
+    low, high = smin * slope + intercept, smax * slope + intercept
+    if photometric == "MONOCHROME1":  # stored: larger = darker; working image: larger = brighter
+        pixels = 1.0 - pixels
+        low, high = high, low
+    del ds.PixelData  # the working pixels replace it; keeps memory to one copy
+    return MedicalImage(
+        pixels=pixels.astype(np.float32, copy=False),
+        format="dicom",
+        bit_depth=bits,
+        value_range=(float(low), float(high)),
+        photometric=photometric,
+        path=str(path),
+        modality=ds.get("Modality") or None,
+        pixel_spacing=_spacing(ds),
+        dataset=ds,
+        extra={
+            "rescale": (slope, intercept),
+            "stored_range": (smin, smax),
+            "bits_allocated": int(ds.BitsAllocated),
+            "bits_stored": int(ds.BitsStored),
+            "pixel_representation": int(ds.PixelRepresentation),
+            "transfer_syntax": str(tsyntax),
+            "number_of_frames": frames,
+        },
+    )
+
+
+class SeriesUIDMap:
+    """One new SeriesInstanceUID per source series: all instances of an input series go to one new series."""
+
+    def __init__(self) -> None:
+        self._uids: dict[str, str] = {}
+
+    def __call__(self, source_series_uid: str) -> str:
+        if source_series_uid not in self._uids:
+            self._uids[source_series_uid] = generate_uid()
+        return self._uids[source_series_uid]
+
+
+def _stored_pixels(image: MedicalImage, src: Dataset) -> tuple[np.ndarray, str, int]:
+    """Working pixels -> (stored array, PhotometricInterpretation, BitsStored) in the source's encoding."""
+    pixels = image.pixels
+    if image.channels == 3:
+        return to_integers(pixels, 8), "RGB", 8
+    photometric = str(src.PhotometricInterpretation)
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):  # grey result from a colour source
+        return to_integers(pixels[..., 0], 8), "MONOCHROME2", 8
+    bits_allocated, bits_stored = int(src.BitsAllocated), int(src.BitsStored)
+    signed = int(src.PixelRepresentation)
+    if bits_allocated not in (8, 16):
+        raise ValueError(f"BitsAllocated {bits_allocated} is not supported (8 or 16)")
+    slope, intercept = rescale(src)
+    low, high = image.value_range
+    values = low + np.nan_to_num(pixels[..., 0], nan=0.0) * np.float32(high - low)  # modality values
+    smin, smax = stored_range(bits_stored, signed)
+    stored = np.clip(np.rint((values - np.float32(intercept)) / np.float32(slope)), smin, smax)
+    return stored.astype(f"{'i' if signed else 'u'}{bits_allocated // 8}"), photometric, bits_stored
+
+
+def _copy_header(src: Dataset) -> Dataset:
+    """Deep copy of every element except the pixel data (which may be large)."""
+    ds = Dataset()
+    for tag in src.keys():
+        if int(tag) not in _PIXEL_TAGS:
+            ds.add(copy.deepcopy(src[tag]))
+    return ds
+
+
+def _scale_regions(ds: Dataset, sy: float, sx: float) -> None:
+    """Ultrasound regions are given in pixels and mm per pixel: move them to the new grid."""
+    for region in ds.get("SequenceOfUltrasoundRegions", []):
+        for keyword, s in (("RegionLocationMinX0", sx), ("RegionLocationMinY0", sy)):
+            if keyword in region:
+                region[keyword].value = int(region[keyword].value * s)
+        for keyword, s in (("RegionLocationMaxX1", sx), ("RegionLocationMaxY1", sy)):
+            if keyword in region:
+                region[keyword].value = int(round((region[keyword].value + 1) * s)) - 1
+        for keyword, s in (("ReferencePixelX0", sx), ("ReferencePixelY0", sy)):
+            if keyword in region:
+                region[keyword].value = int(round(region[keyword].value * s))
+        for keyword, s in (("PhysicalDeltaX", sx), ("PhysicalDeltaY", sy)):
+            if keyword in region:
+                region[keyword].value = region[keyword].value / s
+
+
+def _scale_spacing(item: Dataset, sy: float, sx: float) -> None:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        if keyword in item and item[keyword].VM == 2:
+            row, col = (float(v) for v in item[keyword].value)
+            item[keyword].value = [DS(row / sy, auto_format=True), DS(col / sx, auto_format=True)]
+
+
+def _format_scale(sy: float, sx: float) -> str:
+    fmt = "{:g}".format
+    return f"x{fmt(sy)}" if sy == sx else f"x{fmt(sy)} (rows) x{fmt(sx)} (columns)"
+
+
+def write_derived_dicom(
+    image: MedicalImage,
+    path: str | os.PathLike[str],
+    *,
+    source: Dataset | str | os.PathLike[str] | None = None,
+    scale: int | float | tuple[float, float] | None = None,
+    model_name: str = "",
+    series_uid: str | None = None,
+) -> None:
+    """Write ``image`` as a derived DICOM instance of ``source`` (default: ``image.dataset``).
+
+    Pixels are mapped back to the source's stored range and encoding (BitsAllocated, BitsStored,
+    PixelRepresentation, MONOCHROME1/2, rescale); colour images become 8-bit RGB. ``scale`` (rows, columns)
+    defaults to the size ratio between ``image`` and the source; pixel spacings are divided by it. The
+    instance gets a new SOPInstanceUID and SeriesInstanceUID (pass ``series_uid``, e.g. from
+    :class:`SeriesUIDMap`, to keep a whole input series together), keeps the study and patient, is marked
+    DERIVED\\SECONDARY, and is written uncompressed (Explicit VR Little Endian) via a temporary file.
+    ``model_name`` defaults to the model :func:`medsr.infer.upscale` records in ``image.extra``.
+    """
+    src = image.dataset if source is None else source
+    if src is None:
+        reason = f"DICOM output needs a DICOM source; this image came from a {image.format} file"
+        raise ImageWriteError(path, reason)
+    try:
+        if not isinstance(src, Dataset):
+            src = pydicom.dcmread(src, stop_before_pixels=True)
+        ds = _derive(image, src, scale, model_name, series_uid)
+        with atomic_path(path) as tmp:
+            ds.save_as(tmp, enforce_file_format=True)
+    except ImageWriteError:
+        raise
+    except Exception as exc:  # pydicom and numpy raise many kinds; the user gets one line
+        raise ImageWriteError(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+
+
+def _derive(
+    image: MedicalImage,
+    src: Dataset,
+    scale: int | float | tuple[float, float] | None,
+    model_name: str,
+    series_uid: str | None,
+) -> Dataset:
+    upscaled = image.extra.get("medsr_upscale", {})  # set by medsr.infer.upscale
+    model_name = model_name or upscaled.get("model", "")
+    if scale is None:
+        sy, sx = image.height / int(src.Rows), image.width / int(src.Columns)
+    else:
+        sy, sx = (float(scale), float(scale)) if np.isscalar(scale) else (float(scale[0]), float(scale[1]))
+    arr, photometric, bits_stored = _stored_pixels(image, src)
+
+    ds = _copy_header(src)
+    for keyword in _STALE + _PALETTE + (_GREY_ONLY if photometric == "RGB" else ()):
+        ds.pop(keyword, None)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = src.SOPClassUID
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds.set_pixel_data(arr, photometric, bits_stored)  # Rows, Columns, bits, frames, new SOPInstanceUID
+    if "NumberOfFrames" in src and "NumberOfFrames" not in ds:  # a multi-frame IOD requires it, even for 1
+        ds.NumberOfFrames = 1
+
+    ds.SeriesInstanceUID = series_uid or generate_uid()
+    old_type = src.get("ImageType") or []
+    old_type = [old_type] if isinstance(old_type, str) else list(old_type)
+    ds.ImageType = ["DERIVED", "SECONDARY", *old_type[2:]]
+    what = _format_scale(sy, sx)
+    process = "super-resolution" if min(sy, sx) >= 1 else "resampling"
+    model = f", model {model_name}" if model_name else ""
+    ds.DerivationDescription = f"medsr {__version__} {process}{model}, scale {what}"
+    description = " ".join(filter(None, [src.get("SeriesDescription", ""), f"medsr {what}"]))
+    ds.SeriesDescription = description[-64:]  # LO holds 64 characters; keep the medsr part
+    now = datetime.datetime.now()
+    ds.InstanceCreationDate, ds.InstanceCreationTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    if getattr(src, "file_meta", Dataset()).get("TransferSyntaxUID") in (JPEGBaseline8Bit, JPEGExtended12Bit):
+        ds.LossyImageCompression = "01"  # once lossy, always lossy (PS3.3 C.7.6.1.1.5)
+    if "SharedFunctionalGroupsSequence" not in src:  # enhanced IODs reference sources per frame instead
+        ref = Dataset()
+        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = src.SOPClassUID, src.SOPInstanceUID
+        ds.SourceImageSequence = [ref]
+
+    groups = [*ds.get("SharedFunctionalGroupsSequence", []), *ds.get("PerFrameFunctionalGroupsSequence", [])]
+    for item in [ds, *(measures for group in groups for measures in group.get("PixelMeasuresSequence", []))]:
+        _scale_spacing(item, sy, sx)
+    _scale_regions(ds, sy, sx)
+    if "PixelAspectRatio" in ds and (sy != sx):
+        vertical, horizontal = (float(v) for v in ds.PixelAspectRatio)
+        ratio = (vertical / sy) / (horizontal / sx)
+        ds.PixelAspectRatio = [round(ratio * 1000), 1000]
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds

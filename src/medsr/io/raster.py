@@ -1,0 +1,122 @@
+"""PNG, JPEG and TIFF at 8 and 16 bits: Pillow for PNG/JPEG, tifffile for TIFF.
+
+Stored integers map linearly to the working range, ``pixels = stored / (2**bits - 1)``, so a read followed by
+a write at the same bit depth reproduces every pixel exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from medsr.atomic import atomic_path
+from medsr.errors import ImageReadError, ImageWriteError
+from medsr.io.image import MedicalImage
+
+
+def check_pixel_limit(path: str | Path, n_pixels: int, max_pixels: int) -> None:
+    """Refuse images over ``max_pixels`` (width * height * frames) before their pixels are decoded."""
+    if n_pixels > max_pixels:
+        raise ImageReadError(path, f"image too large: {n_pixels:,} pixels, over the limit of {max_pixels:,}")
+
+
+def read_raster(path: Path, fmt: str, max_pixels: int) -> MedicalImage:
+    """Read a PNG, JPEG or TIFF file (``fmt`` from its magic bytes) into a :class:`MedicalImage`."""
+    arr = _read_tiff(path, max_pixels) if fmt == "tiff" else _read_pil(path, fmt, max_pixels)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.shape[-1] in (2, 4):  # grey + alpha, RGB + alpha: alpha is not image content
+        arr = arr[..., :-1]
+    if arr.shape[-1] not in (1, 3):
+        raise ImageReadError(path, f"unsupported number of channels: {arr.shape[-1]}")
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise ImageReadError(path, f"unsupported sample type {arr.dtype} (only 8- and 16-bit unsigned)")
+    bits = arr.dtype.itemsize * 8
+    peak = 2**bits - 1
+    return MedicalImage(
+        pixels=np.multiply(arr, 1.0 / peak, dtype=np.float32),
+        format=fmt,
+        bit_depth=bits,
+        value_range=(0.0, float(peak)),
+        photometric="RGB" if arr.shape[-1] == 3 else "MONOCHROME2",
+        path=str(path),
+    )
+
+
+def _read_pil(path: Path, fmt: str, max_pixels: int) -> np.ndarray:
+    if fmt == "png" and _png_is_16bit_colour(path):
+        raise ImageReadError(path, "16-bit colour PNG is not supported (Pillow reads 8 bits); use TIFF")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+        try:
+            im = Image.open(path, formats=[fmt.upper()])
+        except Image.DecompressionBombError as exc:
+            raise ImageReadError(path, f"image too large (Pillow refused it: {exc})") from exc
+    with im:
+        check_pixel_limit(path, im.width * im.height, max_pixels)
+        if im.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+            return np.asarray(im).astype(np.uint16)
+        if im.mode == "I":  # 16-bit PNG in older Pillow versions
+            arr = np.asarray(im)
+            if arr.min() < 0 or arr.max() > 65535:
+                raise ImageReadError(path, "32-bit integer images are not supported")
+            return arr.astype(np.uint16)
+        if im.mode in ("L", "LA", "RGB", "RGBA"):
+            return np.asarray(im)
+        if im.mode == "1":
+            return np.asarray(im.convert("L"))
+        return np.asarray(im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB"))
+
+
+def _png_is_16bit_colour(path: Path) -> bool:
+    with open(path, "rb") as f:
+        ihdr = f.read(26)  # signature (8), chunk length + type (8), width, height (8), bit depth, colour type
+    return len(ihdr) == 26 and ihdr[24] == 16 and ihdr[25] in (2, 6)
+
+
+def _read_tiff(path: Path, max_pixels: int) -> np.ndarray:
+    """First series of a TIFF as (H, W, S) or (F, H, W, S): any axis but Y, X and samples is a frame axis."""
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        axes, shape = series.axes, series.shape
+        n_pixels = math.prod(n for n, ax in zip(shape, axes, strict=True) if ax != "S")
+        check_pixel_limit(path, n_pixels, max_pixels)
+        arr = series.asarray()
+    if "S" in axes:
+        arr = np.moveaxis(arr, axes.index("S"), -1)
+    else:
+        arr = arr[..., None]
+    frames = arr.shape[:-3]
+    return arr.reshape(math.prod(frames), *arr.shape[-3:]) if frames else arr
+
+
+def to_integers(pixels: np.ndarray, bits: int) -> np.ndarray:
+    """Working pixels in [0, 1] -> unsigned integers of ``bits`` (8 or 16), rounded and clipped."""
+    peak = 2**bits - 1
+    scaled = np.rint(np.nan_to_num(pixels, nan=0.0) * peak)
+    return np.clip(scaled, 0, peak).astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def write_raster(image: MedicalImage, path: Path, fmt: str) -> None:
+    """Write PNG/JPEG/TIFF at the image's own bit depth (8 stays 8, anything deeper becomes 16)."""
+    bits = 8 if image.bit_depth <= 8 else 16
+    if fmt == "jpeg" and bits != 8:
+        raise ImageWriteError(path, f"JPEG holds 8 bits, this image has {image.bit_depth}; use png or tiff")
+    if fmt != "tiff" and image.is_multiframe:
+        raise ImageWriteError(path, f"{fmt} holds one frame, this has {len(image.pixels)}; use tiff or dcm")
+    if fmt == "png" and bits == 16 and image.channels == 3:
+        raise ImageWriteError(path, "16-bit colour PNG is not supported; use tiff")
+    arr = to_integers(image.pixels, bits)
+    if image.channels == 1:
+        arr = arr[..., 0]
+    with atomic_path(path) as tmp:
+        if fmt == "tiff":
+            photometric = "rgb" if image.channels == 3 else "minisblack"
+            tifffile.imwrite(tmp, arr, photometric=photometric, compression="zlib")
+        else:
+            Image.fromarray(arr).save(tmp, format=fmt.upper(), **({"quality": 95} if fmt == "jpeg" else {}))
