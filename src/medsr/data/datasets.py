@@ -1,0 +1,217 @@
+"""Training and validation datasets: HR patches from a manifest split, LR made on the fly by a degradation.
+
+Sampling is a pure function of ``(seed, epoch, index)``, so a run that is resumed, or that feeds the
+model through several ``DataLoader`` workers or distributed ranks, sees exactly the same patches as an
+unbroken single-process run. Images are decoded once and kept in memory (as uint8/uint16, a quarter or
+half the size of float32) when they fit in ``cache_bytes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medsr.degrade import get_degradation, lr_shape
+from medsr.degrade.bicubic import crop_to_multiple
+
+DEFAULT_CACHE_BYTES = 4 * 1024**3
+
+
+def _load_first_frame(path: Path) -> tuple[np.ndarray, int]:
+    """Read an image as (H, W, C) float32 in [0, 1] and its bit depth; multi-frame files give frame 0."""
+    from medsr.io import read_image
+
+    image = read_image(path)
+    pixels = image.pixels[0] if image.is_multiframe else image.pixels
+    return pixels, image.bit_depth
+
+
+def _to_channels(pixels: np.ndarray, channels: int | None) -> np.ndarray:
+    """Grayscale stays one channel and colour three, unless ``channels`` asks for the other."""
+    if channels is None or pixels.shape[2] == channels:
+        return pixels
+    if channels == 3:
+        return np.repeat(pixels, 3, axis=2)
+    return pixels.mean(axis=2, keepdims=True)
+
+
+class _ImageStore:
+    """Decoded images by index, cached in memory as integers while the cache has room."""
+
+    def __init__(self, paths: Sequence[Path], channels: int | None, cache_bytes: int) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.channels = channels
+        self.cache_bytes = cache_bytes
+        self._cache: dict[int, tuple[np.ndarray, float, int]] = {}
+        self._used = 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def get_stored(self, index: int) -> tuple[np.ndarray, float, int]:
+        """(H, W, C) integer image, the peak that maps it to [0, 1], and its bit depth."""
+        if index in self._cache:
+            return self._cache[index]
+        pixels, bit_depth = _load_first_frame(self.paths[index])
+        pixels = _to_channels(pixels, self.channels)
+        dtype, peak = (np.uint8, 255.0) if bit_depth <= 8 else (np.uint16, 65535.0)
+        stored = np.rint(pixels * peak).astype(dtype)
+        if self._used + stored.nbytes <= self.cache_bytes:
+            self._cache[index] = (stored, peak, bit_depth)
+            self._used += stored.nbytes
+        return stored, peak, bit_depth
+
+    def get(self, index: int) -> tuple[np.ndarray, int]:
+        """(H, W, C) float32 image in [0, 1] and its bit depth."""
+        stored, peak, bit_depth = self.get_stored(index)
+        return stored.astype(np.float32) / peak, bit_depth
+
+    def preload(self) -> None:
+        """Decode every image now (before DataLoader workers fork, so they share the cache)."""
+        for index in range(len(self.paths)):
+            self.get(index)
+
+
+def _augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random horizontal/vertical flips and 90-degree rotation of an (H, W, C) patch."""
+    if rng.random() < 0.5:
+        patch = patch[:, ::-1]
+    if rng.random() < 0.5:
+        patch = patch[::-1, :]
+    if rng.random() < 0.5:
+        patch = np.transpose(patch, (1, 0, 2))
+    return np.ascontiguousarray(patch)
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, C) float array -> (C, H, W) float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+
+
+class PatchDataset(Dataset):
+    """Random HR patches and their LR counterparts, ``patches_per_image`` per image and epoch.
+
+    Item ``i`` is ``(lr, hr)``: float32 tensors ``(C, h, w)`` and ``(C, H, W)`` in [0, 1], where
+    ``(h, w) = lr_shape(degradation, (H, W), scale)`` (e.g. 24x24 for a 96x96 patch at x4 bicubic;
+    96x24 for ``ultrasound``). Flips and 90-degree rotations are applied to the HR patch before it is
+    degraded, except for ``ultrasound``, whose two axes differ physically.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        scale: int = 4,
+        patch_size: int = 96,
+        degradation: str = "bicubic",
+        degradation_params: dict | None = None,
+        patches_per_image: int = 1,
+        augment: bool = True,
+        channels: int | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        seed: int = 0,
+    ) -> None:
+        if patch_size % scale:
+            raise ValueError(f"patch size {patch_size} is not a multiple of scale {scale}")
+        self.store = _ImageStore([Path(p) for p in paths], channels, cache_bytes)
+        self.scale = scale
+        self.patch_size = patch_size
+        self.degradation = degradation
+        self.degrade = get_degradation(degradation)
+        self.degradation_params = dict(degradation_params or {})
+        self.patches_per_image = patches_per_image
+        self.augment = augment and degradation != "ultrasound"
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose patches ``__getitem__`` returns (call before building the iterator)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.store) * self.patches_per_image
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        stored, peak, bit_depth = self.store.get_stored(index // self.patches_per_image)
+        height, width = stored.shape[:2]
+        size = self.patch_size
+        if height < size or width < size:
+            raise ValueError(
+                f"{self.store.paths[index // self.patches_per_image]}: {width}x{height} is smaller than the "
+                f"{size}x{size} patch (drop it with `medsr prepare --min-size {size}`)"
+            )
+        top = int(rng.integers(0, height - size + 1))
+        left = int(rng.integers(0, width - size + 1))
+        hr = stored[top:top + size, left:left + size].astype(np.float32) / peak
+        if self.augment:
+            hr = _augment(hr, rng)
+        lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
+        return _to_tensor(lr), _to_tensor(hr)
+
+
+class FullImageDataset(Dataset):
+    """Whole images for validation: HR centre-cropped to a multiple of the scale, and its LR input.
+
+    ``max_size`` (optional) centre-crops large images first so validation stays quick during training.
+    Item ``i`` is ``(lr, hr, bit_depth)`` with tensors shaped as in :class:`PatchDataset`. The LR is made
+    with a fixed seed per image, so validation scores are comparable across epochs.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        scale: int = 4,
+        degradation: str = "bicubic",
+        degradation_params: dict | None = None,
+        channels: int | None = None,
+        max_size: int | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        seed: int = 0,
+    ) -> None:
+        self.store = _ImageStore([Path(p) for p in paths], channels, cache_bytes)
+        self.scale = scale
+        self.degradation = degradation
+        self.degrade = get_degradation(degradation)
+        self.degradation_params = dict(degradation_params or {})
+        self.max_size = max_size
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    @property
+    def paths(self) -> list[Path]:
+        return self.store.paths
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        image, bit_depth = self.store.get(index)
+        if self.max_size is not None:
+            height, width = image.shape[:2]
+            top = max(0, (height - self.max_size) // 2)
+            left = max(0, (width - self.max_size) // 2)
+            image = image[top:top + self.max_size, left:left + self.max_size]
+        multiple = _lr_multiple(self.degradation, self.scale)
+        hr = crop_to_multiple(image, multiple)
+        rng = np.random.default_rng([self.seed, index])
+        lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
+        return _to_tensor(lr), _to_tensor(hr), bit_depth
+
+
+def _lr_multiple(degradation: str, scale: int) -> tuple[int, int]:
+    """The (y, x) multiples an HR size must have so the degradation divides it exactly."""
+    probe_h, probe_w = lr_shape(degradation, (scale * 7, scale * 7), scale)
+    return (scale if probe_h != scale * 7 else 1, scale if probe_w != scale * 7 else 1)
+
+
+def manifest_paths(manifest: str | Path, split: str, *, min_size: int = 0) -> list[Path]:
+    """Image paths of one split of a ``medsr prepare`` manifest (resolved against the manifest's folder)."""
+    from medsr.data.manifest import read_manifest
+
+    rows = read_manifest(manifest, split=split)
+    return [Path(row.path) for row in rows if min(int(row.width), int(row.height)) >= min_size]
