@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Trains the bundled chest X-ray models with medsr's own commands, on ../shared/data/chest-xray.
+# Stage 1 (default model): bash bench/train_bundled.sh pretrain ; stage 2 (GAN): bash bench/train_bundled.sh gan
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=../shared/data/chest-xray
+mkdir -p runs
+.venv/bin/medsr prepare "$DATA" --patients "$DATA/hannover-640.metadata.csv" \
+    --patients "$DATA/hannover-2000.metadata.csv" --out runs/xray-manifest.csv
+case "${1:-pretrain}" in
+  pretrain)
+    .venv/bin/medsr train --config src/medsr/configs/swift-srresnet-xray-x4.yaml \
+        --manifest runs/xray-manifest.csv --out runs/swift-srresnet-xray-x4 ;;
+  gan)
+    # The content network: ImageNet MobileNetV2 weights cannot be downloaded on the training machine, so
+    # CONTENT_WEIGHTS must name a local state dict (see the model card for what was used).
+    .venv/bin/medsr train --config src/medsr/configs/swift-srgan-xray-x4.yaml \
+        --manifest runs/xray-manifest.csv --init-from "${INIT_FROM:-runs/swift-srresnet-xray-x4/checkpoints/best.safetensors}" \
+        --content-weights "${CONTENT_WEIGHTS:?set CONTENT_WEIGHTS to a MobileNetV2 state dict}" \
+        --out runs/swift-srgan-xray-x4 ;;
+esac

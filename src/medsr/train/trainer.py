@@ -1,0 +1,570 @@
+"""The one training loop for every generator and stage.
+
+``pretrain`` trains the generator with the pixel loss alone (SRResNet / Swift-SRResNet); ``gan`` adds the
+content, adversarial and total-variation terms and trains a discriminator alongside. Every epoch ends with
+validation beside bicubic, a row in ``metrics.csv``, TensorBoard scalars and images, and an atomic
+checkpoint; a ``last.pt`` training state is also written every ``save_every_steps`` steps, so a run killed
+mid-epoch resumes at the step it last saved, with the same data it would have seen (sampling depends only
+on seed, epoch and index).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from medsr.atomic import atomic_path
+from medsr.data.datasets import FullImageDataset, PatchDataset, manifest_paths
+from medsr.degrade.bicubic import pil_resize
+from medsr.errors import ConfigError, MedsrError
+from medsr.losses import pixel_loss
+from medsr.metrics import psnr, ssim
+from medsr.train import distributed as dist_utils
+from medsr.train.config import TrainConfig
+
+METRIC_COLUMNS = [
+    "epoch", "stage", "step", "loss_g", "loss_pixel", "loss_content", "loss_adversarial", "loss_tv",
+    "loss_d", "d_real", "d_fake", "val_psnr", "val_ssim", "bicubic_psnr", "bicubic_ssim", "lr", "seconds",
+    "minutes_total",
+]
+
+
+class TrainingError(MedsrError):
+    """Training cannot go on (for example a loss became NaN); the last good checkpoint is kept."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _save_state(state: dict[str, Any], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _quantise(image: torch.Tensor, bit_depth: int) -> torch.Tensor:
+    """Round to the levels the image would be written with, so scores match what a user gets on disk."""
+    levels = 255.0 if bit_depth <= 8 else 65535.0
+    return torch.round(image.clamp(0, 1) * levels) / levels
+
+
+class _ResumeSampler(torch.utils.data.Sampler):
+    """This rank's indices for one epoch, minus the batches already trained before a resume."""
+
+    def __init__(self, indices: list[int]) -> None:
+        self.indices = indices
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class Trainer:
+    """Runs the stages of a :class:`TrainConfig`, writing everything into ``config.out``."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False) -> None:
+        self.config = config.validate()
+        self.device = resolve_device(config.device)
+        self.dist = dist_utils.init_distributed(self.device.type)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.run_dir = Path(config.out)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.resume = resume
+        self.console = _console(self.dist.is_main)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        # NHWC makes depthwise convolutions several times faster on CPUs (and is what tensor cores want)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+
+        from medsr.models import build_generator
+
+        self.generator = build_generator(
+            config.model, in_channels=config.in_channels, scale=config.scale, global_skip=config.global_skip
+        ).to(self.device, memory_format=self.memory_format)
+        if config.sync_bn and self.dist.enabled:
+            self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
+        if config.init_from:
+            self._load_init_weights(config.init_from)
+        self.ema = self._new_ema()
+        self.discriminator: nn.Module | None = None
+        self.gen_loss: nn.Module | None = None
+        self.opt_g: torch.optim.Optimizer | None = None
+        self.opt_d: torch.optim.Optimizer | None = None
+        self.sched_g: Any = None
+        self.sched_d: Any = None
+
+        train_paths = manifest_paths(config.manifest, config.train_split, min_size=config.patch_size)
+        if not train_paths:
+            raise ConfigError(
+                f"manifest {config.manifest} has no {config.train_split!r} images of at least "
+                f"{config.patch_size} pixels"
+            )
+        channels = config.in_channels
+        self.train_set = PatchDataset(
+            train_paths, scale=config.scale, patch_size=config.patch_size, degradation=config.degradation,
+            degradation_params=config.degradation_params, patches_per_image=config.patches_per_image,
+            channels=channels, cache_bytes=config.cache_bytes, seed=config.seed,
+        )
+        # decode once here, before DataLoader workers fork and share the cache
+        self.train_set.store.preload()
+        val_paths = manifest_paths(config.manifest, config.val_split) if self.dist.is_main else []
+        self.val_set = FullImageDataset(
+            val_paths, scale=config.scale, degradation=config.degradation,
+            degradation_params=config.degradation_params, channels=channels, max_size=config.val_max_size,
+            cache_bytes=config.cache_bytes, seed=config.seed,
+        )
+        self._bicubic_scores: tuple[float, float] | None = None
+        self.writer = None
+        # progress counters (restored on resume)
+        self.stage_index = 0
+        self.epoch = 0  # global epoch number (counts across stages), 0-based, of the epoch in progress
+        self.epoch_in_stage = 0
+        self.batches_done = 0  # batches of the current epoch already trained
+        self.step = 0
+        self.best_psnr = -math.inf
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.elapsed = 0.0  # training seconds before this process started
+        self.epoch_elapsed = 0.0
+
+    # --- set-up per stage -------------------------------------------------------------------------------
+
+    def _load_init_weights(self, path: str) -> None:
+        from medsr.models import load_model
+
+        source = load_model(path)
+        missing = self.generator.load_state_dict(source.state_dict(), strict=True)
+        del missing
+
+    def _new_ema(self) -> nn.Module | None:
+        if self.config.ema_decay is None:
+            return None
+        ema = copy.deepcopy(self.generator).eval()
+        for param in ema.parameters():
+            param.requires_grad_(False)
+        return ema
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        decay = self.config.ema_decay
+        # warm-up (as in BasicSR/timm): early steps follow the weights closely
+        decay = min(decay, (1 + self.step) / (10 + self.step))
+        for ema_param, param in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
+            ema_param.lerp_(param.detach(), 1 - decay)
+        for ema_buf, buf in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
+            ema_buf.copy_(buf)
+
+    def _steps_per_epoch(self) -> int:
+        per_rank = math.ceil(len(self.train_set) / self.dist.world_size)
+        return max(1, per_rank // self.config.batch_size)
+
+    def _make_optimizer(self, params, lr: float) -> torch.optim.Optimizer:
+        cfg = self.config
+        cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        return cls(params, lr=lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+    def _make_scheduler(self, optimizer: torch.optim.Optimizer, epochs: int):
+        cfg = self.config
+        total = epochs * self._steps_per_epoch()
+        if cfg.scheduler == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total),
+                                                              eta_min=optimizer.defaults["lr"] * 0.01)
+        if cfg.scheduler == "step":
+            return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, total // 2), gamma=cfg.step_gamma)
+        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+    def _content_network_name(self) -> str:
+        from medsr.losses import CONTENT_NETWORK_FOR_ARCH
+
+        return self.config.content_network or CONTENT_NETWORK_FOR_ARCH[self.config.model]
+
+    def _loss_weights(self) -> dict[str, float]:
+        from medsr.losses import LOSS_WEIGHTS_FOR_ARCH
+
+        return dict(self.config.loss_weights or LOSS_WEIGHTS_FOR_ARCH[self.config.model])
+
+    def _setup_stage(self, stage: str, epochs: int) -> None:
+        cfg = self.config
+        self.opt_g = self._make_optimizer(self.generator.parameters(), cfg.lr)
+        self.sched_g = self._make_scheduler(self.opt_g, epochs)
+        self.opt_d = self.sched_d = None
+        if stage == "gan":
+            from medsr.losses import GeneratorLoss, build_content_network
+            from medsr.models import build_discriminator
+
+            if self.discriminator is None:
+                self.discriminator = build_discriminator(cfg.model, in_channels=cfg.in_channels).to(
+                    self.device, memory_format=self.memory_format)
+                if cfg.sync_bn and self.dist.enabled:
+                    self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
+            content = build_content_network(
+                self._content_network_name(), weights=cfg.content_weights, allow_download=cfg.allow_download
+            ).to(self.device)
+            self.gen_loss = GeneratorLoss(pixel=cfg.pixel_loss, content_net=content, weights=self._loss_weights())
+            self.opt_d = self._make_optimizer(self.discriminator.parameters(), cfg.lr_d)
+            self.sched_d = self._make_scheduler(self.opt_d, epochs)
+
+    def _check_content_weights(self) -> None:
+        """Fail before hours of pretraining, not after, when the gan stage cannot get its feature network."""
+        if any(stage == "gan" for stage, _ in self.config.stages):
+            from medsr.losses import build_content_network
+
+            build_content_network(self._content_network_name(), weights=self.config.content_weights,
+                                  allow_download=self.config.allow_download)
+
+    # --- checkpoints ------------------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        def sd(obj):
+            return None if obj is None else obj.state_dict()
+
+        return {
+            "config": self.config.to_dict(),
+            "stage_index": self.stage_index, "epoch": self.epoch, "epoch_in_stage": self.epoch_in_stage,
+            "batches_done": self.batches_done, "step": self.step, "best_psnr": self.best_psnr,
+            "sums": dict(self.sums), "count": self.count,
+            "elapsed": self.elapsed + self._since_start(), "epoch_elapsed": self.epoch_elapsed + self._since_epoch(),
+            "generator": self.generator.state_dict(), "ema": sd(self.ema), "discriminator": sd(self.discriminator),
+            "opt_g": sd(self.opt_g), "opt_d": sd(self.opt_d), "sched_g": sd(self.sched_g), "sched_d": sd(self.sched_d),
+            "rng_torch": torch.get_rng_state(), "rng_python": list(random.getstate()[1]),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        for key in ("stage_index", "epoch", "epoch_in_stage", "batches_done", "step", "best_psnr", "count",
+                    "elapsed", "epoch_elapsed"):
+            setattr(self, key, state[key])
+        self.sums = dict(state["sums"])
+        self.generator.load_state_dict(state["generator"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        stage, epochs = self.config.stages[self.stage_index]
+        self._setup_stage(stage, epochs)
+        if state["discriminator"] is not None and self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+        for name in ("opt_g", "opt_d", "sched_g", "sched_d"):
+            obj = getattr(self, name)
+            if obj is not None and state[name] is not None:
+                obj.load_state_dict(state[name])
+        torch.set_rng_state(state["rng_torch"])
+        random.setstate((3, tuple(state["rng_python"]), None))
+
+    def _save_generator(self, path: Path, metrics: dict[str, Any]) -> None:
+        from medsr.models import save_model
+
+        model = self.ema if self.ema is not None else self.generator
+        meta = {
+            "training": {"config": self.config.to_dict(), "epoch": self.epoch + 1, "step": self.step,
+                         "stage": self.config.stages[self.stage_index][0], "manifest": self.config.manifest},
+            "metrics": metrics,
+        }
+        save_model(model, path, meta)
+
+    def _save_step_state(self) -> None:
+        if self.dist.is_main:
+            _save_state(self._state(), self.ckpt_dir / "last.pt")
+
+    # --- the loop ---------------------------------------------------------------------------------------
+
+    def run(self) -> Path:
+        """Train every stage to the end (or ``max_steps``); return the run folder."""
+        cfg = self.config
+        if self.dist.is_main:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.run_dir / "config.yaml")
+        last = self.ckpt_dir / "last.pt"
+        self._check_content_weights()
+        if self.resume and last.exists():
+            self._restore(torch.load(last, map_location=self.device, weights_only=True))
+            self.console.print(f"resumed {self.run_dir} at epoch {self.epoch + 1}, step {self.step}")
+        else:
+            self._setup_stage(*cfg.stages[0])
+        if self.dist.is_main and cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        self._start = time.perf_counter()
+        try:
+            while self.stage_index < len(cfg.stages):
+                stage, epochs = cfg.stages[self.stage_index]
+                while self.epoch_in_stage < epochs:
+                    finished = self._train_epoch(stage)
+                    if not finished:
+                        return self.run_dir
+                    self._end_epoch(stage)
+                    if cfg.max_steps is not None and self.step >= cfg.max_steps:
+                        return self.run_dir
+                self.stage_index += 1
+                self.epoch_in_stage = 0
+                if self.stage_index < len(cfg.stages):
+                    self._setup_stage(*cfg.stages[self.stage_index])
+            return self.run_dir
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.dist.enabled:
+            # every rank reports a digest of its weights: DDP keeps them identical, and this proves it
+            digest = float(sum(p.double().sum().item() * (i + 1) for i, p in
+                               enumerate(self.generator.parameters())))
+            digests = dist_utils.all_gather_floats(self.dist, digest)
+            if self.dist.is_main:
+                (self.run_dir / "ranks.json").write_text(json.dumps({"generator_digest": digests}))
+        dist_utils.cleanup(self.dist)
+
+    def _since_start(self) -> float:
+        return time.perf_counter() - getattr(self, "_start", time.perf_counter())
+
+    def _since_epoch(self) -> float:
+        return time.perf_counter() - getattr(self, "_epoch_start", time.perf_counter())
+
+    def _loader(self) -> DataLoader:
+        cfg = self.config
+        self.train_set.set_epoch(self.epoch)
+        sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                     shuffle=True, seed=cfg.seed, drop_last=True)
+        sampler.set_epoch(self.epoch)
+        indices = list(sampler)
+        usable = (len(indices) // cfg.batch_size) * cfg.batch_size
+        indices = indices[self.batches_done * cfg.batch_size:usable]
+        return DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=_ResumeSampler(indices),
+                          num_workers=cfg.num_workers, drop_last=True,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    def _train_epoch(self, stage: str) -> bool:
+        """Train the rest of the current epoch; False if ``max_steps`` stopped it early."""
+        cfg = self.config
+        steps_per_epoch = self._steps_per_epoch()
+        generator = self.generator
+        discriminator = self.discriminator
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            generator = DDP(self.generator, device_ids=ids)
+            if discriminator is not None:
+                discriminator = DDP(discriminator, device_ids=ids)
+        self.generator.train()
+        if discriminator is not None:
+            discriminator.train()
+        self._epoch_start = time.perf_counter()
+        progress = _progress(self.dist.is_main)
+        task = progress.add_task(f"epoch {self.epoch + 1} {stage}", total=steps_per_epoch,
+                                 completed=self.batches_done)
+        seen, tick = 0, time.perf_counter()
+        with progress:
+            for lr_img, hr_img in self._loader():
+                lr_img = lr_img.to(self.device, non_blocking=True, memory_format=self.memory_format)
+                hr_img = hr_img.to(self.device, non_blocking=True, memory_format=self.memory_format)
+                if stage == "pretrain":
+                    terms = self._pretrain_step(generator, lr_img, hr_img)
+                else:
+                    terms = self._gan_step(generator, discriminator, lr_img, hr_img)
+                self._update_ema()
+                self.step += 1
+                self.batches_done += 1
+                for key, value in terms.items():
+                    self.sums[key] = self.sums.get(key, 0.0) + value
+                self.count += 1
+                seen += lr_img.shape[0] * self.dist.world_size
+                rate = seen / max(1e-9, time.perf_counter() - tick)
+                progress.update(task, advance=1, description=(
+                    f"epoch {self.epoch + 1} {stage} loss {terms['loss_g']:.4g} {rate:.1f} img/s"))
+                if self.step % cfg.log_every_steps == 0:
+                    self._log_step(terms, rate)
+                if self.step % cfg.save_every_steps == 0:
+                    self._save_step_state()
+                if cfg.max_steps is not None and self.step >= cfg.max_steps:
+                    self._save_step_state()
+                    return self.batches_done >= steps_per_epoch
+        return True
+
+    def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
+        for name, value in terms.items():
+            if not torch.isfinite(value).all():
+                raise TrainingError(
+                    f"loss term '{name}' became {value.item()} at step {self.step + 1}; stopped, the last good "
+                    f"checkpoint in {self.ckpt_dir} is kept"
+                )
+
+    def _optimizer_step(self, loss: torch.Tensor, optimizer, scheduler, params) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+
+    def _pretrain_step(self, generator: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor) -> dict[str, float]:
+        with torch.autocast(self.device.type, enabled=self.config.amp and self.device.type == "cuda"):
+            sr = generator(lr_img)
+        loss = pixel_loss(sr.float(), hr_img, self.config.pixel_loss)
+        self._check_finite({"pixel": loss})
+        self._optimizer_step(loss, self.opt_g, self.sched_g, self.generator.parameters())
+        value = loss.item()
+        return {"loss_g": value, "loss_pixel": value}
+
+    def _gan_step(self, generator, discriminator, lr_img, hr_img) -> dict[str, float]:
+        from medsr.losses import discriminator_loss
+
+        sr = generator(lr_img)
+        # discriminator: real HR vs the generator's output, which it must not push gradients into
+        real_logits = discriminator(hr_img)
+        fake_logits = discriminator(sr.detach())
+        loss_d = discriminator_loss(real_logits, fake_logits)
+        self._check_finite({"discriminator": loss_d})
+        self._optimizer_step(loss_d, self.opt_d, self.sched_d, self.discriminator.parameters())
+        # generator: every term keeps its graph back to the generator
+        total, terms = self.gen_loss(sr, hr_img, discriminator(sr))
+        self._check_finite({"total": total, **terms})
+        self._optimizer_step(total, self.opt_g, self.sched_g, self.generator.parameters())
+        out = {"loss_g": total.item(), "loss_d": loss_d.item(),
+               "d_real": torch.sigmoid(real_logits).mean().item(),
+               "d_fake": torch.sigmoid(fake_logits).mean().item()}
+        out.update({f"loss_{name}": value.item() for name, value in terms.items()})
+        return out
+
+    def _log_step(self, terms: dict[str, float], rate: float) -> None:
+        if not self.dist.is_main:
+            return
+        text = " ".join(f"{k}={v:.5g}" for k, v in terms.items())
+        self.console.print(f"step {self.step} epoch {self.epoch + 1} {text} {rate:.1f} img/s "
+                           f"lr={self.opt_g.param_groups[0]['lr']:.3g}", highlight=False)
+        if self.writer is not None:
+            for key, value in terms.items():
+                self.writer.add_scalar(f"train/{key}", value, self.step)
+
+    # --- end of epoch -----------------------------------------------------------------------------------
+
+    def _end_epoch(self, stage: str) -> None:
+        cfg = self.config
+        seconds = self.epoch_elapsed + self._since_epoch()
+        if self.dist.is_main:
+            val = self.validate()
+            means = {key: value / max(1, self.count) for key, value in self.sums.items()}
+            row = {"epoch": self.epoch + 1, "stage": stage, "step": self.step, **means, **val,
+                   "lr": self.opt_g.param_groups[0]["lr"], "seconds": round(seconds, 2),
+                   "minutes_total": round((self.elapsed + self._since_start()) / 60, 3)}
+            self._append_metrics(row)
+            if self.writer is not None:
+                for key, value in row.items():
+                    if isinstance(value, float | int) and key not in ("epoch", "step"):
+                        self.writer.add_scalar(f"epoch/{key}", value, self.step)
+            name = f"netG_{cfg.scale}x_epoch{self.epoch + 1}.safetensors"
+            self._save_generator(self.ckpt_dir / name, val)
+            if val.get("val_psnr", -math.inf) > self.best_psnr:
+                self.best_psnr = val["val_psnr"]
+                self._save_generator(self.ckpt_dir / "best.safetensors", val)
+            self.console.print(
+                f"epoch {self.epoch + 1} ({stage}) step {self.step}: val PSNR {val.get('val_psnr', float('nan')):.3f} "
+                f"SSIM {val.get('val_ssim', float('nan')):.4f} | bicubic {val.get('bicubic_psnr', float('nan')):.3f} "
+                f"/ {val.get('bicubic_ssim', float('nan')):.4f} | {seconds:.0f} s", highlight=False)
+        self.epoch += 1
+        self.epoch_in_stage += 1
+        self.batches_done = 0
+        self.sums, self.count = {}, 0
+        self.epoch_elapsed = 0.0
+        self._epoch_start = time.perf_counter()
+        if self.dist.is_main:
+            state = self._state()
+            _save_state(state, self.ckpt_dir / f"state_epoch{self.epoch}.pt")
+            _save_state(state, self.ckpt_dir / "last.pt")
+        dist_utils.barrier(self.dist)
+
+    @torch.inference_mode()
+    def validate(self) -> dict[str, float]:
+        """Mean PSNR/SSIM of the (EMA) generator and of bicubic on the validation images."""
+        if len(self.val_set) == 0:
+            return {}
+        model = self.ema if self.ema is not None else self.generator
+        model.eval()
+        border = self.config.scale
+        scores, bicubic_scores, samples = [], [], []
+        for index in range(len(self.val_set)):
+            lr_img, hr_img, bit_depth = self.val_set[index]
+            sr = _quantise(model(lr_img[None].to(self.device)).float().cpu(), bit_depth)
+            hr = hr_img[None]
+            scores.append((float(psnr(sr, hr, border=border)), float(ssim(sr, hr, border=border))))
+            if self._bicubic_scores is None or index < self.config.sample_images:
+                lr_np = lr_img.numpy().transpose(1, 2, 0)
+                up = pil_resize(lr_np, tuple(hr.shape[-2:]), "bicubic", 8 if bit_depth <= 8 else 16)
+                bic = _quantise(torch.from_numpy(up.transpose(2, 0, 1))[None], bit_depth)
+                bicubic_scores.append((float(psnr(bic, hr, border=border)), float(ssim(bic, hr, border=border))))
+                if index < self.config.sample_images:
+                    samples.append(torch.cat([bic[0], sr[0], hr[0]], dim=-1))
+        self.generator.train()
+        if self._bicubic_scores is None:
+            self._bicubic_scores = tuple(np.mean(bicubic_scores, axis=0).tolist())
+        result = {"val_psnr": float(np.mean([s[0] for s in scores])),
+                  "val_ssim": float(np.mean([s[1] for s in scores])),
+                  "bicubic_psnr": self._bicubic_scores[0], "bicubic_ssim": self._bicubic_scores[1]}
+        if self.writer is not None:
+            for i, image in enumerate(samples):
+                self.writer.add_image(f"val/bicubic_sr_hr_{i}", image.clamp(0, 1), self.step)
+        return result
+
+    def _append_metrics(self, row: dict[str, Any]) -> None:
+        path = self.run_dir / "metrics.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
+                             for key, value in row.items()})
+
+
+def _console(enabled: bool):
+    from rich.console import Console
+
+    return Console(quiet=not enabled)
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    disable=not enabled, transient=True)
+
+
+def train(config: TrainConfig | None = None, *, resume: str | Path | None = None, **overrides: Any) -> Path:
+    """Train a generator; the Python face of ``medsr train``.
+
+    ``train(TrainConfig(...))`` starts a run; ``train(resume="runs/x")`` continues one from its
+    ``checkpoints/last.pt`` with the config saved in the run folder (``overrides`` may extend epochs).
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = run_dir / "config.yaml"
+        if not saved.exists():
+            raise ConfigError(f"cannot resume {run_dir}: no config.yaml there (is it a medsr run folder?)")
+        config = TrainConfig.load(saved, **overrides)
+        config.out = str(run_dir)
+        return Trainer(config, resume=True).run()
+    if config is None:
+        config = TrainConfig.load(None, **overrides)
+    elif overrides:
+        config = TrainConfig.from_dict({**config.to_dict(), **{k: v for k, v in overrides.items() if v is not None}})
+    return Trainer(config).run()
