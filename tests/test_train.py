@@ -1,0 +1,225 @@
+"""The trainer on tiny synthetic data: outputs of a run, exact resume, NaN stop, GAN stage, DDP on gloo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+from typer.testing import CliRunner
+
+from medsr.cli import app
+from medsr.errors import ConfigError
+from medsr.models import load_model
+from medsr.train.config import TrainConfig
+from medsr.train.trainer import METRIC_COLUMNS, TrainingError, train
+
+COLUMNS = ("path", "patient_id", "split", "modality", "width", "height", "channels", "bit_depth")
+
+
+def _make_manifest(folder: Path, n_train: int = 4, n_val: int = 2, size: int = 48) -> Path:
+    """Smooth random 8-bit images (so SR has something to learn) and a manifest naming them."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n_train + n_val):
+        image = gaussian_filter(rng.random((size, size)), 2.0)
+        image = (image - image.min()) / (image.max() - image.min())
+        name = f"img{i}.png"
+        Image.fromarray(np.uint8(np.rint(image * 255)), "L").save(folder / name)
+        split = "train" if i < n_train else "val"
+        rows.append([name, f"p{i}", split, "OT", size, size, 1, 8])
+    manifest = folder / "manifest.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerows(rows)
+    return manifest
+
+
+def _config(tmp_path: Path, name: str = "run", **overrides) -> TrainConfig:
+    manifest = tmp_path / "manifest.csv"
+    if not manifest.exists():
+        _make_manifest(tmp_path)
+    settings = dict(
+        manifest=str(manifest), model="swift-srgan", scale=2, global_skip=True, patch_size=16, batch_size=2,
+        patches_per_image=2, epochs=2, num_workers=0, val_max_size=None, lr=1e-3, pixel_loss="l1",
+        save_every_steps=1, log_every_steps=1, out=str(tmp_path / name), threads=1, tensorboard=False,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["generator"]
+
+
+def test_a_run_writes_metrics_checkpoints_and_config(tmp_path):
+    run_dir = train(_config(tmp_path, tensorboard=True))
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert list(rows[0]) == METRIC_COLUMNS
+    for row in rows:
+        assert float(row["val_psnr"]) > 10 and 0 < float(row["val_ssim"]) <= 1
+        assert float(row["bicubic_psnr"]) > 10
+        assert row["stage"] == "pretrain" and float(row["loss_pixel"]) > 0
+    assert int(rows[1]["step"]) == 2 * (4 * 2 // 2)  # epochs x (images x patches / batch)
+    ckpts = run_dir / "checkpoints"
+    for name in ("netG_2x_epoch1.safetensors", "netG_2x_epoch2.safetensors", "best.safetensors",
+                 "state_epoch1.pt", "state_epoch2.pt", "last.pt"):
+        assert (ckpts / name).is_file(), name
+    assert not list(ckpts.glob("*.part*")), "temporary files left behind"
+    model = load_model(ckpts / "netG_2x_epoch2.safetensors")
+    assert model.scale == (2, 2) and model.meta["training"]["epoch"] == 2
+    assert TrainConfig.load(run_dir / "config.yaml").to_dict() == _config(tmp_path, tensorboard=True).to_dict()
+    assert list((run_dir / "tensorboard").iterdir()), "no TensorBoard events"
+
+
+def test_resume_after_a_stop_mid_epoch_matches_an_unbroken_run(tmp_path):
+    unbroken = train(_config(tmp_path, "unbroken"))
+    stopped = train(_config(tmp_path, "stopped", max_steps=3))  # 4 steps per epoch: stops inside epoch 1
+    assert torch.load(stopped / "checkpoints" / "last.pt", weights_only=True)["batches_done"] == 3
+    train(resume=stopped, max_steps=10**9)
+    a, b = _weights(unbroken), _weights(stopped)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    rows_a = list(csv.DictReader((unbroken / "metrics.csv").open()))
+    rows_b = list(csv.DictReader((stopped / "metrics.csv").open()))
+    assert [r["val_psnr"] for r in rows_a] == [r["val_psnr"] for r in rows_b]
+    assert [r["loss_pixel"] for r in rows_a] == [r["loss_pixel"] for r in rows_b]
+
+
+@pytest.mark.slow
+def test_resume_after_the_process_was_killed(tmp_path):
+    config = _config(tmp_path, "killed", epochs=3)
+    unbroken = train(_config(tmp_path, "unbroken", epochs=3))
+    config.save(tmp_path / "killed.yaml")
+    proc = subprocess.Popen([sys.executable, "-m", "medsr", "train", "--config", str(tmp_path / "killed.yaml")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if last.exists() and torch.load(last, weights_only=True)["step"] >= 5:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the training process never wrote a step-5 checkpoint")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert torch.load(last, weights_only=True)["step"] < 12, "the run finished before it was killed"
+    train(resume=tmp_path / "killed")
+    a, b = _weights(unbroken), _weights(tmp_path / "killed")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import medsr.train.trainer as trainer_module
+
+    real = trainer_module.pixel_loss
+    calls = {"n": 0}
+
+    def flaky(sr, hr, kind):
+        calls["n"] += 1
+        loss = real(sr, hr, kind)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(trainer_module, "pixel_loss", flaky)
+    config = _config(tmp_path)
+    with pytest.raises(TrainingError, match=r"'pixel'.*step 3"):
+        train(config)
+    state = torch.load(Path(config.out) / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 2
+    assert all(torch.isfinite(t).all() for t in state["generator"].values() if t.is_floating_point())
+
+
+def _content_weights(tmp_path: Path) -> Path:
+    from torchvision.models import mobilenet_v2
+
+    torch.manual_seed(0)
+    path = tmp_path / "mobilenet_v2_random.pt"
+    torch.save(mobilenet_v2(weights=None).state_dict(), path)
+    return path
+
+
+def test_gan_stage_trains_generator_and_discriminator_from_a_pretrained_generator(tmp_path):
+    pretrain = train(_config(tmp_path, "pre", epochs=1))
+    init = pretrain / "checkpoints" / "best.safetensors"
+    config = _config(tmp_path, "gan", stage="gan", epochs=1, init_from=str(init),
+                     content_weights=str(_content_weights(tmp_path)), pixel_loss="mse", patch_size=32)
+    run_dir = train(config)
+    row = next(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert row["stage"] == "gan"
+    for key in ("loss_d", "d_real", "d_fake", "loss_content", "loss_adversarial", "loss_tv"):
+        assert row[key] != "" and np.isfinite(float(row[key])), key
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["discriminator"] is not None and state["opt_d"] is not None
+    start = load_model(init).state_dict()
+    moved = [k for k, v in state["generator"].items() if v.is_floating_point() and not torch.equal(v, start[k])]
+    assert moved, "the gan stage did not change the generator"
+
+
+def test_the_gan_stage_refuses_to_start_without_feature_weights(tmp_path, monkeypatch):
+    import medsr.losses as losses
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(losses, "_torchvision_model", offline, raising=False)
+    config = _config(tmp_path, stage="both", allow_download=False)
+    with pytest.raises(ConfigError, match="content-weights"):
+        train(config)
+    assert not (Path(config.out) / "checkpoints" / "last.pt").exists(), "it trained before refusing"
+
+
+def test_cli_train_applies_flags_over_the_yaml_config_and_reports_errors_in_one_line(tmp_path):
+    _make_manifest(tmp_path)
+    (tmp_path / "base.yaml").write_text(
+        f"manifest: {tmp_path / 'manifest.csv'}\nmodel: swift-srgan\nscale: 2\nglobal_skip: true\n"
+        "patch_size: 16\nbatch_size: 2\npatches_per_image: 1\nepochs: 5\nnum_workers: 0\nval_max_size: null\n"
+        "tensorboard: false\nthreads: 1\n"
+    )
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "-c", str(tmp_path / "base.yaml"), "--epochs", "1",
+                                 "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    saved = TrainConfig.load(tmp_path / "cli" / "config.yaml")
+    assert saved.epochs == 1 and saved.scale == 2 and saved.batch_size == 2
+    bad = runner.invoke(app, ["train", "--manifest", str(tmp_path / "missing.csv")])
+    assert bad.exit_code != 0
+    with pytest.raises(ConfigError, match="unknown setting"):
+        TrainConfig.load(None, manifest="x", nonsense=1)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_cpu_processes_keeps_identical_weights(tmp_path):
+    config = _config(tmp_path, "ddp", epochs=1, max_steps=3, patches_per_image=4)
+    config.save(tmp_path / "ddp.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(_free_port()), "-m", "medsr", "train", "--config", str(tmp_path / "ddp.yaml")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    digests = json.loads((tmp_path / "ddp" / "ranks.json").read_text())["generator_digest"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    state = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 3
