@@ -32,20 +32,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from medsr.errors import ConfigError, MedsrError
+from medsr.errors import ConfigError, DownloadError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 MARKER_DIR = ".medsr-download"
 _CHUNK = 1 << 20
-
-
-class DownloadError(MedsrError):
-    """A file could not be fetched, verified or extracted; the message names the file and the reason."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        self.name = name
-        self.reason = reason
-        super().__init__(f"{name}: {reason}")
 
 
 @dataclass(frozen=True)

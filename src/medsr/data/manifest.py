@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from medsr.errors import ConfigError, ImageReadError, MedsrError
+from medsr.errors import ConfigError, ImageReadError, ManifestError
 
 SPLITS = ("train", "val", "test")
 COLUMNS = ("path", "patient_id", "split", "modality", "width", "height", "channels", "bit_depth")
@@ -59,15 +59,6 @@ MODALITY_WORDS = {
 }
 
 _NIH_NAME = re.compile(r"^(\d{8})_\d{3}$")
-
-
-class ManifestError(MedsrError):
-    """A manifest or metadata table is missing or malformed; the message names the file and the reason."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"cannot use {path}: {reason}")
 
 
 @dataclass(frozen=True)
