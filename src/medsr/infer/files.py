@@ -1,0 +1,185 @@
+"""Upscaling files: which inputs, which output names and formats, read -> upscale -> write, one outcome each.
+
+This is what ``medsr upscale`` runs; it never stops at a bad file. Outputs keep the input's stem (and, for
+folders, the path below the folder), format and bit depth: PNG -> PNG, TIFF -> TIFF (16-bit stays 16-bit),
+DICOM -> derived DICOM (one new series per input series), JPEG -> PNG (a super-resolved image is not
+re-compressed lossily). Writes are atomic (:func:`medsr.io.write_image`).
+"""
+
+from __future__ import annotations
+
+import glob
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from medsr.errors import ConfigError, MedsrError
+from medsr.io.image import MedicalImage
+
+OUTPUT_FORMATS = {"png": ".png", "tiff": ".tiff", "tif": ".tiff", "dcm": ".dcm", "dicom": ".dcm"}
+_DEFAULT_SUFFIX = {"png": ".png", "tiff": ".tiff", "dicom": ".dcm", "jpeg": ".png"}
+_KEEP_SUFFIX = {"png": (".png",), "tiff": (".tif", ".tiff"), "dicom": (".dcm", ".dicom", "")}
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class Source:
+    """An input file and its name relative to the folder it was found in (its own name for a file)."""
+
+    path: Path
+    relative: Path
+
+
+@dataclass
+class Outcome:
+    """What happened to one input: ``target`` and sizes when written, ``error`` when skipped."""
+
+    source: Path
+    target: Path | None = None
+    in_size: tuple[int, int] | None = None  # (width, height)
+    out_size: tuple[int, int] | None = None
+    frames: int = 1
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def collect_sources(inputs: Sequence[str | Path]) -> tuple[list[Source], list[tuple[str, str]]]:
+    """Expand files, folders (recursively: images and suffix-less DICOMs) and glob patterns into sources.
+
+    Returns the sources (duplicates removed, in input order) and ``(input, reason)`` for inputs that match
+    nothing.
+    """
+    from medsr.evaluate import iter_image_paths
+
+    sources: dict[Path, Source] = {}
+    failures: list[tuple[str, str]] = []
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            for found in iter_image_paths([path]):
+                sources.setdefault(found.resolve(), Source(found, found.relative_to(path)))
+        elif path.exists():
+            sources.setdefault(path.resolve(), Source(path, Path(path.name)))
+        elif _GLOB_CHARS & set(text):
+            matches = [Path(m) for m in sorted(glob.glob(text, recursive=True)) if Path(m).is_file()]
+            if not matches:
+                failures.append((text, "no files match this pattern"))
+            for match in matches:
+                sources.setdefault(match.resolve(), Source(match, Path(match.name)))
+        else:
+            failures.append((text, "no such file or folder"))
+    return list(sources.values()), failures
+
+
+def output_format(image_format: str, requested: str | None) -> str:
+    """The format name for ``write_image``: the requested one, else the input's (JPEG becomes PNG)."""
+    if requested:
+        key = requested.lower().lstrip(".")
+        if key not in OUTPUT_FORMATS:
+            raise ConfigError(f"unknown output format {requested!r}; choose png, tiff or dcm")
+        return {"dcm": "dicom", "tif": "tiff"}.get(key, key)
+    return "png" if image_format == "jpeg" else image_format
+
+
+def output_path(source: Source, outdir: Path, image_format: str, fmt: str) -> Path:
+    """``outdir / relative path`` with the suffix of ``fmt`` (the input's own suffix kept when it fits)."""
+    suffix = source.path.suffix.lower()
+    if fmt == image_format and suffix in _KEEP_SUFFIX.get(fmt, ()):
+        return outdir / source.relative
+    return outdir / source.relative.with_suffix(_DEFAULT_SUFFIX[fmt])
+
+
+def upscale_files(
+    sources: Sequence[Source],
+    outdir: Path,
+    model: nn.Module,
+    *,
+    fmt: str | None = None,
+    tile: int = 512,
+    overlap: int = 32,
+    device: str = "auto",
+    backend: str = "torch",
+    precision: str = "fp32",
+    batch_size: int = 1,
+) -> Iterator[Outcome]:
+    """Read, upscale and write each source; yield one :class:`Outcome` per source, in order.
+
+    ``batch_size`` files are read together and their same-size frames run as one batch. A file that cannot be
+    read, upscaled or written gives an Outcome with ``error`` set; nothing partial is left behind.
+    """
+    from medsr.infer.api import upscale_arrays, upscaled_image
+    from medsr.infer.runtime import model_name
+    from medsr.io import read_image, write_image
+    from medsr.io.dicom import SeriesUIDMap
+
+    if fmt is not None:
+        output_format("png", fmt)  # an unknown format fails before any work
+    series = SeriesUIDMap()
+    name = model_name(model)
+    sy, sx = model.scale
+    written: dict[Path, Path] = {}
+    outdir = Path(outdir)
+    for first in range(0, len(sources), max(1, batch_size)):
+        chunk = sources[first : first + max(1, batch_size)]
+        images: list[tuple[Source, MedicalImage, Path, str]] = []
+        for source in chunk:
+            try:  # read and choose the output before any inference, so a doomed file costs nothing
+                image = read_image(source.path)
+                out_fmt = output_format(image.format, fmt)
+                target = output_path(source, outdir, image.format, out_fmt)
+                if target.resolve() == source.path.resolve():
+                    raise ConfigError("the output would overwrite the input; choose another -o folder")
+                if target in written:
+                    raise ConfigError(f"output {target} would overwrite the result of {written[target]}")
+            except MedsrError as exc:
+                yield Outcome(source.path, error=getattr(exc, "reason", None) or str(exc))
+                continue
+            written[target] = source.path
+            images.append((source, image, target, out_fmt))
+        if not images:
+            continue
+        frames = [f for _, im, _, _ in images for f in (list(im.pixels) if im.is_multiframe else [im.pixels])]
+        started = time.perf_counter()
+        try:
+            results = upscale_arrays(
+                model, frames, tile=tile, overlap=overlap, device=device, backend=backend, precision=precision,
+                batch_size=batch_size,
+            )
+        except MedsrError:
+            raise  # a bad model or setting: every file would fail the same way
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            for source, *_ in images:
+                yield Outcome(source.path, error=f"inference failed ({str(exc).splitlines()[0][:200]})")
+            continue
+        seconds = time.perf_counter() - started
+        total_pixels = sum(f.shape[0] * f.shape[1] for f in frames)
+        position = 0
+        for source, image, target, out_fmt in images:
+            count = image.pixels.shape[0] if image.is_multiframe else 1
+            done = results[position : position + count]
+            position += count
+            result = upscaled_image(image, np.stack(done) if image.is_multiframe else done[0], model)
+            outcome = Outcome(
+                source.path,
+                in_size=(image.width, image.height),
+                out_size=(result.width, result.height),
+                frames=count,
+                seconds=seconds * count * image.width * image.height / max(total_pixels, 1),
+            )
+            options = {}
+            if out_fmt == "dicom" and image.dataset is not None:
+                uid = str(image.dataset.get("SeriesInstanceUID", "") or source.path)
+                options = {"model_name": name, "scale": (sy, sx), "series_uid": series(uid)}
+            try:
+                write_image(result, target, format=out_fmt, **options)
+            except MedsrError as exc:
+                outcome.error = getattr(exc, "reason", None) or str(exc)
+                yield outcome
+                continue
+            outcome.target = target
+            yield outcome
