@@ -17,12 +17,13 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medsr.errors import MedsrError
+from medsr.errors import ConfigError, MedsrError
 from medsr.io.image import MedicalImage
 
 Method = Callable[[np.ndarray, tuple[int, int]], np.ndarray]
@@ -261,5 +262,216 @@ def write_csv(rows: Iterable[dict[str, Any]], path: str | Path, columns: Sequenc
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
+        raise MedsrError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+# --- evaluating a model (``medsr evaluate``) ---------------------------------------------------------
+
+EVALUATE_CSV_COLUMNS = ("image", "method", "scale", "psnr", "ssim", "seconds")
+DEFAULT_BASELINES = ("bicubic", "lanczos")
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_model` measured: per-image rows, per-method means, and how they were made.
+
+    ``rows`` hold image, method, scale, psnr, ssim, seconds (see :func:`score_methods`); ``summary`` is
+    :func:`summarize` of them (model first, then the baselines); ``failures`` are ``(path, reason)`` pairs of
+    the images that could not be read or scored.
+    """
+
+    model_name: str
+    model_path: str | None
+    model_info: dict[str, Any]
+    scale: int
+    model_scale: tuple[int, int]
+    border: int
+    degradation: str
+    degradation_params: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    saved: list[Path] = field(default_factory=list)
+
+    @property
+    def n_images(self) -> int:
+        """Images scored (each has one row per method)."""
+        return len({row["image"] for row in self.rows})
+
+    def to_json(self, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The JSON summary: per-method means, image count, model, scale, degradation, border, arguments."""
+        return {
+            "model": {"name": self.model_name, "path": self.model_path, **self.model_info},
+            "scale": self.scale,
+            "model_scale": list(self.model_scale),
+            "degradation": self.degradation,
+            "degradation_params": self.degradation_params,
+            "border": self.border,
+            "images": self.n_images,
+            "methods": {
+                row["method"]: {k: row[k] for k in ("images", "psnr", "ssim", "seconds")}
+                for row in self.summary
+            },
+            "failures": [{"path": path, "reason": reason} for path, reason in self.failures],
+            "arguments": dict(arguments or {}),
+        }
+
+
+def resolve_scale(model_scale: tuple[int, int], degradation: str, scale: int | None = None) -> int:
+    """The degradation's scale that a model of ``model_scale`` (sy, sx) undoes, checked against ``scale``.
+
+    The scale is taken from the model (``max(sy, sx)``) unless given; ``ct-sparse-view`` models work at
+    scale 1 whatever the number of views dropped, so there it must be given. ConfigError on a mismatch.
+    """
+    from medsr.degrade import lr_scale
+
+    if degradation == "ct-sinogram":
+        raise ConfigError(
+            "evaluate scores images; the ct-sinogram route's output is a sinogram (use ct-sparse-view)"
+        )
+    if scale is None:
+        if lr_scale(degradation, 2) == (1, 1):
+            raise ConfigError(f"degradation {degradation!r} does not fix the scale; pass --scale")
+        scale = max(model_scale)
+    wanted = lr_scale(degradation, scale)
+    if wanted != tuple(model_scale):
+        sy, sx = model_scale
+        raise ConfigError(
+            f"the model upsamples x{sy}x{sx}, but {degradation!r} at scale {scale} "
+            f"needs x{wanted[0]}x{wanted[1]}"
+        )
+    return scale
+
+
+def centre_crop_image(image: MedicalImage, max_size: int | None) -> MedicalImage:
+    """``image`` centre-cropped to at most ``max_size`` pixels per side (every frame); unchanged if None."""
+    if max_size is None or (image.height <= max_size and image.width <= max_size):
+        return image
+    top = max(0, (image.height - max_size) // 2)
+    left = max(0, (image.width - max_size) // 2)
+    window = (slice(top, top + max_size), slice(left, left + max_size))
+    pixels = image.pixels[:, window[0], window[1]] if image.is_multiframe else image.pixels[window]
+    return image.with_pixels(np.ascontiguousarray(pixels))
+
+
+def output_names(paths: Sequence[Path]) -> dict[Path, Path]:
+    """A distinct relative name (suffix ``.png``) per input: its path below the inputs' common folder."""
+    if not paths:
+        return {}
+    absolute = [p.absolute() for p in paths]
+    root = Path(os.path.commonpath([p.parent for p in absolute]))
+    return {p: a.relative_to(root).with_suffix(".png") for p, a in zip(paths, absolute, strict=True)}
+
+
+def save_output(image: MedicalImage, pixels: np.ndarray, path: Path) -> Path:
+    """Write an (H, W, C) output in [0, 1] as PNG at ``image``'s bit depth (8 stays 8, deeper is 16-bit).
+
+    16-bit colour, which PNG cannot hold here, goes to TIFF; the returned path says which.
+    """
+    from medsr.io import write_image
+
+    if image.bit_depth > 8 and pixels.shape[-1] == 3:
+        path = path.with_suffix(".tiff")
+    write_image(image.with_pixels(pixels, pixel_spacing=None, extra={}), path, format=path.suffix[1:])
+    return path
+
+
+def _safe_name(method: str) -> str:
+    return "".join("_" if ch in '/\\:*?"<>|' else ch for ch in method) or "model"
+
+
+def evaluate_model(
+    model: str | Path | Any,
+    paths: Sequence[str | Path],
+    *,
+    scale: int | None = None,
+    baselines: Sequence[str] = DEFAULT_BASELINES,
+    border: int | None = None,
+    degradation: str = "bicubic",
+    degradation_params: dict[str, Any] | None = None,
+    seed: int = 0,
+    tile: int = 512,
+    overlap: int = 32,
+    device: str = "auto",
+    max_size: int | None = None,
+    save_images: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Evaluation:
+    """Score a model and interpolation baselines on the same HR images (the protocol of this module).
+
+    ``model`` is a bundled name, a checkpoint path (medsr ``.safetensors`` or the reference Swift-SRGAN
+    ``.pth.tar``) or a module from :mod:`medsr.models`; it runs through :func:`medsr.infer.upscale_array`
+    (tiles of ``tile`` LR pixels; a 3-channel model given grayscale sees it replicated and its output is
+    averaged back to gray). ``scale`` defaults to the model's (see :func:`resolve_scale`), ``border`` to the
+    scale. Each image is first centre-cropped to ``max_size`` (if given); random degradations get a seed made
+    from ``seed`` and the file name, so an image's LR does not depend on the others. ``save_images`` keeps
+    every quantised output as ``DIR/<method>/<name>.png``. Unreadable or unscorable images are skipped into
+    ``failures``; a model that cannot be loaded raises :class:`medsr.errors.CheckpointError`.
+    """
+    import zlib
+
+    from medsr.infer import get_predictor, model_name, resolve_model, upscale_array
+
+    net = resolve_model(model, device)
+    model_scale = (int(net.scale[0]), int(net.scale[1]))
+    scale = resolve_scale(model_scale, degradation, scale)
+    border = scale if border is None else border
+    baselines = list(dict.fromkeys(baselines))
+    interpolation_methods(baselines, 8)  # rejects unknown names before any work
+    name = model_name(net)
+    method = f"model:{name}" if name in BASELINE_METHODS else name
+    meta = getattr(net, "meta", None) or {}
+    is_file = isinstance(model, str | os.PathLike) and Path(model).is_file()
+    model_path = str(Path(model).absolute()) if is_file else None
+    info = {key: meta[key] for key in ("arch", "arch_args", "in_channels") if key in meta}
+
+    # build the prepared model and let the backend initialise now, so per-image seconds are steady-state
+    predictor = get_predictor(net, device=device)
+    predictor(np.zeros((1, int(net.in_channels), 16, 16), dtype=np.float32))
+
+    def run_model(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        return upscale_array(net, lr, tile=tile, overlap=overlap, device=device)
+
+    def methods_for(image: MedicalImage) -> dict[str, Method]:
+        return {method: run_model, **interpolation_methods(baselines, resize_bit_depth(image))}
+
+    result = Evaluation(
+        model_name=name, model_path=model_path, model_info=info, scale=scale, model_scale=model_scale,
+        border=border, degradation=degradation, degradation_params=dict(degradation_params or {}),
+    )
+    paths = [Path(p) for p in paths]
+    names = output_names(paths)
+    for done, path in enumerate(paths, start=1):
+        for image in read_images([path], result.failures):
+            image = centre_crop_image(image, max_size)
+            saver = None
+            if save_images is not None:
+                def saver(image: MedicalImage, label: str, sr: np.ndarray, path: Path = path) -> None:
+                    target = Path(save_images) / _safe_name(label) / names[path]
+                    result.saved.append(save_output(image, sr, target))
+
+            rng = np.random.default_rng([seed, zlib.crc32(str(path).encode())])
+            result.rows.extend(score_methods(
+                [image], scale, methods_for, border, degradation=degradation,
+                degradation_params=degradation_params, rng=rng, failures=result.failures, on_output=saver,
+            ))
+        if progress is not None:
+            progress(done, len(paths))
+    result.summary = summarize(result.rows)
+    return result
+
+
+def write_json(data: dict[str, Any], path: str | Path) -> Path:
+    """Write ``data`` as indented JSON at ``path``, atomically."""
+    import json
+
+    from medsr.atomic import atomic_path
+
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    except OSError as exc:
         raise MedsrError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
