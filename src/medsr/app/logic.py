@@ -1,0 +1,500 @@
+"""What the web app computes, without Streamlit: reading uploads, display windows, zoom, heatmaps, runs.
+
+Everything here is a plain function of arrays and :class:`~medsr.io.image.MedicalImage`s, so it is tested
+without a browser. Arrays are ``(H, W, C)`` float32 in [0, 1] (C = 1 or 3) unless a docstring says
+``uint8``: those are display images, ``(H, W)`` grey or ``(H, W, 3)`` RGB, ready for ``st.image``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from medsr.errors import ConfigError, ImageReadError
+from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage
+
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+"""Uploads larger than this are refused (Streamlit's ``server.maxUploadSize`` is set to the same 200 MB)."""
+
+DEMO_MAX_SIDE = 1024
+"""The app works on at most this many input pixels per side (centre crop), so that a page stays responsive."""
+
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "Lung": (1500.0, -600.0),
+    "Mediastinum": (350.0, 50.0),
+    "Bone": (2000.0, 300.0),
+}
+"""CT display windows as (width, level) in Hounsfield units."""
+
+SIMULATE_DEGRADATIONS = ("bicubic", "bicubic-blur-noise", "endoscopy", "ultrasound", "ct-sparse-view")
+"""Degradations offered in Simulate mode (``ct-sinogram`` gives a sinogram, not an image to look at)."""
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".tar")
+
+
+# --- input --------------------------------------------------------------------------------------------------
+
+
+def read_upload(
+    name: str, data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> MedicalImage:
+    """Read uploaded bytes with :func:`medsr.io.read_image` via a private temporary folder.
+
+    The folder is removed before returning; errors name the uploaded file, not the temporary path:
+    :class:`ImageReadError` for anything too large (bytes or pixels), corrupt or unsupported.
+    """
+    from medsr.io import read_image
+
+    shown = Path(name).name or "upload"
+    if len(data) > max_bytes:
+        raise ImageReadError(
+            shown, f"file too large: {len(data) / 2**20:.0f} MB, over the limit of {max_bytes / 2**20:.0f} MB"
+        )
+    with tempfile.TemporaryDirectory(prefix="medsr-app-") as folder:
+        path = Path(folder) / shown
+        path.write_bytes(data)
+        try:
+            image = read_image(path, max_pixels=max_pixels)
+        except ImageReadError as exc:  # the reason may quote the temporary path: show the upload's name
+            raise ImageReadError(shown, exc.reason.replace(str(path), shown).replace(folder, "")) from None
+    image.path = shown
+    return image
+
+
+def sample_paths() -> list[Path]:
+    """The bundled sample images (``medsr/samples/*.png``), sorted by name."""
+    folder = Path(str(resources.files("medsr") / "samples"))
+    return sorted(folder.glob("*.png"))
+
+
+def describe(image: MedicalImage) -> dict[str, str]:
+    """What to tell the user about an image: format, size, bit depth, frames; modality and spacing."""
+    info = {
+        "Format": image.format.upper(),
+        "Size": f"{image.width} x {image.height} px",
+        "Bit depth": f"{image.bit_depth} bit, {'grey' if image.channels == 1 else 'colour'}",
+    }
+    if image.is_multiframe:
+        info["Frames"] = str(len(image.pixels))
+    if image.modality:
+        info["Modality"] = image.modality
+    if image.format == "dicom" or image.pixel_spacing is not None:
+        spacing = image.pixel_spacing
+        info["Pixel spacing"] = f"{spacing[0]:.4g} x {spacing[1]:.4g} mm" if spacing else "not given"
+    return info
+
+
+def select_frame(image: MedicalImage, index: int = 0) -> MedicalImage:
+    """One frame of ``image`` as a single-frame image (the image itself when it has one frame)."""
+    if not image.is_multiframe:
+        return image
+    return image.with_pixels(image.pixels[index])
+
+
+def limit_side(pixels: np.ndarray, max_side: int = DEMO_MAX_SIDE) -> tuple[np.ndarray, bool]:
+    """Centre-crop an ``(H, W, C)`` image to at most ``max_side`` per side; also whether it was cropped."""
+    height, width = pixels.shape[:2]
+    new_h, new_w = min(height, max_side), min(width, max_side)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    return pixels[top:top + new_h, left:left + new_w], (new_h, new_w) != (height, width)
+
+
+# --- display ------------------------------------------------------------------------------------------------
+
+
+def modality_values(pixels: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Working pixels in [0, 1] -> modality values (HU for CT), by the image's linear ``value_range``."""
+    low, high = value_range
+    return low + pixels.astype(np.float64) * (high - low)
+
+
+def window_level(values: np.ndarray, width: float, level: float) -> np.ndarray:
+    """DICOM linear VOI window (PS3.3 C.11.2.1.2.1) of modality ``values`` -> float64 in [0, 1].
+
+    Values up to ``level - 0.5 - (width - 1) / 2`` become 0, values above ``level - 0.5 + (width - 1) / 2``
+    become 1, and the ramp between is linear. ``width`` must be at least 1 (width 1 is a threshold).
+    """
+    if width < 1:
+        raise ValueError(f"window width must be >= 1, got {width}")
+    values = np.asarray(values, dtype=np.float64)
+    if width == 1:
+        return (values > level - 0.5).astype(np.float64)
+    return np.clip((values - (level - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
+
+
+def to_display(
+    pixels: np.ndarray,
+    value_range: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """An ``(H, W, C)`` image in [0, 1] -> ``uint8`` display image, through a (width, level) window if given.
+
+    The window is in modality values (``value_range`` maps the pixels to them); a MONOCHROME1 image (reversed
+    ``value_range``) stays brighter-is-denser, as its working pixels are.
+    """
+    if window is not None and value_range is not None:
+        shown = window_level(modality_values(pixels, value_range), *window)
+        if value_range[0] > value_range[1]:
+            shown = 1.0 - shown
+    else:
+        shown = np.clip(pixels, 0.0, 1.0)
+    out = np.rint(shown * 255.0).astype(np.uint8)
+    return out[..., 0] if out.ndim == 3 and out.shape[-1] == 1 else out
+
+
+def default_window(image: MedicalImage) -> tuple[float, float] | None:
+    """The first (width, level) window stored in a DICOM header, if any."""
+    ds = image.dataset
+    if ds is None or "WindowWidth" not in ds or "WindowCenter" not in ds:
+        return None
+
+    def first(value: Any) -> float:  # a DICOM window may hold several values (VM 1-n): take the first
+        return float(value[0] if isinstance(value, Sequence) and not isinstance(value, str) else value)
+
+    try:
+        width, level = first(ds.WindowWidth), first(ds.WindowCenter)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (width, level) if width >= 1 else None
+
+
+def abs_error(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-pixel absolute difference ``(H, W)`` (mean over channels) of two ``(H, W, C)`` images in [0, 1]."""
+    if pred.shape != target.shape:
+        raise ValueError(f"shapes differ: {pred.shape} vs {target.shape}")
+    return np.abs(pred.astype(np.float32) - target.astype(np.float32)).mean(axis=-1)
+
+
+def heatmap(error: np.ndarray, full_scale: float) -> np.ndarray:
+    """An ``(H, W)`` error map -> ``uint8 (H, W, 3)`` heat colours: black (0), red, yellow (>= full_scale)."""
+    if full_scale <= 0:
+        raise ValueError(f"full_scale must be positive, got {full_scale}")
+    grey = np.rint(np.clip(error / full_scale, 0.0, 1.0) * 255.0).astype(np.uint8)
+    coloured = ImageOps.colorize(Image.fromarray(grey, "L"), black="black", white="yellow", mid="red")
+    return np.asarray(coloured)
+
+
+HEATMAP_SCALES = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+"""Full-scale choices for the difference heatmap, as fractions of the intensity range."""
+
+
+def suggest_full_scale(error: np.ndarray, percentile: float = 99.0) -> float:
+    """The smallest of :data:`HEATMAP_SCALES` at or above the ``percentile`` of ``error`` (else the largest).
+
+    Errors differ by orders of magnitude between an 8-bit X-ray and a CT over its whole HU range, so a fixed
+    full scale shows one of them black.
+    """
+    level = float(np.percentile(error, percentile)) if error.size else 0.0
+    return next((s for s in HEATMAP_SCALES if s >= level), HEATMAP_SCALES[-1])
+
+
+def as_rgb(display: np.ndarray) -> np.ndarray:
+    """A ``uint8`` display image as ``(H, W, 3)``."""
+    return np.repeat(display[..., None], 3, axis=-1) if display.ndim == 2 else display
+
+
+def wipe(left: np.ndarray, right: np.ndarray, position: float, divider: bool = False) -> np.ndarray:
+    """Columns left of ``position`` (0..1 of the width) from ``left``, the rest from ``right``.
+
+    ``left`` and ``right`` are display images of one shape. ``divider`` marks the split with a yellow
+    line (and returns RGB).
+    """
+    if left.shape != right.shape:
+        raise ValueError(f"shapes differ: {left.shape} vs {right.shape}")
+    split = int(round(float(np.clip(position, 0.0, 1.0)) * left.shape[1]))
+    out = right.copy()
+    out[:, :split] = left[:, :split]
+    if divider:
+        out = as_rgb(out).copy()
+        column = min(max(split - 1, 0), out.shape[1] - 1)
+        out[:, max(column - 1, 0):column + 1] = (255, 220, 0)
+    return out
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle in pixels of a reference image: rows ``top:top+height``, columns ``left:left+width``."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def zoom_box(shape: tuple[int, int], centre: tuple[float, float], size: int) -> Box:
+    """A square of ``size`` pixels around ``centre = (y, x)`` (fractions of the image), kept inside ``shape``.
+
+    The square shrinks to the image where the image is smaller.
+    """
+    height, width = shape
+    side_h, side_w = min(size, height), min(size, width)
+    top = int(round(centre[0] * height - side_h / 2))
+    left = int(round(centre[1] * width - side_w / 2))
+    top = min(max(top, 0), height - side_h)
+    left = min(max(left, 0), width - side_w)
+    return Box(top, left, side_h, side_w)
+
+
+def zoom_crop(panel: np.ndarray, reference: tuple[int, int], box: Box, out_size: int) -> np.ndarray:
+    """The part of ``panel`` under ``box`` (given in ``reference`` pixels), enlarged by nearest neighbour.
+
+    ``panel`` may have another size than the reference (an LR input): the box is scaled by the size ratio
+    per axis, so every panel shows the same region. The output's longer side is ``out_size`` and all
+    panels cropped with one box come out the same size.
+    """
+    ph, pw = panel.shape[:2]
+    ry, rx = ph / reference[0], pw / reference[1]
+    top, bottom = math.floor(box.top * ry + 1e-9), math.ceil((box.top + box.height) * ry - 1e-9)
+    left, right = math.floor(box.left * rx + 1e-9), math.ceil((box.left + box.width) * rx - 1e-9)
+    top, left = min(top, ph - 1), min(left, pw - 1)
+    crop = panel[top:max(bottom, top + 1), left:max(right, left + 1)]
+    factor = out_size / max(box.height, box.width)
+    size = (max(1, round(box.width * factor)), max(1, round(box.height * factor)))  # PIL: (width, height)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize(size, Image.Resampling.NEAREST))
+
+
+def thumbnail(display: np.ndarray, max_side: int) -> np.ndarray:
+    """A display image shrunk (area average) so that its longer side is at most ``max_side``."""
+    height, width = display.shape[:2]
+    factor = max_side / max(height, width)
+    if factor >= 1:
+        return display
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return np.asarray(Image.fromarray(display).resize(size, Image.Resampling.BOX))
+
+
+def draw_box(display: np.ndarray, box: Box, reference: tuple[int, int], colour=(255, 220, 0)) -> np.ndarray:
+    """An RGB copy of ``display`` with the outline of ``box`` (in ``reference`` pixels) drawn on it."""
+    out = as_rgb(display).copy()
+    ry, rx = out.shape[0] / reference[0], out.shape[1] / reference[1]
+    top, left = int(box.top * ry), int(box.left * rx)
+    bottom = min(int(math.ceil((box.top + box.height) * ry)), out.shape[0]) - 1
+    right = min(int(math.ceil((box.left + box.width) * rx)), out.shape[1]) - 1
+    for t in range(2):
+        out[min(top + t, bottom), left:right + 1] = colour
+        out[max(bottom - t, top), left:right + 1] = colour
+        out[top:bottom + 1, min(left + t, right)] = colour
+        out[top:bottom + 1, max(right - t, left)] = colour
+    return out
+
+
+# --- models -------------------------------------------------------------------------------------------------
+
+
+def models_dir_from_env() -> Path | None:
+    """The folder of extra checkpoints: ``$MEDSR_MODELS_DIR`` (set by ``medsr demo --models-dir``), if any."""
+    value = os.environ.get("MEDSR_MODELS_DIR", "").strip()
+    return Path(value) if value else None
+
+
+def find_checkpoints(folder: Path | None) -> list[Path]:
+    """Checkpoint files (``.safetensors``, ``.pth``, ``.pt``, ``.pth.tar``) under ``folder``, recursively."""
+    if folder is None or not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.rglob("*")):
+        hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+        if not hidden and path.is_file() and path.name.lower().endswith(CHECKPOINT_SUFFIXES):
+            found.append(path)
+    return found
+
+
+def model_choices(models_dir: Path | None) -> dict[str, str]:
+    """``label -> name or path`` for the model picker: bundled models, then checkpoints in the folder."""
+    from medsr.models import list_bundled_models
+
+    choices = {f"{m['name']} (bundled)": str(m["name"]) for m in list_bundled_models()}
+    for path in find_checkpoints(models_dir):
+        choices[f"{path.relative_to(models_dir)} (models folder)"] = str(path)
+    return choices
+
+
+def compatible_scales(degradation: str, model_scale: tuple[int, int], candidates=(2, 3, 4, 8)) -> list[int]:
+    """The scales at which ``degradation`` makes an LR image that a model of ``model_scale`` can undo."""
+    from medsr.degrade import lr_scale
+
+    return [s for s in candidates if lr_scale(degradation, s) == tuple(model_scale)]
+
+
+# --- running ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """One run of the app: the panels (``(H, W, C)`` float32 in [0, 1]), scores and what to download.
+
+    ``hr`` and ``scores`` exist in Simulate mode only; ``scores`` is ``{"Bicubic": {"psnr", "ssim"},
+    "Model": {...}}``. ``result`` is the model output as a :class:`MedicalImage` ready to write.
+    """
+
+    mode: str
+    lr: np.ndarray
+    bicubic: np.ndarray
+    sr: np.ndarray
+    result: MedicalImage
+    model_name: str
+    scale: tuple[int, int]
+    seconds: float
+    device: str
+    cropped: bool
+    hr: np.ndarray | None = None
+    scores: dict[str, dict[str, float]] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[int, int], None]
+
+
+def _super_resolve(
+    model: Any, lr: np.ndarray, device: str, progress: Progress | None
+) -> tuple[np.ndarray, float]:
+    """Model output for ``lr`` in tiles (``medsr.infer``), and the seconds it took."""
+    from medsr.infer import get_predictor
+    from medsr.infer.tiling import upscale_tiled
+
+    predictor = get_predictor(model, device=device)
+    start = time.perf_counter()
+    sr = upscale_tiled(predictor, lr, tile=512, overlap=32, progress=progress)
+    return sr, time.perf_counter() - start
+
+
+def run_enhance(
+    image: MedicalImage,
+    model: Any,
+    *,
+    device: str = "auto",
+    max_side: int = DEMO_MAX_SIDE,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Enhance mode: ``image`` (one frame) is the LR input; upscale it with bicubic and with ``model``.
+
+    Inputs over ``max_side`` are centre-cropped. Outputs are quantised to the image's stored levels, as
+    writing them would. No ground truth, so no scores.
+    """
+    from medsr.degrade.bicubic import pil_resize
+    from medsr.evaluate import quantisation_levels, quantise, resize_bit_depth
+    from medsr.infer import model_name, resolve_device
+    from medsr.infer.api import upscaled_image
+
+    if image.is_multiframe:
+        raise ValueError("pass one frame (select_frame) to run_enhance")
+    lr, cropped = limit_side(image.pixels, max_side)
+    lr = np.ascontiguousarray(lr, dtype=np.float32)
+    sy, sx = (int(s) for s in model.scale)
+    levels = quantisation_levels(image)
+    sr, seconds = _super_resolve(model, lr, device, progress)
+    sr = quantise(sr, levels)
+    size = (lr.shape[0] * sy, lr.shape[1] * sx)
+    bicubic = quantise(pil_resize(lr, size, "bicubic", resize_bit_depth(image)), levels)
+    result = upscaled_image(image.with_pixels(lr), sr, model)
+    return Outcome(
+        mode="enhance", lr=lr, bicubic=bicubic, sr=sr, result=result, model_name=model_name(model),
+        scale=(sy, sx), seconds=seconds, device=str(resolve_device(device)), cropped=cropped,
+    )
+
+
+def run_simulate(
+    image: MedicalImage,
+    model: Any,
+    *,
+    degradation: str = "bicubic",
+    scale: int = 4,
+    device: str = "auto",
+    seed: int = 0,
+    max_side: int = DEMO_MAX_SIDE,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Simulate mode: ``image`` (one frame) is the ground truth; degrade, super-resolve, score.
+
+    The protocol is ``medsr evaluate``'s (:func:`medsr.evaluate.prepare_pair`): crop to a multiple of the
+    scale, degrade, quantise the LR; upscale with bicubic and the model; quantise both to the image's levels;
+    PSNR/SSIM on the image's own scale (``data_range=1`` on [0, 1]) with ``border = scale``. Inputs over
+    ``max_side`` are centre-cropped first.
+    """
+    from medsr.degrade import lr_scale
+    from medsr.degrade.bicubic import pil_resize
+    from medsr.evaluate import prepare_pair, quantisation_levels, quantise, resize_bit_depth
+    from medsr.infer import model_name, resolve_device
+    from medsr.metrics import psnr, ssim
+
+    if image.is_multiframe:
+        raise ValueError("pass one frame (select_frame) to run_simulate")
+    needed = lr_scale(degradation, scale)
+    if tuple(model.scale) != needed:
+        raise ConfigError(
+            f"model {model_name(model)} upsamples x{model.scale[0]}x{model.scale[1]}, but {degradation} at "
+            f"scale {scale} needs x{needed[0]}x{needed[1]}"
+        )
+    pixels, cropped = limit_side(image.pixels, max_side)
+    truth = image.with_pixels(np.ascontiguousarray(pixels))
+    hr, lr = prepare_pair(truth, scale, degradation, rng=np.random.default_rng(seed))
+    levels = quantisation_levels(image)
+    sr, seconds = _super_resolve(model, lr, device, progress)
+    sr = quantise(sr, levels)
+    bicubic = quantise(pil_resize(lr, hr.shape[:2], "bicubic", resize_bit_depth(image)), levels)
+    if sr.shape != hr.shape:
+        raise ConfigError(f"model output {sr.shape[:2]} does not match the original {hr.shape[:2]}")
+    scores = {
+        name: {
+            "psnr": float(psnr(out, hr, data_range=1.0, border=scale)),
+            "ssim": float(ssim(out, hr, data_range=1.0, border=scale)),
+        }
+        for name, out in (("Bicubic", bicubic), ("Model", sr))
+    }
+    return Outcome(
+        mode="simulate", lr=lr, bicubic=bicubic, sr=sr, result=truth.with_pixels(sr),
+        model_name=model_name(model), scale=(int(needed[0]), int(needed[1])), seconds=seconds,
+        device=str(resolve_device(device)), cropped=cropped, hr=hr, scores=scores,
+    )
+
+
+# --- downloads ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Download:
+    """One download button: label, file name, MIME type and the :func:`encode_image` arguments."""
+
+    label: str
+    file_name: str
+    mime: str
+    fmt: str
+
+
+def download_options(outcome: Outcome, source: MedicalImage, stem: str) -> list[Download]:
+    """What the result can be saved as: PNG at the input's bit depth (TIFF for 16-bit colour), and a derived
+    DICOM for a DICOM input in Enhance mode when the whole image was processed."""
+    result = outcome.result
+    bits = 8 if result.bit_depth <= 8 else 16
+    options = []
+    if result.channels == 3 and bits == 16:
+        options.append(Download("Download result (16-bit TIFF)", f"{stem}_medsr.tiff", "image/tiff", "tiff"))
+    else:
+        options.append(Download(f"Download result ({bits}-bit PNG)", f"{stem}_medsr.png", "image/png", "png"))
+    if source.format == "dicom" and outcome.mode == "enhance" and not outcome.cropped:
+        options.append(Download("Download derived DICOM", f"{stem}_medsr.dcm", "application/dicom", "dicom"))
+    return options
+
+
+def encode_image(image: MedicalImage, fmt: str) -> bytes:
+    """``image`` written by :func:`medsr.io.write_image` as ``fmt``, returned as bytes.
+
+    The file goes to a private temporary folder that is removed at once: sessions never share a file.
+    """
+    from medsr.io import write_image
+
+    suffix = {"png": ".png", "tiff": ".tiff", "dicom": ".dcm"}[fmt]
+    with tempfile.TemporaryDirectory(prefix="medsr-app-") as folder:
+        path = Path(folder) / f"result{suffix}"
+        write_image(image, path, format=fmt)
+        return path.read_bytes()

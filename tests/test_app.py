@@ -1,0 +1,395 @@
+"""The web app: its logic (windows, heatmaps, wipe, linked zoom, runs, downloads) and the page, via AppTest.
+
+The page tests drive the real Streamlit script with ``streamlit.testing.v1.AppTest``; a tiny random model in a
+temporary models folder stands in where the bundled model's quality does not matter, so only the test that
+checks the bundled model beats bicubic needs its weights.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_windowing
+
+from medsr.app import APP_FILE, logic
+from medsr.errors import ConfigError, ImageReadError
+from medsr.io import read_image
+from medsr.io.image import MedicalImage
+
+DATA = Path(__file__).parent / "data"
+SAMPLE = logic.sample_paths()[0]
+DEFAULT_MODEL = "swift-srresnet-xray-x4"
+TIMEOUT = 300
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def sample_crop(size: int) -> np.ndarray:
+    """The centre ``size`` x ``size`` of the first bundled sample, uint8 (H, W)."""
+    pixels = np.asarray(Image.open(SAMPLE))
+    top, left = (pixels.shape[0] - size) // 2, (pixels.shape[1] - size) // 2
+    return pixels[top:top + size, left:left + size]
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> torch.nn.Module:
+    from medsr.models import build_generator
+
+    torch.manual_seed(0)
+    return build_generator("swift-srgan", in_channels=1, scale=4, global_skip=True, num_channels=8,
+                           num_blocks=1).eval()
+
+
+@pytest.fixture()
+def models_dir(tmp_path: Path, tiny_model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from medsr.models import save_model
+
+    folder = tmp_path / "models"
+    save_model(tiny_model, folder / "tiny.safetensors", {"name": "tiny"})
+    monkeypatch.setenv("MEDSR_MODELS_DIR", str(folder))
+    return folder
+
+
+# --- display logic ------------------------------------------------------------------------------------------
+
+
+def test_window_level_matches_pydicom_linear_voi() -> None:
+    values = np.linspace(-1500.0, 1500.0, 301)
+    for width, level in [*logic.WINDOW_PRESETS.values(), (2.0, 0.0), (1.0, 10.0)]:
+        ds = Dataset()
+        ds.BitsStored, ds.PixelRepresentation, ds.PhotometricInterpretation = 16, 0, "MONOCHROME2"
+        ds.WindowWidth, ds.WindowCenter, ds.VOILUTFunction = width, level, "LINEAR"
+        expected = apply_windowing(values.copy(), ds) / 65535.0
+        np.testing.assert_allclose(logic.window_level(values, width, level), expected, atol=1e-9)
+    with pytest.raises(ValueError):
+        logic.window_level(values, 0.5, 0.0)
+
+
+def test_to_display_windows_in_modality_units_and_keeps_monochrome1_bright_dense() -> None:
+    hu = np.array([-1024.0, 40.0, 50.0, 3071.0])
+    value_range = (-1024.0, 3071.0)
+    pixels = ((hu - value_range[0]) / (value_range[1] - value_range[0])).reshape(1, 4, 1).astype(np.float32)
+    shown = logic.to_display(pixels, value_range, logic.WINDOW_PRESETS["Mediastinum"])
+    assert shown.dtype == np.uint8 and shown.shape == (1, 4)
+    assert shown[0, 0] == 0 and shown[0, 3] == 255 and 100 < shown[0, 1] < shown[0, 2] < 160
+    full = logic.to_display(pixels)
+    np.testing.assert_array_equal(full, np.rint(pixels[..., 0] * 255).astype(np.uint8))
+    # MONOCHROME1 (reversed range: a high value is dark): the same values show inverted, so that a window
+    # over the whole range shows the working image, which is already brighter-is-denser.
+    reversed_range = (float(value_range[1]), float(value_range[0]))
+    mono1 = (1.0 - pixels).astype(np.float32)  # the same modality values as ``pixels``
+    whole = (4096.0, 1023.5)
+    shown1 = logic.to_display(mono1, reversed_range, whole).astype(int)
+    np.testing.assert_array_equal(shown1, 255 - logic.to_display(pixels, value_range, whole).astype(int))
+    assert np.abs(shown1 - np.rint(mono1[..., 0] * 255)).max() <= 1
+
+
+def test_default_window_reads_the_dicom_header() -> None:
+    image = read_image(DATA / "ct_small.dcm")
+    assert "WindowWidth" not in image.dataset and logic.default_window(image) is None
+    ds = pydicom.dcmread(DATA / "ct_small.dcm", stop_before_pixels=True)
+    ds.WindowWidth, ds.WindowCenter = [400, 1500], [40, -600]  # several views (VM 1-n): the first counts
+    assert logic.default_window(image.with_pixels(image.pixels, dataset=ds)) == (400.0, 40.0)
+    ds.WindowWidth, ds.WindowCenter = 0, 40  # invalid width: no window
+    assert logic.default_window(image.with_pixels(image.pixels, dataset=ds)) is None
+    assert logic.default_window(read_image(SAMPLE)) is None
+
+
+def test_abs_error_and_heatmap_colours() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.random((8, 9, 3), dtype=np.float32), rng.random((8, 9, 3), dtype=np.float32)
+    np.testing.assert_allclose(logic.abs_error(a, b), np.mean(np.abs(a - b), axis=-1), atol=1e-7)
+    with pytest.raises(ValueError):
+        logic.abs_error(a, b[:, :8])
+    error = np.linspace(0.0, 0.2, 50, dtype=np.float32).reshape(5, 10)
+    heat = logic.heatmap(error, full_scale=0.1)
+    assert heat.shape == (5, 10, 3) and heat.dtype == np.uint8
+    assert tuple(heat[0, 0]) == (0, 0, 0)  # no error: black
+    assert tuple(heat[-1, -1]) == (255, 255, 0)  # at or over full scale: yellow
+    brightness = heat.astype(int).sum(axis=-1).ravel()
+    assert np.all(np.diff(brightness) >= 0)  # more error, hotter colour
+    with pytest.raises(ValueError):
+        logic.heatmap(error, 0.0)
+
+
+def test_heatmap_full_scale_follows_the_errors() -> None:
+    small = np.full((10, 10), 0.004)  # a few 8-bit grey levels
+    assert logic.suggest_full_scale(small) == 0.005
+    tiny = np.zeros((100, 100))
+    tiny[0, 0] = 0.3  # one outlier pixel does not set the scale
+    assert logic.suggest_full_scale(tiny) == logic.HEATMAP_SCALES[0]
+    assert logic.suggest_full_scale(np.ones((4, 4))) == logic.HEATMAP_SCALES[-1]
+
+
+def test_wipe_takes_left_columns_from_the_first_image() -> None:
+    left = np.zeros((4, 10), dtype=np.uint8)
+    right = np.full((4, 10), 200, dtype=np.uint8)
+    out = logic.wipe(left, right, 0.3)
+    assert np.all(out[:, :3] == 0) and np.all(out[:, 3:] == 200)
+    np.testing.assert_array_equal(logic.wipe(left, right, 0.0), right)
+    np.testing.assert_array_equal(logic.wipe(left, right, 1.0), left)
+    marked = logic.wipe(left, right, 0.5, divider=True)
+    assert marked.shape == (4, 10, 3) and tuple(marked[0, 4]) == (255, 220, 0)
+    assert tuple(marked[0, 0]) == (0, 0, 0) and tuple(marked[0, 9]) == (200, 200, 200)
+    with pytest.raises(ValueError):
+        logic.wipe(left, right[:, :9], 0.5)
+
+
+def test_linked_zoom_shows_the_same_region_in_every_panel() -> None:
+    rng = np.random.default_rng(1)
+    lr = rng.integers(0, 256, (16, 24), dtype=np.uint8)
+    hr = np.kron(lr, np.ones((4, 4), dtype=np.uint8))  # the LR seen at the HR's size, pixel for pixel
+    box = logic.zoom_box(hr.shape, (0.5, 0.25), 32)
+    assert (box.height, box.width) == (32, 32) and box.top % 4 == 0 and box.left % 4 == 0
+    zoom_hr = logic.zoom_crop(hr, hr.shape, box, 96)
+    zoom_lr = logic.zoom_crop(lr, hr.shape, box, 96)
+    assert zoom_hr.shape == zoom_lr.shape == (96, 96)
+    np.testing.assert_array_equal(zoom_hr, zoom_lr)
+    region = hr[box.top:box.top + 32, box.left:box.left + 32]
+    np.testing.assert_array_equal(zoom_hr, np.kron(region, np.ones((3, 3), dtype=np.uint8)))  # nearest
+    corner = logic.zoom_box(hr.shape, (1.0, 1.0), 40)  # kept inside the image
+    assert corner.top + corner.height == 64 and corner.left + corner.width == 96
+    whole = logic.zoom_box(hr.shape, (0.5, 0.5), 500)  # larger than the image: the whole image
+    assert (whole.top, whole.left, whole.height, whole.width) == (0, 0, 64, 96)
+
+
+def test_thumbnail_and_box_outline() -> None:
+    display = np.full((400, 200), 100, dtype=np.uint8)
+    small = logic.thumbnail(display, 100)
+    assert small.shape == (100, 50) and np.all(small == 100)
+    assert logic.thumbnail(display, 1000) is display
+    box = logic.Box(top=100, left=40, height=200, width=120)
+    drawn = logic.draw_box(small, box, display.shape)
+    assert drawn.shape == (100, 50, 3)
+    assert tuple(drawn[25, 20]) == (255, 220, 0) and tuple(drawn[40, 20]) == (100, 100, 100)
+
+
+# --- inputs, models, runs, downloads ------------------------------------------------------------------------
+
+
+def test_read_upload_names_the_upload_and_refuses_bad_files() -> None:
+    image = logic.read_upload("scan.png", png_bytes(sample_crop(32)))
+    assert image.path == "scan.png" and image.pixels.shape == (32, 32, 1) and image.bit_depth == 8
+    with pytest.raises(ImageReadError, match=r"^cannot read broken\.png: corrupt or truncated png") as info:
+        logic.read_upload("broken.png", png_bytes(sample_crop(32))[:60])
+    assert "medsr-app-" not in str(info.value)  # the temporary folder is not the user's business
+    with pytest.raises(ImageReadError, match=r"^cannot read header\.png: corrupt or truncated png") as info:
+        logic.read_upload("header.png", b"\x89PNG\r\n\x1a\n" + b"x" * 200)  # Pillow quotes the path here
+    assert "medsr-app-" not in str(info.value)
+    with pytest.raises(ImageReadError, match=r"^cannot read notes\.txt: unsupported format"):
+        logic.read_upload("notes.txt", b"just some text, long enough to look at its first bytes")
+    with pytest.raises(ImageReadError, match="file too large"):
+        logic.read_upload("big.png", png_bytes(sample_crop(32)), max_bytes=100)
+    with pytest.raises(ImageReadError, match="image too large"):
+        logic.read_upload("wide.png", png_bytes(sample_crop(32)), max_pixels=1000)
+
+
+def test_describe_dicom_gives_modality_size_and_spacing() -> None:
+    info = logic.describe(read_image(DATA / "ct_small.dcm"))
+    assert info["Modality"] == "CT" and info["Size"] == "128 x 128 px"
+    assert info["Pixel spacing"].startswith("0.6615 x 0.6615")
+    assert "Modality" not in logic.describe(read_image(SAMPLE))
+
+
+def test_model_choices_list_bundled_models_and_checkpoints_in_the_folder(tmp_path: Path) -> None:
+    from medsr.models import list_bundled_models
+
+    (tmp_path / "a").mkdir()
+    for name in ("a/net.safetensors", "b.pth.tar", "c.pt", "notes.txt", ".hidden.safetensors"):
+        (tmp_path / name).write_bytes(b"x")
+    found = [p.relative_to(tmp_path).as_posix() for p in logic.find_checkpoints(tmp_path)]
+    assert found == ["a/net.safetensors", "b.pth.tar", "c.pt"]
+    choices = logic.model_choices(tmp_path)
+    bundled = [str(m["name"]) for m in list_bundled_models()]
+    assert list(choices.values()) == bundled + [str(tmp_path / f) for f in found]
+    assert logic.find_checkpoints(tmp_path / "missing") == [] and logic.find_checkpoints(None) == []
+
+
+def test_compatible_scales_follow_the_degradation() -> None:
+    assert logic.compatible_scales("bicubic", (4, 4)) == [4]
+    assert logic.compatible_scales("ultrasound", (1, 4)) == [4]
+    assert logic.compatible_scales("ultrasound", (4, 4)) == []
+    assert logic.compatible_scales("ct-sparse-view", (1, 1)) == [2, 3, 4, 8]
+
+
+def test_simulate_scores_follow_the_evaluate_protocol(tiny_model: torch.nn.Module) -> None:
+    from medsr.evaluate import interpolation_methods, score_methods
+    from medsr.metrics import psnr, ssim
+
+    image = logic.read_upload("crop.png", png_bytes(sample_crop(130)))  # not a multiple of 4: cropped to 128
+    outcome = logic.run_simulate(image, tiny_model, scale=4, device="cpu")
+    assert outcome.hr.shape == outcome.sr.shape == outcome.bicubic.shape == (128, 128, 1)
+    assert outcome.lr.shape == (32, 32, 1) and not outcome.cropped
+    for out in (outcome.lr, outcome.bicubic, outcome.sr):  # 8-bit levels, as a saved file holds
+        np.testing.assert_allclose(out * 255, np.rint(out * 255), atol=1e-3)
+    rows = score_methods([image], 4, interpolation_methods(["bicubic"], 8))
+    assert outcome.scores["Bicubic"]["psnr"] == pytest.approx(rows[0]["psnr"], abs=1e-6)
+    assert outcome.scores["Bicubic"]["ssim"] == pytest.approx(rows[0]["ssim"], abs=1e-6)
+    assert outcome.scores["Model"]["psnr"] == pytest.approx(psnr(outcome.sr, outcome.hr, 1.0, border=4))
+    assert outcome.scores["Model"]["ssim"] == pytest.approx(ssim(outcome.sr, outcome.hr, 1.0, border=4))
+    with pytest.raises(ConfigError, match="needs x2x2"):
+        logic.run_simulate(image, tiny_model, scale=2, device="cpu")
+
+
+def test_simulate_crops_large_inputs(tiny_model: torch.nn.Module) -> None:
+    pixels = np.random.default_rng(2).random((40, 100, 1), dtype=np.float32)
+    image = MedicalImage(pixels, "png", 8, (0.0, 255.0))
+    outcome = logic.run_simulate(image, tiny_model, scale=4, device="cpu", max_side=64)
+    assert outcome.cropped and outcome.hr.shape == (40, 64, 1)
+    np.testing.assert_allclose(outcome.hr, image.pixels[:, 18:82], atol=0)
+
+
+def test_enhance_downloads_keep_bit_depth_and_dicom(tiny_model: torch.nn.Module, tmp_path: Path) -> None:
+    deep = (sample_crop(24).astype(np.uint16) * 257)
+    image16 = logic.read_upload("deep.png", png_bytes(deep))
+    assert image16.bit_depth == 16
+    outcome = logic.run_enhance(image16, tiny_model, device="cpu")
+    assert outcome.sr.shape == outcome.bicubic.shape == (96, 96, 1) and outcome.scores is None
+    [option] = logic.download_options(outcome, image16, "deep")
+    assert option.fmt == "png" and "16-bit" in option.label
+    back = logic.read_upload("back.png", logic.encode_image(outcome.result, "png"))
+    assert back.bit_depth == 16
+    np.testing.assert_allclose(back.pixels, outcome.sr, atol=0.5 / 65535)
+
+    ct = read_image(DATA / "ct_small.dcm")
+    outcome = logic.run_enhance(ct, tiny_model, device="cpu")
+    formats = [o.fmt for o in logic.download_options(outcome, ct, "ct")]
+    assert formats == ["png", "dicom"]
+    path = tmp_path / "ct.dcm"
+    path.write_bytes(logic.encode_image(outcome.result, "dicom"))
+    ds, src = pydicom.dcmread(path), pydicom.dcmread(DATA / "ct_small.dcm")
+    assert (ds.Rows, ds.Columns) == (512, 512) and list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"]
+    assert float(ds.PixelSpacing[0]) == pytest.approx(float(src.PixelSpacing[0]) / 4)
+    assert ds.StudyInstanceUID == src.StudyInstanceUID and ds.SOPInstanceUID != src.SOPInstanceUID
+
+
+def test_enhance_one_frame_of_a_colour_multiframe_dicom(tiny_model: torch.nn.Module, tmp_path: Path) -> None:
+    source = read_image(DATA / "us_ybr_color.dcm")
+    assert logic.describe(source)["Frames"] == "30"
+    frame = logic.select_frame(source, 3)
+    np.testing.assert_array_equal(frame.pixels, source.pixels[3])
+    outcome = logic.run_enhance(frame, tiny_model, device="cpu")
+    assert outcome.sr.shape == (960, 1280, 3)  # a grey model runs on each colour channel
+    path = tmp_path / "us.dcm"
+    path.write_bytes(logic.encode_image(outcome.result, "dicom"))
+    ds = pydicom.dcmread(path)
+    assert ds.pixel_array.shape == (960, 1280, 3) and ds.PhotometricInterpretation == "RGB"
+    assert "medsr" in ds.DerivationDescription
+
+
+# --- the page (AppTest) -------------------------------------------------------------------------------------
+
+
+def start_app():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP_FILE), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    if not hasattr(at, "file_uploader"):
+        pytest.skip("this Streamlit's AppTest cannot drive st.file_uploader")
+    return at
+
+
+def upload(at, name: str, data: bytes) -> None:
+    at.radio(key="source").set_value("Upload a file").run()
+    at.file_uploader(key="upload").upload(name, data, "application/octet-stream").run()
+
+
+def pick_tiny_model(at) -> None:
+    label = next(o for o in at.selectbox(key="model").options if o.startswith("tiny.safetensors"))
+    at.selectbox(key="model").set_value(label).run()
+
+
+def metric_value(at, label: str) -> float:
+    [metric] = [m for m in at.metric if m.label == label]
+    return float(re.match(r"[-\d.]+", metric.value).group())
+
+
+def test_page_states_both_modes(models_dir: Path) -> None:
+    at = start_app()
+    assert "medsr" in at.title[0].value
+    mode = at.radio(key="mode")
+    assert mode.options == ["Enhance", "Simulate"]
+    captions = " ".join(mode.proto.captions)
+    assert "low-resolution input" in captions and "no scores" in captions and "ground truth" in captions
+
+
+def test_enhance_shows_the_output_and_no_scores(models_dir: Path) -> None:
+    at = start_app()
+    pick_tiny_model(at)
+    upload(at, "crop.png", png_bytes(sample_crop(48)))
+    at.radio(key="mode").set_value("Enhance").run()
+    at.button(key="run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "48 x 48 -> 192 x 192" in at.success[0].value and "tiny" in at.success[0].value
+    assert len(at.metric) == 0  # no ground truth, no scores
+    assert [t.label for t in at.tabs] == ["Side by side", "Wipe: bicubic | model"]
+    assert [b.label for b in at.get("download_button")] == ["Download result (8-bit PNG)"]
+    at.slider(key="zoom_x").set_value(10).run()  # the result stays while the views change
+    assert at.success and not at.exception
+
+
+def test_simulate_on_a_dicom_ct_shows_scores_and_window_presets(models_dir: Path) -> None:
+    at = start_app()
+    pick_tiny_model(at)
+    upload(at, "ct_small.dcm", (DATA / "ct_small.dcm").read_bytes())
+    info = " ".join(m.value for m in at.markdown)
+    assert "**Modality:** CT" in info and "128 x 128 px" in info and "0.6615 x 0.6615 mm" in info
+    windows = at.selectbox(key="window")
+    assert {"Lung (W 1500 / L -600)", "Mediastinum (W 350 / L 50)", "Bone (W 2000 / L 300)", "Custom"} <= set(
+        windows.options)
+    at.radio(key="mode").set_value("Simulate").run()
+    at.selectbox(key="window").set_value("Custom").run()
+    at.number_input(key="window_width").set_value(400.0).run()
+    at.button(key="run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert {m.label for m in at.metric} == {"Bicubic PSNR", "Model PSNR", "Bicubic SSIM", "Model SSIM"}
+    assert [t.label for t in at.tabs] == ["Side by side", "Wipe: bicubic | model", "Difference from original"]
+    at.selectbox(key="window").set_value("Lung (W 1500 / L -600)").run()  # display only: scores unchanged
+    assert len(at.metric) == 4 and not at.exception
+
+
+def test_simulate_bundled_model_beats_bicubic_on_a_sample() -> None:
+    from medsr.evaluate import interpolation_methods, score_methods
+    from medsr.models import list_bundled_models
+
+    if DEFAULT_MODEL not in {m["name"] for m in list_bundled_models()}:
+        pytest.skip(f"bundled model {DEFAULT_MODEL} is not in src/medsr/weights yet")
+    at = start_app()
+    assert at.radio(key="source").value == "Bundled sample"
+    assert at.selectbox(key="model").value.startswith(DEFAULT_MODEL)
+    at.radio(key="mode").set_value("Simulate").run()
+    at.button(key="run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    bicubic, model = metric_value(at, "Bicubic PSNR"), metric_value(at, "Model PSNR")
+    assert model > bicubic
+    sample = read_image(logic.sample_paths()[0])
+    expected = score_methods([sample], 4, interpolation_methods(["bicubic"], 8))[0]["psnr"]
+    assert bicubic == pytest.approx(expected, abs=0.005)  # the page shows medsr evaluate's bicubic score
+
+
+def test_corrupt_upload_shows_an_error_and_the_app_goes_on(models_dir: Path) -> None:
+    at = start_app()
+    upload(at, "broken.png", png_bytes(sample_crop(64))[:80])
+    assert not at.exception
+    assert any("Cannot read broken.png: corrupt or truncated png" in e.value for e in at.error)
+    assert not any("medsr-app-" in e.value for e in at.error)  # no temporary path in the message
+    upload(at, "notes.txt", b"not an image at all, just text in a file")
+    assert any("Cannot read notes.txt: unsupported format" in e.value for e in at.error)
+    at.file_uploader(key="upload").clear()
+    upload(at, "good.png", png_bytes(sample_crop(32)))
+    assert not at.exception and not at.error
+    assert any("32 x 32 px" in m.value for m in at.markdown)
