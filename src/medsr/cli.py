@@ -6,6 +6,7 @@ and the command exits with status 2.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -48,7 +49,7 @@ def report_failures(failures: list[tuple[str, str]]) -> None:
         return
     err_console.print(f"[bold red]{len(failures)} file(s) failed:[/]")
     for path, reason in failures:
-        err_console.print(f"  {path}: {reason}", markup=False, highlight=False)
+        err_console.print(f"  {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
 
 
 # --- commands (each helper module adds its own below; keep them thin) ---------------------------------------
@@ -233,7 +234,6 @@ def prepare(
     ] = False,
 ) -> None:
     """Scan images into a manifest CSV with a train/val/test split by patient."""
-    import os
 
     from rich.progress import Progress
     from rich.table import Table
@@ -320,12 +320,295 @@ def download(
         raise typer.Exit(1)
 
 
+@app.command()
+def upscale(
+    inputs: Annotated[
+        list[str], typer.Argument(metavar="INPUT...", help="Images, folders (recursive) or glob patterns.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: same names, format and bit depth.")],
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", show_default="swift-srresnet-xray-x4", help="Bundled name or checkpoint."),
+    ] = None,
+    tile: Annotated[int, typer.Option(min=8, help="Tile size in input pixels (bounds memory).")] = 512,
+    overlap: Annotated[int, typer.Option(min=0, help="Context pixels each tile sees from its neighbours.")] = 32,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    backend: Annotated[str, typer.Option(help="torch | onnxruntime.")] = "torch",
+    fmt: Annotated[
+        str | None, typer.Option("--format", "-f", help="png | tiff | dcm (default: the input's; JPEG -> png).")
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Files run together (same-size images share a batch; helps on GPU).")
+    ] = 1,
+    precision: Annotated[
+        str, typer.Option(help="fp32 | bf16 (bf16: faster on CPUs with AMX, errors of ~1e-3).")
+    ] = "fp32",
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: all cores).")] = None,
+) -> None:
+    """Super-resolve images with a model; DICOM in gives a derived DICOM out."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from medsr.infer import model_name, resolve_model, tune_allocator
+    from medsr.infer.files import collect_sources, upscale_files
+
+    tune_allocator()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    net = resolve_model(model, device)
+    sources, failures = collect_sources(inputs)
+    sy, sx = net.scale
+    table = Table(title=f"medsr upscale: {model_name(net)}, x{sy}" + (f" (rows) x{sx} (columns)" if sy != sx else ""))
+    table.add_column(f"file (in {out})", overflow="fold")
+    for column in ("in size", "out size", "seconds"):
+        table.add_column(column, justify="right")
+    done = 0
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console, transient=True,
+    )
+    with progress:
+        task = progress.add_task("upscaling", total=len(sources))
+        outcomes = upscale_files(
+            sources, out, net, fmt=fmt, tile=tile, overlap=overlap, device=device, backend=backend,
+            precision=precision, batch_size=batch_size,
+        )
+        for outcome in outcomes:
+            progress.advance(task)
+            if outcome.error is not None:
+                failures.append((str(outcome.source), outcome.error))
+                continue
+            done += 1
+            frames = f" x{outcome.frames}" if outcome.frames > 1 else ""
+            (w, h), (ow, oh) = outcome.in_size, outcome.out_size
+            name = outcome.target.relative_to(out) if outcome.target.is_relative_to(out) else outcome.target
+            table.add_row(str(name), f"{w}x{h}{frames}", f"{ow}x{oh}", f"{outcome.seconds:.2f}")
+    if done:
+        console.print(table)
+    console.print(
+        f"upscaled {done} of {done + len(failures)} file(s) into {out} in {time.perf_counter() - started:.1f} s",
+        highlight=False,
+    )
+    report_failures(failures)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="Bundled model name or checkpoint file.")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
+    opset: Annotated[int, typer.Option(min=13, help="ONNX opset version.")] = 17,
+) -> None:
+    """Export a model to ONNX (dynamic batch/height/width, BatchNorm folded into the convolutions)."""
+    from medsr.infer import export_onnx, load_cached_model
+
+    net = load_cached_model(model, "cpu")
+    path = export_onnx(net, onnx, opset=opset)
+    sy, sx = net.scale
+    console.print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, opset {opset}, x{sy}x{sx}, "
+        f"{net.in_channels} channel(s), input 'lr' (N,C,h,w) in [0,1] -> output 'sr')",
+        highlight=False,
+    )
+
+
+@app.command()
+def models() -> None:
+    """List the bundled models: name, architecture, scale, channels and test PSNR from their cards."""
+    import json
+
+    from rich.table import Table
+    from safetensors import safe_open
+
+    from medsr.models import list_bundled_models
+
+    bundled = list_bundled_models()
+    if not bundled:
+        console.print("no bundled models")
+        return
+    table = Table(title="Bundled models")
+    table.add_column("name", no_wrap=True, min_width=max(len(entry["name"]) for entry in bundled))
+    for column in ("arch", "scale", "channels", "test PSNR", "card"):
+        table.add_column(column, overflow="fold")
+    for entry in bundled:
+        with safe_open(str(entry["weights"]), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("medsr", "{}"))
+        metrics = meta.get("metrics") or {}
+        test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
+        value = meta.get("test_psnr", metrics.get("test_psnr", test.get("psnr")))
+        args = meta.get("arch_args") or {}
+        scale = meta.get("scale") or args.get("scale") or "?"
+        if isinstance(scale, list):
+            scale_text = f"x{scale[0]}" if len(set(scale)) == 1 else "x".join(map(str, scale))
+        else:
+            scale_text = f"x{scale}"
+        table.add_row(
+            entry["name"],
+            f"{meta.get('arch', '?')}{' +skip' if args.get('global_skip') else ''}",
+            scale_text,
+            str(meta.get("in_channels", "?")),
+            f"{value:.2f} dB" if isinstance(value, int | float) else "-",
+            str(entry["card"].name) if entry.get("card") else "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def evaluate(
+    hr: Annotated[
+        list[Path] | None, typer.Argument(metavar="[HR]...", help="HR images or folders (recursive).")
+    ] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Bundled name or checkpoint file.")] = ...,
+    manifest: Annotated[
+        Path | None, typer.Option(help="Manifest from `medsr prepare` (instead of HR files).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Manifest split to score: train, val or test.")] = "test",
+    scale: Annotated[
+        int | None,
+        typer.Option("--scale", "-s", min=1, show_default="the model's", help="Degradation scale."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Per-image CSV (image,method,scale,psnr,ssim,seconds)."),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="JSON summary (means per method, settings).")
+    ] = None,
+    save_images: Annotated[
+        Path | None, typer.Option(help="Keep every output as DIR/<method>/<name>.png (input's bit depth).")
+    ] = None,
+    border: Annotated[
+        int | None, typer.Option(min=0, show_default="scale", help="Pixels cropped from each edge.")
+    ] = None,
+    baselines: Annotated[
+        str, typer.Option(help="Comma-separated: bicubic, lanczos, nearest ('' for none).")
+    ] = "bicubic,lanczos",
+    degradation: Annotated[str, typer.Option(help="How LR inputs are made from the HR images.")] = "bicubic",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Degradation parameter key=value; repeatable.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of random degradations (per file).")] = 0,
+    max_size: Annotated[
+        int | None, typer.Option(min=8, help="Centre-crop each HR image to at most this many pixels a side.")
+    ] = None,
+    tile: Annotated[int, typer.Option(min=8, help="Tile size in LR pixels (bounds memory).")] = 512,
+    overlap: Annotated[int, typer.Option(min=0, help="Context pixels each tile sees from neighbours.")] = 32,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+) -> None:
+    """Score a model beside the bicubic/Lanczos baselines: PSNR, SSIM and seconds per image."""
+    arguments = {key: (str(v) if isinstance(v, Path) else [str(p) for p in v] if isinstance(v, list) else v)
+                 for key, v in locals().items()}
+    from rich.progress import Progress
+
+    from medsr import evaluate as ev
+    from medsr.degrade import get_degradation, parse_params
+
+    if bool(hr) == (manifest is not None):
+        raise typer.BadParameter("give HR images or --manifest (with --split), not both", param_hint="HR")
+    names = [name.strip() for name in baselines.split(",") if name.strip()]
+    for name in names:
+        if name not in ev.BASELINE_METHODS:
+            choices = ", ".join(ev.BASELINE_METHODS)
+            raise typer.BadParameter(f"{name!r}; choose from {choices}", param_hint="--baselines")
+    get_degradation(degradation)
+    params = parse_params(degradation, param or [])
+    if manifest is not None:
+        from medsr.data.manifest import read_manifest
+
+        paths = [row.path for row in read_manifest(manifest, split=split)]
+        where = f"the {split!r} split of {manifest}"
+    else:
+        paths = ev.iter_image_paths(hr)
+        where = ", ".join(map(str, hr))
+    if not paths:
+        err_console.print(f"medsr: no images found in {where}", markup=False, highlight=False)
+        raise typer.Exit(2)
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("evaluating", total=len(paths))
+        result = ev.evaluate_model(
+            model, paths, scale=scale, baselines=names, border=border, degradation=degradation,
+            degradation_params=params, seed=seed, tile=tile, overlap=overlap, device=device,
+            max_size=max_size, save_images=save_images,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    title = f"{result.model_name}: x{result.scale} {degradation}, border {result.border}"
+    console.print(ev.summary_table(result.summary, title=title, seconds=True))
+    if out is not None:
+        ev.write_csv(result.rows, out, ev.EVALUATE_CSV_COLUMNS)
+        console.print(f"wrote {len(result.rows)} rows to {out}", highlight=False, soft_wrap=True)
+    if json_out is not None:
+        ev.write_json(result.to_json(arguments), json_out)
+        console.print(f"wrote the summary to {json_out}", highlight=False, soft_wrap=True)
+    if save_images is not None:
+        saved = f"saved {len(result.saved)} output image(s) in {save_images}"
+        console.print(saved, highlight=False, soft_wrap=True)
+    report_failures(result.failures)
+    if result.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8501,
+    host: Annotated[str, typer.Option(help="Address to listen on (localhost by default).")] = "127.0.0.1",
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of extra checkpoints to offer (default: $MEDSR_MODELS_DIR)."),
+    ] = None,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a web browser.")] = False,
+) -> None:
+    """Start the web app (Streamlit) on localhost: compare bicubic and a model on your own images."""
+    import signal
+    import subprocess
+    import threading
+    import webbrowser
+
+    from medsr.app import APP_FILE
+    from medsr.errors import ConfigError
+
+    env = dict(os.environ)
+    if models_dir is not None:
+        if not models_dir.is_dir():
+            raise ConfigError(f"--models-dir {models_dir}: no such folder")
+        env["MEDSR_MODELS_DIR"] = str(models_dir.resolve())
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(APP_FILE),
+        "--server.port", str(port), "--server.address", host, "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--server.maxUploadSize", "200",
+        "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+        "--client.toolbarMode", "viewer",
+    ]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    console.print(f"medsr demo: open {url} in a browser (Ctrl-C stops the server)", highlight=False)
+    server = subprocess.Popen(command, env=env)
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # stopping medsr demo stops the server
+    if not no_browser:
+        threading.Timer(3.0, lambda: server.poll() is None and webbrowser.open(url)).start()
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        code = server.wait()
+    if code not in (0, -signal.SIGTERM, -signal.SIGINT):
+        raise typer.Exit(code)
+
+
 def main() -> None:
     """Console-script entry point: run the Typer app, turning MedsrError into one line and exit 2."""
+    # Before torch loads OpenMP: idle worker threads sleep instead of spinning. Measured here with another job
+    # holding one of the two cores, spinning made a forward 1.3x (256x256) to 5-12x (64x64) slower and a
+    # training step about 3x slower; on an idle machine sleeping costs microseconds per layer.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app()
     except MedsrError as exc:
-        err_console.print(f"medsr: {exc}", markup=False, highlight=False)
+        err_console.print(f"medsr: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
