@@ -37,6 +37,14 @@ def _curve(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def _split_counts(manifest: Path) -> dict[str, tuple[int, int]]:
+    """(patients, images) per split of a manifest."""
+    with manifest.open() as handle:
+        rows = list(csv.DictReader(handle))
+    return {split: (len({r["patient_id"] for r in rows if r["split"] == split}),
+                    sum(r["split"] == split for r in rows)) for split in ("train", "val", "test")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name")
@@ -44,6 +52,7 @@ def main() -> None:
     parser.add_argument("eval_json", type=Path)
     parser.add_argument("peer_json", type=Path)
     parser.add_argument("--checkpoint", type=Path, help="default: RUN_DIR/checkpoints/best.safetensors")
+    parser.add_argument("--manifest", type=Path, default=Path("runs/xray-manifest.csv"))
     parser.add_argument("--description", required=True)
     parser.add_argument("--command", action="append", default=[], help="training commands, in order")
     parser.add_argument("--note", action="append", default=[])
@@ -58,6 +67,7 @@ def main() -> None:
     model_row = next(row for key, row in methods.items() if key not in ("bicubic", "lanczos"))
     peer_row = next(iter(peers.values()))
     curve = _curve(args.run_dir)
+    counts = _split_counts(args.manifest)
     config = yaml.safe_load((args.run_dir / "config.yaml").read_text())
 
     test = {"psnr": model_row["psnr"], "ssim": model_row["ssim"], "images": model_row["images"],
@@ -82,10 +92,11 @@ def main() -> None:
         "## Data", "",
         "Hannover Medical School COVID-19 chest radiographs (CC BY 3.0, DOI 10.6084/m9.figshare.12275009; Winther et "
         "al.; Cohen et al., arXiv 2006.11988), from `../shared/data/chest-xray`: 159 PNGs 640 px wide and 92 JPEGs "
-        "2000x2000 of the same 46 patients. Split by patient with `medsr prepare` (seed 0): 35 train patients "
-        "(193 images), 6 val (41), 5 test (17). LR inputs: Pillow bicubic x4 (the default `bicubic` degradation). "
-        "The val and test patients were never trained on.", "",
-        "## Test split (5 patients, 17 images)", "",
+        "2000x2000 of the same 46 patients. Split by patient with `medsr prepare` (seed 0): "
+        + ", ".join(f"{split} {p} patients ({n} images)" for split, (p, n) in counts.items())
+        + ". LR inputs: Pillow bicubic x4 (the default `bicubic` degradation). The val and test patients were never "
+        "trained on.", "",
+        f"## Test split ({counts['test'][0]} patients, {counts['test'][1]} images)", "",
         "| method | PSNR (dB) | SSIM |", "|---|---|---|",
         f"| bicubic | {test['bicubic_psnr']:.3f} | {test['bicubic_ssim']:.4f} |",
         f"| Lanczos | {test['lanczos_psnr']:.3f} | {test['lanczos_ssim']:.4f} |",
@@ -94,19 +105,19 @@ def main() -> None:
         f"| **{args.name}** | **{test['psnr']:.3f}** | **{test['ssim']:.4f}** |", "",
         "Scored with medsr's protocol (per image on the 8-bit scale, border 4, outputs rounded to 8 bits), by:", "",
         "```bash",
-        f"medsr evaluate --model {args.name} --manifest runs/xray-manifest.csv --split test "
-        "--json runs/eval.json",
+        f"medsr evaluate --model {checkpoint} --manifest {args.manifest} --split test --json {args.eval_json}",
         "medsr evaluate --model ../shared/peers/published-swift-srgan-xray-4x.pth.tar "
-        "--manifest runs/xray-manifest.csv --split test --baselines '' --json runs/eval-peer.json",
+        f"--manifest {args.manifest} --split test --json {args.peer_json}",
         "```", "",
         "## Training", "",
         f"Hardware: CPU only ({platform.processor() or platform.machine()}, 2 cores shared with other work, "
         f"PyTorch {torch.__version__}, {config.get('threads') or 'default'} thread(s)). "
-        f"Training time: {minutes:.0f} minutes for {curve[-1]['step']} steps; "
-        f"this checkpoint is the EMA generator of epoch {best_epoch} (best val PSNR).", "",
+        f"Training time: {minutes:.0f} minutes (validation included) for {curve[-1]['step']} steps. "
+        f"The bundled weights are `{checkpoint.name}` of that run: the EMA generator after epoch {best_epoch}.", "",
         "```bash", *args.command, "```", "",
         "Config (`config.yaml` of the run):", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(), "```", "",
-        "Validation curve (41 val images, centre 512x512 crops, EMA weights; from the run's `metrics.csv`):", "",
+        f"Validation curve ({counts['val'][1]} val images, centre crops of at most 512x512, EMA weights; from the "
+        "run's `metrics.csv`):", "",
         "| epoch | step | minutes | train loss | val PSNR | val SSIM | bicubic PSNR |", "|---|---|---|---|---|---|---|",
     ]
     for row in curve:

@@ -421,10 +421,7 @@ def export(
 @app.command()
 def models() -> None:
     """List the bundled models: name, architecture, scale, channels and test PSNR from their cards."""
-    import json
-
     from rich.table import Table
-    from safetensors import safe_open
 
     from medsr.models import list_bundled_models
 
@@ -433,29 +430,17 @@ def models() -> None:
         console.print("no bundled models")
         return
     table = Table(title="Bundled models")
-    table.add_column("name", no_wrap=True, min_width=max(len(entry["name"]) for entry in bundled))
-    for column in ("arch", "scale", "channels", "test PSNR", "card"):
+    table.add_column("name", no_wrap=True)
+    for column in ("arch", "scale", "channels", "test PSNR (bicubic)", "card"):
         table.add_column(column, overflow="fold")
     for entry in bundled:
-        with safe_open(str(entry["weights"]), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("medsr", "{}"))
-        metrics = meta.get("metrics") or {}
-        test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
-        value = meta.get("test_psnr", metrics.get("test_psnr", test.get("psnr")))
-        args = meta.get("arch_args") or {}
-        scale = meta.get("scale") or args.get("scale") or "?"
-        if isinstance(scale, list):
-            scale_text = f"x{scale[0]}" if len(set(scale)) == 1 else "x".join(map(str, scale))
-        else:
-            scale_text = f"x{scale}"
-        table.add_row(
-            entry["name"],
-            f"{meta.get('arch', '?')}{' +skip' if args.get('global_skip') else ''}",
-            scale_text,
-            str(meta.get("in_channels", "?")),
-            f"{value:.2f} dB" if isinstance(value, int | float) else "-",
-            str(entry["card"].name) if entry.get("card") else "-",
-        )
+        meta = entry["meta"]
+        test = meta.get("metrics", {}).get("test", {})
+        scores = f"{test['psnr']:.2f} ({test['bicubic_psnr']:.2f}) dB" if test else "-"
+        skip = " +skip" if meta.get("arch_args", {}).get("global_skip") else ""
+        sy, sx = meta["scale"]
+        table.add_row(entry["name"], f"{meta.get('arch', '?')}{skip}", f"x{sy}" if sy == sx else f"{sy}x{sx}",
+                      str(meta.get("in_channels", "?")), scores, entry["card"].name if entry["card"] else "-")
     console.print(table)
 
 

@@ -15,6 +15,7 @@ from medsr.models.registry import (
     list_bundled_models,
     load_model,
     model_header,
+    read_header,
     save_model,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "list_bundled_models",
     "load_model",
     "model_header",
+    "read_header",
     "save_model",
 ]

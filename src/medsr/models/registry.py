@@ -256,9 +256,10 @@ def _weights_dir() -> Path:
 
 
 def list_bundled_models() -> list[dict[str, Any]]:
-    """Models shipped in ``medsr/weights``: ``[{"name", "weights", "card"}]`` by name.
+    """Models shipped in ``medsr/weights``: ``[{"name", "weights", "card", "meta"}]`` by name.
 
-    A bundled model is ``<name>.safetensors`` with its model card ``<name>.md`` beside it.
+    A bundled model is ``<name>.safetensors`` with its model card ``<name>.md`` beside it; ``meta`` is its
+    JSON header (``meta["metrics"]["test"]`` holds the test-split scores its card reports).
     """
     folder = _weights_dir()
     if not folder.is_dir():
@@ -266,7 +267,8 @@ def list_bundled_models() -> list[dict[str, Any]]:
     out = []
     for w in sorted(folder.glob("*.safetensors")):
         card = w.with_suffix(".md")
-        out.append({"name": w.stem, "weights": w, "card": card if card.is_file() else None})
+        out.append({"name": w.stem, "weights": w, "card": card if card.is_file() else None,
+                    "meta": read_header(w)})
     return out
 
 
@@ -294,13 +296,14 @@ def _sniff(path: Path) -> str:
     raise CheckpointError(path, "not a checkpoint (neither a safetensors file nor a PyTorch file)")
 
 
-def _load_safetensors(path: Path) -> nn.Module:
+def _read_safetensors(path: Path, tensors: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The medsr JSON header of a safetensors file, and its tensors when asked for."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+            state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}  # noqa: SIM118
     except Exception as e:
         raise CheckpointError(path, f"unreadable safetensors file ({e})") from e
     if "medsr" not in metadata:
@@ -308,9 +311,18 @@ def _load_safetensors(path: Path) -> nn.Module:
             path, "safetensors file without a medsr header (not written by medsr.save_model)"
         )
     try:
-        header = json.loads(metadata["medsr"])
+        return json.loads(metadata["medsr"]), state
     except json.JSONDecodeError as e:
         raise CheckpointError(path, f"medsr header is not valid JSON ({e})") from e
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The JSON header of a medsr ``.safetensors`` checkpoint, without loading its weights."""
+    return _read_safetensors(Path(path), tensors=False)[0]
+
+
+def _load_safetensors(path: Path) -> nn.Module:
+    header, state = _read_safetensors(path, tensors=True)
     return model_from_header(header, state, path)
 
 
