@@ -100,6 +100,16 @@ def test_resume_after_a_stop_mid_epoch_matches_an_unbroken_run(tmp_path):
     assert [r["loss_pixel"] for r in rows_a] == [r["loss_pixel"] for r in rows_b]
 
 
+def test_resuming_with_more_epochs_stretches_the_schedule_to_the_new_end(tmp_path):
+    run_dir = train(_config(tmp_path, epochs=1, lr=1e-3, max_steps=2))  # stopped half-way through a 4-step plan
+    train(resume=run_dir, epochs=3, max_steps=10**9)
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 3 * 4 and state["sched_g"]["T_max"] == 3 * 4
+    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(1e-5)  # the cosine floor, 1% of lr
+    rates = [float(r["lr"]) for r in csv.DictReader((run_dir / "metrics.csv").open())]
+    assert len(rates) == 3 and rates[0] > rates[1] > rates[2], f"the rate did not decay to the new end: {rates}"
+
+
 @pytest.mark.slow
 def test_resume_after_the_process_was_killed(tmp_path):
     config = _config(tmp_path, "killed", epochs=3)

@@ -194,6 +194,19 @@ class Trainer:
             return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, total // 2), gamma=cfg.step_gamma)
         return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
+    def _fit_schedules(self, epochs: int) -> None:
+        """Make restored schedules end at this stage's last step, also when a resume changed its epochs.
+
+        Cosine annealing updates the rate recursively, so a new length takes over smoothly from the current
+        rate and still reaches the floor exactly at the new end (an old length would climb back up after it).
+        """
+        total = max(1, epochs * self._steps_per_epoch())
+        for scheduler in (self.sched_g, self.sched_d):
+            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                scheduler.T_max = total
+            elif isinstance(scheduler, torch.optim.lr_scheduler.StepLR):
+                scheduler.step_size = max(1, total // 2)
+
     def _content_network_name(self) -> str:
         from medsr.losses import CONTENT_NETWORK_FOR_ARCH
 
@@ -266,6 +279,7 @@ class Trainer:
             obj = getattr(self, name)
             if obj is not None and state[name] is not None:
                 obj.load_state_dict(state[name])
+        self._fit_schedules(epochs)
         torch.set_rng_state(state["rng_torch"])
         random.setstate((3, tuple(state["rng_python"]), None))
 
