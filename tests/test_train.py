@@ -221,8 +221,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_torchrun_with_two_cpu_processes_keeps_identical_weights(tmp_path):
+@pytest.mark.parametrize("stage", ["pretrain", "gan"])
+def test_torchrun_with_two_cpu_processes_keeps_identical_weights(tmp_path, stage):
     config = _config(tmp_path, "ddp", epochs=1, max_steps=3, patches_per_image=4)
+    if stage == "gan":
+        pretrained = train(_config(tmp_path, "pre", epochs=1)) / "checkpoints" / "best.safetensors"
+        config = _config(tmp_path, "ddp", stage="gan", epochs=1, max_steps=3, patches_per_image=4,
+                         init_from=str(pretrained), content_weights=str(_content_weights(tmp_path)),
+                         patch_size=32)
     config.save(tmp_path / "ddp.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",

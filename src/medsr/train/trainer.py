@@ -431,8 +431,13 @@ class Trainer:
         optimizer.step()
         scheduler.step()
 
+    def _autocast(self):
+        """``--amp`` on CUDA: bfloat16 autocast (fp32's range, so no loss scaling is needed); off elsewhere."""
+        enabled = self.config.amp and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
     def _pretrain_step(self, generator: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor) -> dict[str, float]:
-        with torch.autocast(self.device.type, enabled=self.config.amp and self.device.type == "cuda"):
+        with self._autocast():
             sr = generator(lr_img)
         loss = pixel_loss(sr.float(), hr_img, self.config.pixel_loss)
         self._check_finite({"pixel": loss})
@@ -443,15 +448,18 @@ class Trainer:
     def _gan_step(self, generator, discriminator, lr_img, hr_img) -> dict[str, float]:
         from medsr.losses import discriminator_loss
 
-        sr = generator(lr_img)
-        # discriminator: real HR vs the generator's output, which it must not push gradients into
-        real_logits = discriminator(hr_img)
-        fake_logits = discriminator(sr.detach())
+        with self._autocast():
+            sr = generator(lr_img).float()
+            # discriminator: real HR vs the generator's output, which it must not push gradients into
+            real_logits = discriminator(hr_img).float()
+            fake_logits = discriminator(sr.detach()).float()
         loss_d = discriminator_loss(real_logits, fake_logits)
         self._check_finite({"discriminator": loss_d})
         self._optimizer_step(loss_d, self.opt_d, self.sched_d, self.discriminator.parameters())
         # generator: every term keeps its graph back to the generator
-        total, terms = self.gen_loss(sr, hr_img, discriminator(sr))
+        with self._autocast():
+            gen_logits = discriminator(sr).float()
+        total, terms = self.gen_loss(sr, hr_img, gen_logits)
         self._check_finite({"total": total, **terms})
         self._optimizer_step(total, self.opt_g, self.sched_g, self.generator.parameters())
         out = {"loss_g": total.item(), "loss_d": loss_d.item(),
