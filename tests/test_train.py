@@ -136,6 +136,15 @@ def test_resume_after_the_process_was_killed(tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
+def test_a_new_run_refuses_a_folder_that_already_holds_one(tmp_path):
+    config = _config(tmp_path, epochs=1)
+    run_dir = train(config)
+    before = (run_dir / "metrics.csv").read_text()
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config)
+    assert (run_dir / "metrics.csv").read_text() == before
+
+
 def test_a_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     import medsr.train.trainer as trainer_module
 

@@ -303,6 +303,9 @@ class Trainer:
     def run(self) -> Path:
         """Train every stage to the end (or ``max_steps``); return the run folder."""
         cfg = self.config
+        if not self.resume and (self.run_dir / "metrics.csv").exists():
+            raise ConfigError(f"{self.run_dir} already holds a run: continue it with --resume {self.run_dir}, "
+                              "or choose another --out")
         if self.dist.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(self.run_dir / "config.yaml")
