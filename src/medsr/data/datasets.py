@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medsr.degrade import get_degradation, lr_shape
+from medsr.degrade import get_degradation, hr_multiple
 from medsr.degrade.bicubic import crop_to_multiple
 
 DEFAULT_CACHE_BYTES = 4 * 1024**3
@@ -196,17 +196,10 @@ class FullImageDataset(Dataset):
             top = max(0, (height - self.max_size) // 2)
             left = max(0, (width - self.max_size) // 2)
             image = image[top:top + self.max_size, left:left + self.max_size]
-        multiple = _lr_multiple(self.degradation, self.scale)
-        hr = crop_to_multiple(image, multiple)
+        hr = crop_to_multiple(image, hr_multiple(self.degradation, self.scale))
         rng = np.random.default_rng([self.seed, index])
         lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
         return _to_tensor(lr), _to_tensor(hr), bit_depth
-
-
-def _lr_multiple(degradation: str, scale: int) -> tuple[int, int]:
-    """The (y, x) multiples an HR size must have so the degradation divides it exactly."""
-    probe_h, probe_w = lr_shape(degradation, (scale * 7, scale * 7), scale)
-    return (scale if probe_h != scale * 7 else 1, scale if probe_w != scale * 7 else 1)
 
 
 def manifest_paths(manifest: str | Path, split: str, *, min_size: int = 0) -> list[Path]:

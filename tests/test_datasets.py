@@ -1,0 +1,105 @@
+"""Training and validation datasets: shapes, LR made by the degradation, determinism, workers, sampler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, DistributedSampler
+
+from medsr.data.datasets import FullImageDataset, PatchDataset
+from medsr.degrade.bicubic import bicubic
+
+
+def _write(folder: Path, name: str, shape: tuple[int, ...], seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    array = rng.integers(0, 256, shape, dtype=np.uint8)
+    path = folder / name
+    Image.fromarray(array, "RGB" if len(shape) == 3 else "L").save(path)
+    return path
+
+
+@pytest.fixture
+def gray_paths(tmp_path: Path) -> list[Path]:
+    return [_write(tmp_path, f"g{i}.png", (70 + i, 90), i) for i in range(3)]
+
+
+def test_patches_have_the_scaled_shapes_and_the_lr_is_pillow_bicubic_of_the_hr(gray_paths):
+    dataset = PatchDataset(gray_paths, scale=4, patch_size=32, patches_per_image=2)
+    assert len(dataset) == 6
+    lr, hr = dataset[3]
+    assert lr.shape == (1, 8, 8) and hr.shape == (1, 32, 32) and lr.dtype == torch.float32
+    expected = bicubic(hr.numpy().transpose(1, 2, 0), 4, bit_depth=8)
+    np.testing.assert_array_equal(lr.numpy().transpose(1, 2, 0), expected)
+    # the HR patch is a crop (maybe flipped/rotated) of the image itself
+    image = np.asarray(Image.open(gray_paths[1]), dtype=np.float32) / 255
+    values = set(np.round(image.ravel() * 255).astype(int))
+    assert set(np.round(hr.numpy().ravel() * 255).astype(int)) <= values
+
+
+def test_sampling_depends_only_on_seed_epoch_and_index(gray_paths):
+    a = PatchDataset(gray_paths, scale=2, patch_size=16, seed=1)
+    b = PatchDataset(gray_paths, scale=2, patch_size=16, seed=1)
+    assert torch.equal(a[2][1], b[2][1])
+    a.set_epoch(1)
+    assert not torch.equal(a[2][1], b[2][1])
+    b.set_epoch(1)
+    assert torch.equal(a[2][1], b[2][1])
+
+
+def test_colour_stays_three_channels_and_ultrasound_keeps_height_without_augmentation(tmp_path):
+    colour = [_write(tmp_path, "c.png", (40, 40, 3), 0)]
+    lr, hr = PatchDataset(colour, scale=2, patch_size=16)[0]
+    assert lr.shape == (3, 8, 8) and hr.shape == (3, 16, 16)
+    # ultrasound: a vertical gradient stays a vertical gradient (no rotation), LR keeps the full height
+    ramp = np.repeat(np.linspace(0, 255, 64, dtype=np.float32)[:, None], 64, axis=1)
+    Image.fromarray(np.uint8(ramp), "L").save(tmp_path / "us.png")
+    dataset = PatchDataset([tmp_path / "us.png"], scale=4, patch_size=32, degradation="ultrasound",
+                           patches_per_image=8)
+    assert not dataset.augment
+    for index in range(8):
+        lr, hr = dataset[index]
+        assert lr.shape == (1, 32, 8) and hr.shape == (1, 32, 32)
+        assert torch.all(hr[0, 1:, 0] >= hr[0, :-1, 0]), "the patch was flipped or rotated"
+
+
+def test_two_workers_give_the_same_batches_as_one_process(gray_paths):
+    dataset = PatchDataset(gray_paths, scale=2, patch_size=16, patches_per_image=4)
+    single = [b[1] for b in DataLoader(dataset, batch_size=4, num_workers=0)]
+    workers = [b[1] for b in DataLoader(dataset, batch_size=4, num_workers=2)]
+    assert all(torch.equal(x, y) for x, y in zip(single, workers, strict=True))
+
+
+def test_a_distributed_sampler_splits_the_patches_between_ranks(gray_paths):
+    dataset = PatchDataset(gray_paths, scale=2, patch_size=16, patches_per_image=4)
+    ranks = [list(DistributedSampler(dataset, num_replicas=2, rank=r, shuffle=True, seed=0)) for r in (0, 1)]
+    assert not set(ranks[0]) & set(ranks[1])
+    assert set(ranks[0]) | set(ranks[1]) == set(range(len(dataset)))
+
+
+def test_the_cache_keeps_images_only_while_it_has_room(gray_paths):
+    cached = PatchDataset(gray_paths, scale=2, patch_size=16)
+    cached.store.preload()
+    assert len(cached.store._cache) == 3
+    uncached = PatchDataset(gray_paths, scale=2, patch_size=16, cache_bytes=0)
+    uncached.store.preload()
+    assert not uncached.store._cache
+    assert torch.equal(cached[1][1], uncached[1][1])
+
+
+def test_an_image_smaller_than_the_patch_names_itself_and_the_fix(tmp_path):
+    small = [_write(tmp_path, "tiny.png", (10, 10), 0)]
+    with pytest.raises(ValueError, match=r"tiny\.png.*--min-size 32"):
+        PatchDataset(small, scale=4, patch_size=32)[0]
+
+
+def test_validation_images_are_whole_crops_to_a_multiple_of_the_scale(gray_paths):
+    dataset = FullImageDataset(gray_paths, scale=4)
+    lr, hr, bit_depth = dataset[1]  # 71 x 90 -> 68 x 88
+    assert hr.shape == (1, 68, 88) and lr.shape == (1, 17, 22) and bit_depth == 8
+    np.testing.assert_array_equal(lr.numpy().transpose(1, 2, 0), bicubic(hr.numpy().transpose(1, 2, 0), 4))
+    limited = FullImageDataset(gray_paths, scale=4, max_size=40)
+    assert limited[1][1].shape == (1, 40, 40)
