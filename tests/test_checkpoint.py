@@ -27,12 +27,7 @@ PEER = Path("/work/shared/peers/published-swift-srgan-xray-4x.pth.tar")
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(arch="swift-srgan", **kw):

@@ -18,12 +18,7 @@ ARCHS = ["srresnet", "srgan", "swift-srgan"]
 SCALES = [1, 2, 3, 4, 8, (1, 4), (4, 1), (2, 4)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pair(scale):
