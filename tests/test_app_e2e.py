@@ -109,10 +109,10 @@ def test_demo_simulate_in_chromium(browser, tmp_path: Path) -> None:
         page.locator("input[type=file]").set_input_files(str(upload))
         page.get_by_text("256 x 256 px").wait_for()
         page.get_by_text("Simulate", exact=True).click()
-        page.get_by_text("Degradation").wait_for()
+        page.get_by_text("Degradation", exact=True).wait_for()
         page.get_by_role("button", name="Run super-resolution").click()
 
-        page.get_by_text("Model PSNR").wait_for()
+        page.get_by_text("Model PSNR", exact=True).wait_for()
         values = page.locator('[data-testid="stMetricValue"]')
         values.first.wait_for()
         texts = values.all_inner_texts()
