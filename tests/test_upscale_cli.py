@@ -213,13 +213,14 @@ def test_bad_model_is_one_line_and_exit_2(small_png, tmp_path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_models_command_lists_bundled_models_or_says_none() -> None:
+def test_models_command_lists_the_bundled_models_with_their_test_scores() -> None:
     from medsr.models import list_bundled_models
 
-    result = CliRunner().invoke(app, ["models"])
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["models"])
     assert result.exit_code == 0, result.output
     bundled = list_bundled_models()
-    if not bundled:
-        assert "no bundled models" in result.output
+    assert {"swift-srresnet-xray-x4", "swift-srgan-xray-x4"} <= {entry["name"] for entry in bundled}
     for entry in bundled:
-        assert entry["name"][:20] in result.output
+        test = entry["meta"]["metrics"]["test"]
+        assert entry["name"] in result.output and entry["card"] is not None
+        assert f"{test['psnr']:.2f} ({test['bicubic_psnr']:.2f}) dB" in result.output
