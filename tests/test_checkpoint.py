@@ -23,7 +23,7 @@ from medsr.models import (
     save_model,
 )
 
-PEER = Path("/work/shared/peers/published-swift-srgan-xray-4x.pth.tar")
+PEER = Path(__file__).resolve().parents[2] / "shared" / "peers" / "published-swift-srgan-xray-4x.pth.tar"
 DATA = Path(__file__).parent / "data"
 
 

@@ -25,7 +25,7 @@ from medsr.errors import ConfigError
 from medsr.models import build_generator, save_model
 
 DATA = Path(__file__).parent / "data"
-PUBLISHED = Path("/work/shared/peers/published-swift-srgan-xray-4x.pth.tar")
+PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "peers" / "published-swift-srgan-xray-4x.pth.tar"
 runner = CliRunner()
 
 
