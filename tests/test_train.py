@@ -136,6 +136,14 @@ def test_resume_after_the_process_was_killed(tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
+def test_without_a_validation_split_best_is_the_latest_epoch(tmp_path):
+    _make_manifest(tmp_path, n_train=4, n_val=0)
+    run_dir = train(_config(tmp_path, epochs=2))
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert len(rows) == 2 and rows[1]["val_psnr"] == ""
+    assert load_model(run_dir / "checkpoints" / "best.safetensors").meta["training"]["epoch"] == 2
+
+
 def test_a_new_run_refuses_a_folder_that_already_holds_one(tmp_path):
     config = _config(tmp_path, epochs=1)
     run_dir = train(config)

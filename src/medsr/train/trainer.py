@@ -499,8 +499,9 @@ class Trainer:
                         self.writer.add_scalar(f"epoch/{key}", value, self.step)
             name = f"netG_{cfg.scale}x_epoch{self.epoch + 1}.safetensors"
             self._save_generator(self.ckpt_dir / name, val)
-            if val.get("val_psnr", -math.inf) > self.best_psnr:
-                self.best_psnr = val["val_psnr"]
+            # without a validation split, "best" is simply the latest epoch
+            if not val or val["val_psnr"] > self.best_psnr:
+                self.best_psnr = val.get("val_psnr", -math.inf)
                 self._save_generator(self.ckpt_dir / "best.safetensors", val)
             self.console.print(
                 f"epoch {self.epoch + 1} ({stage}) step {self.step}: val PSNR {val.get('val_psnr', float('nan')):.3f} "
