@@ -240,3 +240,14 @@ def test_published_swift_srgan_beats_bicubic(tmp_path: Path) -> None:
     assert set(scores) == {PUBLISHED.name, "bicubic", "lanczos"}
     assert scores[PUBLISHED.name] > scores["bicubic"] + 0.1
     assert scores[PUBLISHED.name] > scores["lanczos"]
+
+
+def test_bf16_precision_is_scored_close_to_fp32_but_not_identical() -> None:
+    """``precision="bf16"`` really runs the reduced-precision path, and its cost is small."""
+    torch.manual_seed(1)
+    model = build_generator("swift-srgan", in_channels=1, scale=4, num_channels=8, num_blocks=1).eval()
+    path = xray_pngs()[0]
+    fp32, bf16 = (evaluate.evaluate_model(model, [path], baselines=(), max_size=96, device="cpu",
+                                          precision=precision).rows[0] for precision in ("fp32", "bf16"))
+    assert fp32["psnr"] != bf16["psnr"]
+    assert abs(fp32["psnr"] - bf16["psnr"]) < 0.5

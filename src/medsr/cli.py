@@ -485,6 +485,7 @@ def evaluate(
     tile: Annotated[int, typer.Option(min=8, help="Tile size in LR pixels (bounds memory).")] = 512,
     overlap: Annotated[int, typer.Option(min=0, help="Context pixels each tile sees from neighbours.")] = 32,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32 | bf16 (faster, approximate; measures its cost).")] = "fp32",
 ) -> None:
     """Score a model beside the bicubic/Lanczos baselines: PSNR, SSIM and seconds per image."""
     arguments = {key: (str(v) if isinstance(v, Path) else [str(p) for p in v] if isinstance(v, list) else v)
@@ -519,7 +520,7 @@ def evaluate(
         result = ev.evaluate_model(
             model, paths, scale=scale, baselines=names, border=border, degradation=degradation,
             degradation_params=params, seed=seed, tile=tile, overlap=overlap, device=device,
-            max_size=max_size, save_images=save_images,
+            precision=precision, max_size=max_size, save_images=save_images,
             progress=lambda done, total: bar.update(task, completed=done),
         )
     title = f"{result.model_name}: x{result.scale} {degradation}, border {result.border}"

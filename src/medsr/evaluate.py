@@ -394,6 +394,7 @@ def evaluate_model(
     tile: int = 512,
     overlap: int = 32,
     device: str = "auto",
+    precision: str = "fp32",
     max_size: int | None = None,
     save_images: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -404,8 +405,9 @@ def evaluate_model(
     ``.pth.tar``) or a module from :mod:`medsr.models`; it runs through :func:`medsr.infer.upscale_array`
     (tiles of ``tile`` LR pixels; a 3-channel model given grayscale sees it replicated and its output is
     averaged back to gray). ``scale`` defaults to the model's (see :func:`resolve_scale`), ``border`` to the
-    scale. Each image is first centre-cropped to ``max_size`` (if given); random degradations get a seed made
-    from ``seed`` and the file name, so an image's LR does not depend on the others. ``save_images`` keeps
+    scale. Each image is first centre-cropped to ``max_size`` (if given); ``precision="bf16"`` scores the
+    reduced-precision path. Random degradations get a seed made from ``seed`` and the file name, so an image's
+    LR does not depend on the others. ``save_images`` keeps
     every quantised output as ``DIR/<method>/<name>.png``. Unreadable or unscorable images are skipped into
     ``failures``; a model that cannot be loaded raises :class:`medsr.errors.CheckpointError`.
     """
@@ -427,11 +429,11 @@ def evaluate_model(
     info = {key: meta[key] for key in ("arch", "arch_args", "in_channels") if key in meta}
 
     # build the prepared model and let the backend initialise now, so per-image seconds are steady-state
-    predictor = get_predictor(net, device=device)
+    predictor = get_predictor(net, device=device, precision=precision)
     predictor(np.zeros((1, int(net.in_channels), 16, 16), dtype=np.float32))
 
     def run_model(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        return upscale_array(net, lr, tile=tile, overlap=overlap, device=device)
+        return upscale_array(net, lr, tile=tile, overlap=overlap, device=device, precision=precision)
 
     def methods_for(image: MedicalImage) -> dict[str, Method]:
         return {method: run_model, **interpolation_methods(baselines, resize_bit_depth(image))}
