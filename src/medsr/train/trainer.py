@@ -111,6 +111,7 @@ class Trainer:
         self.opt_d: torch.optim.Optimizer | None = None
         self.sched_g: Any = None
         self.sched_d: Any = None
+        self.content_net: nn.Module | None = None  # built once, before any stage runs (see _build_content_net)
 
         train_paths = manifest_paths(config.manifest, config.train_split, min_size=config.patch_size)
         if not train_paths:
@@ -152,8 +153,7 @@ class Trainer:
         from medsr.models import load_model
 
         source = load_model(path)
-        missing = self.generator.load_state_dict(source.state_dict(), strict=True)
-        del missing
+        self.generator.load_state_dict(source.state_dict(), strict=True)
 
     def _new_ema(self) -> nn.Module | None:
         if self.config.ema_decay is None:
@@ -223,7 +223,7 @@ class Trainer:
         self.sched_g = self._make_scheduler(self.opt_g, epochs)
         self.opt_d = self.sched_d = None
         if stage == "gan":
-            from medsr.losses import GeneratorLoss, build_content_network
+            from medsr.losses import GeneratorLoss
             from medsr.models import build_discriminator
 
             if self.discriminator is None:
@@ -231,20 +231,26 @@ class Trainer:
                     self.device, memory_format=self.memory_format)
                 if cfg.sync_bn and self.dist.enabled:
                     self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
-            content = build_content_network(
-                self._content_network_name(), weights=cfg.content_weights, allow_download=cfg.allow_download
-            ).to(self.device)
-            self.gen_loss = GeneratorLoss(pixel=cfg.pixel_loss, content_net=content, weights=self._loss_weights())
+            self.gen_loss = GeneratorLoss(pixel=cfg.pixel_loss, content_net=self._build_content_net(),
+                                          weights=self._loss_weights())
             self.opt_d = self._make_optimizer(self.discriminator.parameters(), cfg.lr_d)
             self.sched_d = self._make_scheduler(self.opt_d, epochs)
+
+    def _build_content_net(self) -> nn.Module:
+        """The gan stage's frozen feature network, loaded once per run."""
+        if self.content_net is None:
+            from medsr.losses import build_content_network
+
+            self.content_net = build_content_network(
+                self._content_network_name(), weights=self.config.content_weights,
+                allow_download=self.config.allow_download,
+            ).to(self.device)
+        return self.content_net
 
     def _check_content_weights(self) -> None:
         """Fail before hours of pretraining, not after, when the gan stage cannot get its feature network."""
         if any(stage == "gan" for stage, _ in self.config.stages):
-            from medsr.losses import build_content_network
-
-            build_content_network(self._content_network_name(), weights=self.config.content_weights,
-                                  allow_download=self.config.allow_download)
+            self._build_content_net()
 
     # --- checkpoints ------------------------------------------------------------------------------------
 
