@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Trains the bundled chest X-ray models with medsr's own commands, on ../shared/data/chest-xray.
-# Stage 1 (default model): bash bench/train_bundled.sh pretrain ; stage 2 (GAN): bash bench/train_bundled.sh gan
+# Default model: bash bench/train_bundled.sh pretrain, then bash bench/train_bundled.sh finetune (a second
+# pixel-loss run from the first one's weights: larger patches, a new cosine schedule; EPOCHS=22 by default).
+# GAN model: bash bench/train_bundled.sh gan (from the default model's weights).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/data/chest-xray
@@ -11,6 +13,10 @@ case "${1:-pretrain}" in
   pretrain)
     .venv/bin/medsr train --config src/medsr/configs/swift-srresnet-xray-x4.yaml \
         --manifest runs/xray-manifest.csv --out runs/swift-srresnet-xray-x4 ;;
+  finetune)
+    .venv/bin/medsr train --config src/medsr/configs/swift-srresnet-xray-x4.yaml \
+        --manifest runs/xray-manifest.csv --init-from runs/swift-srresnet-xray-x4/checkpoints/best.safetensors \
+        --patch-size 128 --lr 2e-4 --epochs "${EPOCHS:-22}" --seed 1 --out runs/swift-srresnet-xray-x4-ft ;;
   gan)
     # The content network: ImageNet MobileNetV2 weights cannot be downloaded on the training machine, so
     # CONTENT_WEIGHTS must name a local state dict (see the model card for what was used).

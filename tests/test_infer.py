@@ -331,3 +331,15 @@ def test_bf16_precision_stays_close_to_fp32() -> None:
     assert 0 < error.max() < 0.02  # really reduced precision, yet within a few grey levels
     with pytest.raises(ConfigError):
         upscale_array(model, lr, device="cpu", precision="fp8")
+
+
+def test_tune_allocator_applies_on_glibc_and_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's allocator setting is applied where glibc is present, and MEDSR_TUNE_ALLOCATOR=0 turns it off."""
+    import platform
+
+    from medsr.allocator import tune_allocator
+
+    monkeypatch.setenv("MEDSR_TUNE_ALLOCATOR", "0")
+    assert tune_allocator() is False
+    monkeypatch.delenv("MEDSR_TUNE_ALLOCATOR")
+    assert tune_allocator() is (platform.libc_ver()[0] == "glibc")

@@ -141,9 +141,11 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder where it stopped.")] = None,
 ) -> None:
     """Train a generator (pixel-loss pretraining, then adversarial fine-tuning); checkpoints every epoch."""
+    from medsr.allocator import tune_allocator
     from medsr.train.config import TrainConfig
     from medsr.train.trainer import train as run_training
 
+    tune_allocator()  # about 1.25x faster steps on CPU: activations reuse heap pages instead of fresh mmaps
     overrides = {
         "manifest": str(manifest) if manifest else None, "model": model, "scale": scale, "stage": stage,
         "epochs": epochs, "gan_epochs": gan_epochs, "batch_size": batch_size, "patch_size": patch_size,
@@ -493,7 +495,10 @@ def evaluate(
     from rich.progress import Progress
 
     from medsr import evaluate as ev
+    from medsr.allocator import tune_allocator
     from medsr.degrade import get_degradation, parse_params
+
+    tune_allocator()
 
     if bool(hr) == (manifest is not None):
         raise typer.BadParameter("give HR images or --manifest (with --split), not both", param_hint="HR")
