@@ -5,7 +5,10 @@ Every number in the card comes from files this script is given: the run's ``metr
 with its bicubic/Lanczos baselines, and the published peer checkpoint). Usage:
 
     python bench/make_model_card.py NAME RUN_DIR EVAL_JSON PEER_JSON --description TEXT [--checkpoint FILE]
-        [--command "..."] [--note TEXT]...
+        [--earlier-run DIR]... [--command "..."] [--note TEXT]...
+
+``--earlier-run`` names runs that RUN_DIR continued from (``--init-from``), in order: their curves come first
+in the card's table, and steps and minutes are counted from the first run's start.
 """
 
 from __future__ import annotations
@@ -32,9 +35,19 @@ def _summary(path: Path) -> tuple[dict[str, dict], dict]:
     return data["methods"], data
 
 
-def _curve(run_dir: Path) -> list[dict[str, str]]:
-    with (run_dir / "metrics.csv").open() as handle:
-        return list(csv.DictReader(handle))
+def _curve(run_dirs: list[Path]) -> list[dict[str, str | float | int]]:
+    """The runs' ``metrics.csv`` rows in order, with ``run``, and ``step`` and ``minutes`` counted across runs."""
+    rows: list[dict[str, str | float | int]] = []
+    step_offset, minute_offset = 0, 0.0
+    for run_dir in run_dirs:
+        with (run_dir / "metrics.csv").open() as handle:
+            run_rows = list(csv.DictReader(handle))
+        for row in run_rows:
+            rows.append({**row, "run": run_dir.name, "step": step_offset + int(row["step"]),
+                         "minutes": minute_offset + float(row["minutes_total"])})
+        if run_rows:
+            step_offset, minute_offset = int(rows[-1]["step"]), float(rows[-1]["minutes"])
+    return rows
 
 
 def _split_counts(manifest: Path) -> dict[str, tuple[int, int]]:
@@ -54,6 +67,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="default: RUN_DIR/checkpoints/best.safetensors")
     parser.add_argument("--manifest", type=Path, default=Path("runs/xray-manifest.csv"))
     parser.add_argument("--description", required=True)
+    parser.add_argument("--earlier-run", action="append", type=Path, default=[],
+                        help="runs that RUN_DIR continued from, first one first")
     parser.add_argument("--command", action="append", default=[], help="training commands, in order")
     parser.add_argument("--note", action="append", default=[])
     args = parser.parse_args()
@@ -66,7 +81,7 @@ def main() -> None:
     peers, peer_eval = _summary(args.peer_json)
     model_row = next(row for key, row in methods.items() if key not in ("bicubic", "lanczos"))
     peer_row = next(iter(peers.values()))
-    curve = _curve(args.run_dir)
+    curve = _curve([*args.earlier_run, args.run_dir])
     counts = _split_counts(args.manifest)
     config = yaml.safe_load((args.run_dir / "config.yaml").read_text())
 
@@ -80,7 +95,7 @@ def main() -> None:
     with atomic_path(WEIGHTS / f"{args.name}.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"medsr": json.dumps(header)})
 
-    minutes = float(curve[-1]["minutes_total"])
+    minutes = float(curve[-1]["minutes"])
     best_epoch = header.get("training", {}).get("epoch")
     lines = [
         f"# {args.name}", "", args.description, "",
@@ -112,16 +127,21 @@ def main() -> None:
         "## Training", "",
         f"Hardware: CPU only ({platform.processor() or platform.machine()}, 2 cores shared with other work, "
         f"PyTorch {torch.__version__}, {config.get('threads') or 'default'} thread(s)). "
-        f"Training time: {minutes:.0f} minutes (validation included) for {curve[-1]['step']} steps. "
-        f"The bundled weights are `{checkpoint.name}` of that run: the EMA generator after epoch {best_epoch}.", "",
+        f"Training time: {minutes:.0f} minutes (validation included) for {curve[-1]['step']} steps"
+        + (f", in {len(args.earlier_run) + 1} runs, each starting from the previous one's weights. "
+           if args.earlier_run else ". ")
+        + f"The bundled weights are `{checkpoint.name}` of `{args.run_dir.name}`: the EMA generator after epoch "
+        f"{best_epoch} of that run.", "",
         "```bash", *args.command, "```", "",
-        "Config (`config.yaml` of the run):", "", "```yaml", yaml.safe_dump(config, sort_keys=False).strip(), "```", "",
-        f"Validation curve ({counts['val'][1]} val images, centre crops of at most 512x512, EMA weights; from the "
-        "run's `metrics.csv`):", "",
-        "| epoch | step | minutes | train loss | val PSNR | val SSIM | bicubic PSNR |", "|---|---|---|---|---|---|---|",
+        f"Config (`config.yaml` of `{args.run_dir.name}`):", "",
+        "```yaml", yaml.safe_dump(config, sort_keys=False).strip(), "```", "",
+        f"Validation curve ({counts['val'][1]} val images, centre crops of at most 512x512, EMA weights; from each "
+        "run's `metrics.csv`; steps and minutes count from the start of the first run):", "",
+        "| run | epoch | step | minutes | train loss | val PSNR | val SSIM | bicubic PSNR |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in curve:
-        lines.append(f"| {row['epoch']} | {row['step']} | {float(row['minutes_total']):.1f} | "
+        lines.append(f"| {row['run']} | {row['epoch']} | {row['step']} | {float(row['minutes']):.1f} | "
                      f"{float(row['loss_g']):.5f} | {float(row['val_psnr']):.3f} | {float(row['val_ssim']):.4f} | "
                      f"{float(row['bicubic_psnr']):.3f} |")
     if args.note:

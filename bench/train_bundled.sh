@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trains the bundled chest X-ray models with medsr's own commands, on ../shared/data/chest-xray.
-# Default model: bash bench/train_bundled.sh pretrain, then bash bench/train_bundled.sh finetune (a second
-# pixel-loss run from the first one's weights: larger patches, a new cosine schedule; EPOCHS=22 by default).
+# Default model: bash bench/train_bundled.sh pretrain, then finetune (a second pixel-loss run from the first
+# one's weights: larger patches, a new cosine schedule; the bundled one was stopped after epoch 3), then detail
+# (a third run from the second's weights: MSE, patches steered to detailed regions; see the model card).
 # GAN model: bash bench/train_bundled.sh gan (from the default model's weights).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,11 @@ case "${1:-pretrain}" in
     .venv/bin/medsr train --config src/medsr/configs/swift-srresnet-xray-x4.yaml \
         --manifest runs/xray-manifest.csv --init-from runs/swift-srresnet-xray-x4/checkpoints/best.safetensors \
         --patch-size 128 --lr 2e-4 --epochs "${EPOCHS:-22}" --seed 1 --out runs/swift-srresnet-xray-x4-ft ;;
+  detail)
+    .venv/bin/medsr train --config src/medsr/configs/swift-srresnet-xray-x4.yaml \
+        --manifest runs/xray-manifest.csv --init-from runs/swift-srresnet-xray-x4-ft/checkpoints/best.safetensors \
+        --patch-size 128 --patch-candidates 4 --pixel-loss mse --lr 2e-4 --epochs "${EPOCHS:-15}" --seed 2 \
+        --out runs/swift-srresnet-xray-x4-detail ;;
   gan)
     # The content network: ImageNet MobileNetV2 weights cannot be downloaded on the training machine, so
     # CONTENT_WEIGHTS must name a local state dict (see the model card for what was used).

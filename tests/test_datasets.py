@@ -103,3 +103,28 @@ def test_validation_images_are_whole_crops_to_a_multiple_of_the_scale(gray_paths
     np.testing.assert_array_equal(lr.numpy().transpose(1, 2, 0), bicubic(hr.numpy().transpose(1, 2, 0), 4))
     limited = FullImageDataset(gray_paths, scale=4, max_size=40)
     assert limited[1][1].shape == (1, 40, 40)
+
+
+def test_patch_candidates_steer_patches_to_detail_and_stay_reproducible(tmp_path):
+    """Left half flat grey, right half noise: with 8 candidates almost every patch is on the detailed side."""
+    from medsr.data.datasets import patch_detail
+
+    rng = np.random.default_rng(0)
+    pixels = np.full((128, 256), 100, np.uint8)
+    pixels[:, 128:] = rng.integers(0, 256, (128, 128), dtype=np.uint8)
+    path = tmp_path / "half.png"
+    Image.fromarray(pixels).save(path)
+
+    def detailed_share(candidates: int) -> float:
+        data = PatchDataset([path], scale=4, patch_size=32, patches_per_image=200, patch_candidates=candidates,
+                            augment=False)
+        details = [patch_detail(data[i][1].numpy()[0] * 255) for i in range(len(data))]
+        return float(np.mean([d > 20 for d in details]))
+
+    assert detailed_share(1) < 0.8
+    assert detailed_share(8) > 0.97
+    again = PatchDataset([path], scale=4, patch_size=32, patches_per_image=4, patch_candidates=8)
+    torch.testing.assert_close(again[3][1], PatchDataset([path], scale=4, patch_size=32, patches_per_image=4,
+                                                         patch_candidates=8)[3][1])
+    with pytest.raises(ValueError, match="patch_candidates"):
+        PatchDataset([path], patch_candidates=0)

@@ -117,6 +117,9 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="Patches per step (per process).")] = None,
     patch_size: Annotated[int | None, typer.Option(help="HR patch side in pixels.")] = None,
     patches_per_image: Annotated[int | None, typer.Option(help="Patches drawn from each image per epoch.")] = None,
+    patch_candidates: Annotated[
+        int | None, typer.Option(help="Keep the most detailed of this many random patch positions.")
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Generator learning rate.")] = None,
     pixel_loss: Annotated[str | None, typer.Option(help="mse | l1.")] = None,
     global_skip: Annotated[
@@ -149,7 +152,8 @@ def train(
     overrides = {
         "manifest": str(manifest) if manifest else None, "model": model, "scale": scale, "stage": stage,
         "epochs": epochs, "gan_epochs": gan_epochs, "batch_size": batch_size, "patch_size": patch_size,
-        "patches_per_image": patches_per_image, "lr": lr, "pixel_loss": pixel_loss, "global_skip": global_skip,
+        "patches_per_image": patches_per_image,
+        "patch_candidates": patch_candidates, "lr": lr, "pixel_loss": pixel_loss, "global_skip": global_skip,
         "in_channels": in_channels, "degradation": degradation, "init_from": init_from,
         "content_weights": content_weights, "num_workers": num_workers, "max_steps": max_steps, "device": device,
         "amp": amp, "sync_bn": sync_bn, "seed": seed, "threads": threads, "out": str(out) if out else None,

@@ -76,6 +76,12 @@ class _ImageStore:
             self.get(index)
 
 
+def patch_detail(patch: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels (both axes, all channels), in stored units."""
+    values = patch.astype(np.float32)
+    return float(np.abs(np.diff(values, axis=0)).mean() + np.abs(np.diff(values, axis=1)).mean())
+
+
 def _augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Random horizontal/vertical flips and 90-degree rotation of an (H, W, C) patch."""
     if rng.random() < 0.5:
@@ -98,7 +104,9 @@ class PatchDataset(Dataset):
     Item ``i`` is ``(lr, hr)``: float32 tensors ``(C, h, w)`` and ``(C, H, W)`` in [0, 1], where
     ``(h, w) = lr_shape(degradation, (H, W), scale)`` (e.g. 24x24 for a 96x96 patch at x4 bicubic;
     96x24 for ``ultrasound``). Flips and 90-degree rotations are applied to the HR patch before it is
-    degraded, except for ``ultrasound``, whose two axes differ physically.
+    degraded, except for ``ultrasound``, whose two axes differ physically. With ``patch_candidates`` > 1 each
+    patch is the one with the largest mean absolute gradient (:func:`patch_detail`) among that many random
+    positions: most of a radiograph is smooth, and a step on flat background teaches the network little.
     """
 
     def __init__(
@@ -110,6 +118,7 @@ class PatchDataset(Dataset):
         degradation: str = "bicubic",
         degradation_params: dict | None = None,
         patches_per_image: int = 1,
+        patch_candidates: int = 1,
         augment: bool = True,
         channels: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -124,6 +133,9 @@ class PatchDataset(Dataset):
         self.degrade = get_degradation(degradation)
         self.degradation_params = dict(degradation_params or {})
         self.patches_per_image = patches_per_image
+        if patch_candidates < 1:
+            raise ValueError(f"patch_candidates must be at least 1, not {patch_candidates}")
+        self.patch_candidates = patch_candidates
         self.augment = augment and degradation != "ultrasound"
         self.seed = seed
         self.epoch = 0
@@ -145,8 +157,11 @@ class PatchDataset(Dataset):
                 f"{self.store.paths[index // self.patches_per_image]}: {width}x{height} is smaller than the "
                 f"{size}x{size} patch (drop it with `medsr prepare --min-size {size}`)"
             )
-        top = int(rng.integers(0, height - size + 1))
-        left = int(rng.integers(0, width - size + 1))
+        corners = [(int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1)))
+                   for _ in range(self.patch_candidates)]
+        if len(corners) > 1:
+            corners.sort(key=lambda c: patch_detail(stored[c[0]:c[0] + size, c[1]:c[1] + size]), reverse=True)
+        top, left = corners[0]
         hr = stored[top:top + size, left:left + size].astype(np.float32) / peak
         if self.augment:
             hr = _augment(hr, rng)

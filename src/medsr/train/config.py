@@ -29,6 +29,9 @@ class TrainConfig:
     degradation_params: dict[str, Any] = field(default_factory=dict)
     patch_size: int = 96
     patches_per_image: int = 16
+    # >1: each patch is the most detailed (largest mean gradient) of this many random positions, so that steps
+    # go to edges, bones and labels rather than flat background (as in SamplingAug, Wang et al. 2021)
+    patch_candidates: int = 1
     batch_size: int = 16
     num_workers: int = 2
     cache_bytes: int = 4 * 1024**3
@@ -89,7 +92,8 @@ class TrainConfig:
             raise ConfigError("no manifest given: pass --manifest (made by `medsr prepare`)")
         if not Path(self.manifest).is_file():
             raise ConfigError(f"manifest {self.manifest} does not exist")
-        for name in ("batch_size", "epochs", "patches_per_image", "save_every_steps", "log_every_steps"):
+        for name in ("batch_size", "epochs", "patches_per_image", "patch_candidates", "save_every_steps",
+                     "log_every_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         return self

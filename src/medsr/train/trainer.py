@@ -123,7 +123,8 @@ class Trainer:
         self.train_set = PatchDataset(
             train_paths, scale=config.scale, patch_size=config.patch_size, degradation=config.degradation,
             degradation_params=config.degradation_params, patches_per_image=config.patches_per_image,
-            channels=channels, cache_bytes=config.cache_bytes, seed=config.seed,
+            patch_candidates=config.patch_candidates, channels=channels, cache_bytes=config.cache_bytes,
+            seed=config.seed,
         )
         # decode once here, before DataLoader workers fork and share the cache
         self.train_set.store.preload()
