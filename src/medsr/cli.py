@@ -357,7 +357,8 @@ def upscale(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from medsr.infer import model_name, resolve_model, tune_allocator
+    from medsr.allocator import tune_allocator
+    from medsr.infer import model_name, resolve_model
     from medsr.infer.files import collect_sources, upscale_files
 
     tune_allocator()

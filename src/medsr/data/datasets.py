@@ -159,9 +159,8 @@ class PatchDataset(Dataset):
             )
         corners = [(int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1)))
                    for _ in range(self.patch_candidates)]
-        if len(corners) > 1:
-            corners.sort(key=lambda c: patch_detail(stored[c[0]:c[0] + size, c[1]:c[1] + size]), reverse=True)
-        top, left = corners[0]
+        top, left = corners[0] if len(corners) == 1 else max(
+            corners, key=lambda c: patch_detail(stored[c[0]:c[0] + size, c[1]:c[1] + size]))
         hr = stored[top:top + size, left:left + size].astype(np.float32) / peak
         if self.augment:
             hr = _augment(hr, rng)

@@ -5,6 +5,7 @@
 ``export_onnx`` prepare a model for deployment.
 """
 
+from medsr.allocator import tune_allocator
 from medsr.infer.api import resolve_model, upscale, upscale_array, upscale_arrays
 from medsr.infer.export import export_onnx, fold_batchnorm, onnx_bytes
 from medsr.infer.runtime import (
@@ -14,7 +15,6 @@ from medsr.infer.runtime import (
     load_cached_model,
     model_name,
     resolve_device,
-    tune_allocator,
 )
 
 __all__ = [

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsr.allocator import tune_allocator  # noqa: F401  (re-exported: medsr.infer.tune_allocator)
 from medsr.errors import ConfigError
 
 DEFAULT_MODEL = "swift-srresnet-xray-x4"
