@@ -4,13 +4,22 @@
 # one's weights: larger patches, a new cosine schedule; the bundled one was stopped after epoch 3), then detail
 # (a third run from the second's weights: MSE, patches steered to detailed regions; see the model card).
 # GAN model: bash bench/train_bundled.sh gan (from the default model's weights).
+# Three-source models (issue 10): bash bench/train_bundled.sh xray-x4 | xray-x4-bicubic, on the manifest of all
+# three hospitals (runs/xray3-manifest.csv); continue an interrupted one with `medsr train --resume runs/NAME`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/data/chest-xray
 mkdir -p runs
 .venv/bin/medsr prepare "$DATA" --patients "$DATA/hannover-640.metadata.csv" \
+    --patients "$DATA/hannover-2000.metadata.csv" --patients "$DATA/nih-chestxray14/metadata.csv" \
+    --patients "$DATA/kermany-pediatric-cxr/metadata.csv" \
+    --source 'hannover-*=hannover' --source 'nih-*=nih' --source 'kermany-*=kermany' --out runs/xray3-manifest.csv
+.venv/bin/medsr prepare "$DATA/hannover-640" "$DATA/hannover-2000" --patients "$DATA/hannover-640.metadata.csv" \
     --patients "$DATA/hannover-2000.metadata.csv" --out runs/xray-manifest.csv
 case "${1:-pretrain}" in
+  xray-x4|xray-x4-bicubic)
+    .venv/bin/medsr train --config "src/medsr/configs/$1.yaml" --manifest runs/xray3-manifest.csv \
+        --out "runs/$1" ;;
   pretrain)
     .venv/bin/medsr train --config src/medsr/configs/swift-srresnet-xray-x4.yaml \
         --manifest runs/xray-manifest.csv --out runs/swift-srresnet-xray-x4 ;;

@@ -1,6 +1,7 @@
 """Training images per second of the generators, per stage, with and without channels-last memory layout.
 
-Usage: ``python bench/train_throughput.py [--threads 1] [--warmup 2] [--steps 5] [--archs srgan,swift-srgan]``
+Usage: ``python bench/train_throughput.py [--threads 1] [--warmup 2] [--steps 5] [--archs srgan,swift-srgan]
+[--precisions fp32,bf16]``
 
 Each configuration runs the same step as ``medsr train`` on random batches (batch 16, 96x96 HR, x4, one
 channel by default): ``pretrain`` = generator forward + pixel MSE + Adam step; ``gan`` = discriminator step
@@ -9,7 +10,9 @@ on real and generated patches, then generator step with the arch's published los
 (MobileNetV2 features for swift-srgan, VGG19 to relu5_4 for srgan) gets random weights written to a temporary
 file and loaded through ``medsr.losses.build_content_network``, as a local ``--content-weights`` file would
 be: its speed does not depend on the weights' values. ``swift-srgan+skip`` is swift-srgan with the bicubic
-global skip. A few warm-up steps run before the timed ones.
+global skip; ``plainrep`` is medsr's CPU-native network (it always has the skip) in its training form.
+``bf16`` runs the forward passes under CPU bfloat16 autocast, as ``medsr train --amp`` does. A few warm-up
+steps run before the timed ones.
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ class Step:
     """One training step of a stage, with its models and optimisers built once."""
 
     def __init__(self, arch: str, stage: str, *, global_skip: bool, channels: int, scale: int,
-                 memory_format: torch.memory_format, device: torch.device, content_file: Path | None) -> None:
+                 memory_format: torch.memory_format, device: torch.device, content_file: Path | None,
+                 bf16: bool = False) -> None:
         self.stage = stage
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
         self.generator = build_generator(arch, in_channels=channels, scale=scale, global_skip=global_skip)
         self.generator.to(device, memory_format=memory_format).train()
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=1e-4, betas=(0.9, 0.999))
@@ -68,13 +73,17 @@ class Step:
         optimizer.step()
 
     def __call__(self, lr: torch.Tensor, hr: torch.Tensor) -> None:
-        sr = self.generator(lr)
+        with self.autocast:
+            sr = self.generator(lr).float()
         if self.stage == "pretrain":
             self._update(pixel_loss(sr, hr, "mse"), self.opt_g)
             return
-        real, fake = self.discriminator(hr), self.discriminator(sr.detach())
+        with self.autocast:
+            real, fake = self.discriminator(hr).float(), self.discriminator(sr.detach()).float()
         self._update(discriminator_loss(real, fake), self.opt_d)
-        total, _ = self.loss(sr, hr, self.discriminator(sr))
+        with self.autocast:
+            logits = self.discriminator(sr).float()
+        total, _ = self.loss(sr, hr, logits)
         self._update(total, self.opt_g)
 
 
@@ -95,10 +104,11 @@ def measure(step: nn.Module | Step, lr: torch.Tensor, hr: torch.Tensor, warmup: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", default="srgan,swift-srgan,swift-srgan+skip",
+    parser.add_argument("--archs", default="srgan,swift-srgan,swift-srgan+skip,plainrep",
                         help="Comma-separated; '+skip' adds the bicubic global skip.")
     parser.add_argument("--stages", default="pretrain,gan")
     parser.add_argument("--channels-last", default="off,on", help="Memory layouts to try: off, on or both.")
+    parser.add_argument("--precisions", default="fp32", help="fp32, bf16 or both (CPU bf16 autocast).")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--patch-size", type=int, default=96, help="HR patch side.")
     parser.add_argument("--scale", type=int, default=4)
@@ -117,12 +127,12 @@ def main() -> None:
     print(f"batch {args.batch_size}, HR {args.patch_size}x{args.patch_size}, x{args.scale}, "
           f"{args.channels} channel(s), {args.device}, torch threads {torch.get_num_threads()}, "
           f"{args.warmup} warm-up + {args.steps} timed steps")
-    print(f"{'arch':<18} {'stage':<9} {'channels_last':<13} {'s/step':>8} {'images/s':>9}")
+    print(f"{'arch':<18} {'stage':<9} {'channels_last':<13} {'precision':<9} {'s/step':>8} {'images/s':>9}")
     layouts = {"off": torch.contiguous_format, "on": torch.channels_last}
     with tempfile.TemporaryDirectory() as tmp:
         content_files: dict[str, Path] = {}
         for name in args.archs.split(","):
-            arch, skip = name.removesuffix("+skip"), name.endswith("+skip")
+            arch, skip = name.removesuffix("+skip"), name.endswith("+skip") or name == "plainrep"
             for stage in args.stages.split(","):
                 content_file = None
                 if stage == "gan":
@@ -132,13 +142,16 @@ def main() -> None:
                     content_file = content_files[network]
                 for layout in args.channels_last.split(","):
                     memory_format = layouts[layout]
-                    step = Step(arch, stage, global_skip=skip, channels=args.channels, scale=args.scale,
-                                memory_format=memory_format, device=device, content_file=content_file)
-                    batch = (lr.contiguous(memory_format=memory_format),
-                             hr.contiguous(memory_format=memory_format))
-                    seconds = measure(step, *batch, args.warmup, args.steps, device)
-                    rate = args.batch_size / seconds
-                    print(f"{name:<18} {stage:<9} {layout:<13} {seconds:8.3f} {rate:9.1f}", flush=True)
+                    for precision in args.precisions.split(","):
+                        step = Step(arch, stage, global_skip=skip, channels=args.channels, scale=args.scale,
+                                    memory_format=memory_format, device=device, content_file=content_file,
+                                    bf16=precision == "bf16")
+                        batch = (lr.contiguous(memory_format=memory_format),
+                                 hr.contiguous(memory_format=memory_format))
+                        seconds = measure(step, *batch, args.warmup, args.steps, device)
+                        rate = args.batch_size / seconds
+                        print(f"{name:<18} {stage:<9} {layout:<13} {precision:<9} {seconds:8.3f} {rate:9.1f}",
+                              flush=True)
 
 
 if __name__ == "__main__":

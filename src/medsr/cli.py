@@ -238,8 +238,12 @@ def prepare(
     headers_only: Annotated[
         bool, typer.Option("--headers-only", help="Read only file headers: fast, but pixels are not decoded.")
     ] = False,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="FOLDER_PATTERN=NAME: folders below a root that form one source; repeatable."),
+    ] = None,
 ) -> None:
-    """Scan images into a manifest CSV with a train/val/test split by patient."""
+    """Scan images into a manifest CSV with a train/val/test split by patient and a source per image."""
 
     from rich.progress import Progress
     from rich.table import Table
@@ -259,6 +263,7 @@ def prepare(
             patient_column=patient_column,
             min_size=min_size,
             headers_only=headers_only,
+            sources=mf.parse_source_rules(source or []),
             on_progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if not rows and not skipped:
@@ -267,13 +272,13 @@ def prepare(
         raise typer.Exit(2)
     mf.write_manifest(rows, out)
     skipped_csv = mf.write_skipped(skipped, out)
-    table = Table(title=f"split by patient, seed {seed}")
-    for name in ("split", "patients", "images"):
-        table.add_column(name, justify="left" if name == "split" else "right")
-    summary = mf.split_summary(rows)
-    for split, (n_patients, n_images) in summary.items():
-        table.add_row(split, str(n_patients), str(n_images))
-    table.add_row("all", str(len({r.patient_id for r in rows})), str(len(rows)), style="bold")
+    table = Table(title=f"split by patient, seed {seed} (patients / images)")
+    table.add_column("source")
+    for split in mf.SPLITS:
+        table.add_column(split, justify="right")
+    for name, summary in mf.source_summary(rows).items():
+        table.add_row(name or "-", *(f"{p} / {i}" for p, i in summary.values()))
+    table.add_row("all", *(f"{p} / {i}" for p, i in mf.split_summary(rows).values()), style="bold")
     console.print(table)
     console.print(f"wrote {len(rows)} image(s) to {out}", highlight=False, soft_wrap=True)
     if skipped:

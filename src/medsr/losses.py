@@ -29,11 +29,12 @@ SWIFT_SRGAN_WEIGHTS: dict[str, float] = {"pixel": 1.0, "content": 0.006, "advers
 SRGAN_WEIGHTS: dict[str, float] = {"pixel": 0.0, "content": 1 / 12.75**2, "adversarial": 0.001, "tv": 0.0}
 
 #: Feature network of each architecture's content loss, and its published loss weights.
-CONTENT_NETWORK_FOR_ARCH = {"swift-srgan": "mobilenet_v2", "srgan": "vgg19", "srresnet": "vgg19"}
+CONTENT_NETWORK_FOR_ARCH = {"swift-srgan": "mobilenet_v2", "srgan": "vgg19", "srresnet": "vgg19", "plainrep": "vgg19"}
 LOSS_WEIGHTS_FOR_ARCH = {
     "swift-srgan": SWIFT_SRGAN_WEIGHTS,
     "srgan": SRGAN_WEIGHTS,
     "srresnet": SRGAN_WEIGHTS,
+    "plainrep": SWIFT_SRGAN_WEIGHTS,
 }
 
 #: torchvision's file names for the ImageNet weights (what ``--content-weights`` expects).

@@ -20,6 +20,7 @@ its split when other files are added.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import hashlib
 import os
 import re
@@ -32,7 +33,8 @@ from typing import NamedTuple
 from medsr.errors import ConfigError, ImageReadError, ManifestError
 
 SPLITS = ("train", "val", "test")
-COLUMNS = ("path", "patient_id", "split", "modality", "width", "height", "channels", "bit_depth")
+REQUIRED_COLUMNS = ("path", "patient_id", "split", "modality", "width", "height", "channels", "bit_depth")
+COLUMNS = (*REQUIRED_COLUMNS, "source")  # "source" (hospital or data set) is optional when reading
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
 IMAGE_SUFFIXES = RASTER_SUFFIXES | DICOM_SUFFIXES
@@ -86,6 +88,7 @@ class ManifestRow:
     height: int
     channels: int
     bit_depth: int
+    source: str = ""
 
 
 class Skipped(NamedTuple):
@@ -436,6 +439,38 @@ def _relative(path: Path, folder: Path) -> str:
     return Path(os.path.relpath(path, folder)).as_posix()
 
 
+def image_source(path: Path, roots: Sequence[Path], rules: Sequence[tuple[str, str]] = ()) -> str:
+    """The source (hospital, data set) of an image: the first folder below the scan root that holds it.
+
+    A file given directly as a root, or lying directly in a root, takes the root's own folder name. ``rules``
+    are ``(pattern, name)`` pairs (``--source 'hannover-*=hannover'``): the first pattern that matches the
+    folder name (shell-style) renames it, so several folders can form one source.
+    """
+    folder = path.parent.name
+    for root in sorted((Path(os.path.normpath(r.absolute())) for r in roots), key=lambda r: -len(r.parts)):
+        if root == path:
+            break
+        if root in path.parents:
+            parts = path.relative_to(root).parts
+            folder = parts[0] if len(parts) > 1 else root.name
+            break
+    for pattern, name in rules:
+        if fnmatch.fnmatchcase(folder, pattern):
+            return name
+    return folder
+
+
+def parse_source_rules(items: Iterable[str]) -> list[tuple[str, str]]:
+    """``["PATTERN=NAME", ...]`` (the CLI's ``--source``) as ``(pattern, name)`` pairs."""
+    rules = []
+    for item in items:
+        pattern, sep, name = item.partition("=")
+        if not sep or not pattern.strip() or not name.strip():
+            raise ConfigError(f"--source takes FOLDER_PATTERN=NAME (e.g. 'hannover-*=hannover'), not {item!r}")
+        rules.append((pattern.strip(), name.strip()))
+    return rules
+
+
 def build_manifest(
     roots: Iterable[str | Path],
     out: str | Path,
@@ -448,15 +483,19 @@ def build_manifest(
     patient_column: str | None = None,
     min_size: int = 0,
     headers_only: bool = False,
+    sources: Sequence[tuple[str, str]] = (),
     workers: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[ManifestRow], list[Skipped]]:
-    """Scan the roots and give each readable image its patient and split (rows sorted by path).
+    """Scan the roots and give each readable image its patient, split and source (rows sorted by path).
 
     ``out`` is where the manifest will be written: files without any patient information are their own
     patient, named by their path relative to that folder. Images with ``min(width, height) < min_size``
-    are skipped with ``unreadable=False``.
+    are skipped with ``unreadable=False``. ``sources`` are :func:`image_source` rules. The split depends on
+    the patient alone, so with enough patients every source is represented in every split (the CLI prints
+    the per-source counts).
     """
+    roots = [Path(r) for r in roots]
     _check_fractions(val, test)
     if min_size < 0:
         raise ConfigError(f"--min-size must be >= 0 (got {min_size})")
@@ -486,6 +525,7 @@ def build_manifest(
                 height=info.height,
                 channels=info.channels,
                 bit_depth=info.bit_depth,
+                source=image_source(info.path, roots, sources),
             )
         )
     rows.sort(key=lambda r: r.path)
@@ -520,6 +560,7 @@ def write_manifest(rows: Iterable[ManifestRow], path: str | Path) -> Path:
                 r.height,
                 r.channels,
                 r.bit_depth,
+                r.source,
             )
             for r in rows
         ),
@@ -553,7 +594,7 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[ManifestRo
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise ManifestError(path, f"not a medsr manifest (missing columns: {', '.join(missing)})")
             for record in reader:
@@ -577,6 +618,7 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[ManifestRo
                         record["split"],
                         record["modality"] or UNKNOWN_MODALITY,
                         *sizes,
+                        (record.get("source") or "").strip(),
                     )
                 )
     except OSError as exc:
@@ -584,6 +626,14 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[ManifestRo
     except (csv.Error, UnicodeDecodeError) as exc:
         raise ManifestError(path, f"not a readable CSV ({exc})") from exc
     return rows
+
+
+def source_summary(rows: Iterable[ManifestRow]) -> dict[str, dict[str, tuple[int, int]]]:
+    """``{source: {split: (patients, images)}}``: does every split hold patients of every source?"""
+    by_source: dict[str, list[ManifestRow]] = {}
+    for row in rows:
+        by_source.setdefault(row.source, []).append(row)
+    return {source: split_summary(group) for source, group in sorted(by_source.items())}
 
 
 def split_summary(rows: Iterable[ManifestRow]) -> dict[str, tuple[int, int]]:

@@ -32,6 +32,8 @@ Degradation = Callable[..., Any]
 _TARGETS: dict[str, str] = {
     "bicubic": "medsr.degrade.bicubic:bicubic_degradation",
     "bicubic-blur-noise": "medsr.degrade.blur_noise:blur_noise",
+    "realistic": "medsr.degrade.realistic:realistic",
+    "box-noise": "medsr.degrade.realistic:box_noise",
     "ultrasound": "medsr.degrade.ultrasound:ultrasound",
     "ct-sparse-view": "medsr.degrade.ct:sparse_view_fbp",
     "ct-sinogram": "medsr.degrade.ct:sparse_view_sinogram",
@@ -44,6 +46,8 @@ DEFAULT_DEGRADATION = "bicubic"
 _LR_SCALE: dict[str, Callable[[int], tuple[int, int]]] = {
     "bicubic": lambda s: (s, s),
     "bicubic-blur-noise": lambda s: (s, s),
+    "realistic": lambda s: (s, s),
+    "box-noise": lambda s: (s, s),
     "endoscopy": lambda s: (s, s),
     "ultrasound": lambda s: (1, s),
     "ct-sparse-view": lambda s: (1, 1),

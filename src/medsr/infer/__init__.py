@@ -7,7 +7,7 @@
 
 from medsr.allocator import tune_allocator
 from medsr.infer.api import resolve_model, upscale, upscale_array, upscale_arrays
-from medsr.infer.export import export_onnx, fold_batchnorm, onnx_bytes
+from medsr.infer.export import export_onnx, fold_batchnorm, inference_form, onnx_bytes
 from medsr.infer.runtime import (
     BACKENDS,
     DEFAULT_MODEL,
@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "export_onnx",
     "fold_batchnorm",
+    "inference_form",
     "get_predictor",
     "load_cached_model",
     "model_name",

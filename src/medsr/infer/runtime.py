@@ -48,14 +48,15 @@ def _adapt(model: Any, x: torch.Tensor) -> torch.Tensor:
 class TorchPredictor:
     """Runs a PyTorch generator on numpy batches: ``(N, C, h, w)`` float32 -> ``(N, C, h*sy, w*sx)`` float32.
 
-    ``fast=True`` (the default path) runs a BatchNorm-folded, channels-last copy; ``fast=False`` runs the
-    model exactly as given. C may differ from the model's channels (see ``medsr.models.adapt_channels``).
+    ``fast=True`` (the default path) runs a collapsed, BatchNorm-folded, channels-last copy
+    (:func:`medsr.infer.export.inference_form`); ``fast=False`` runs the model exactly as given. C may differ
+    from the model's channels (see ``medsr.models.adapt_channels``).
     """
 
     def __init__(
         self, model: nn.Module, device: torch.device, *, precision: str = "fp32", fast: bool = True
     ) -> None:
-        from medsr.infer.export import fold_batchnorm
+        from medsr.infer.export import inference_form
 
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
@@ -63,7 +64,7 @@ class TorchPredictor:
         self.in_channels = int(model.in_channels)
         self.device = device
         self.autocast = precision == "bf16"
-        prepared = fold_batchnorm(model) if fast else model.eval()
+        prepared = inference_form(model) if fast else model.eval()
         prepared = prepared.to(device=device)
         self.channels_last = fast and device.type == "cpu"
         if self.channels_last:
