@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 from medsr import evaluate
 from medsr.cli import app
 from medsr.degrade.bicubic import bicubic
+from medsr.io.find import expand_inputs
 from medsr.io.image import MedicalImage
+from medsr.protocol import Protocol, items_from_inputs
 
 DATA = Path(__file__).parent / "data"
 PIL_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
@@ -83,7 +85,7 @@ def test_cli_table_and_csv(tmp_path: Path) -> None:
         assert header in result.output
     assert "bicubic" in result.output and str(len(paths)) in result.output
     with out.open(newline="") as handle:
-        assert next(csv.reader(handle)) == ["image", "method", "scale", "psnr", "ssim"]
+        assert next(csv.reader(handle)) == ["image", "source", "method", "scale", "psnr", "ssim"]
     rows = read_csv(out)
     assert [row["image"] for row in rows] == [str(p) for p in paths]
     assert {row["method"] for row in rows} == {"bicubic"} and {row["scale"] for row in rows} == {"2"}
@@ -125,7 +127,7 @@ def test_bicubic_degradation_equals_pillow() -> None:
     np.testing.assert_array_equal(np.rint(bicubic(rgb / 255.0, 4) * 255).astype(np.uint8), expected)
 
 
-def test_iter_image_paths(tmp_path: Path) -> None:
+def test_expand_inputs_finds_images_and_keeps_named_files(tmp_path: Path) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / ".hidden").mkdir()
     for name in ("a/x.PNG", "a/b/y.tif", "a/b/z.jpeg", "notes.txt", ".hidden/w.png", "a/.v.png"):
@@ -133,11 +135,12 @@ def test_iter_image_paths(tmp_path: Path) -> None:
     (tmp_path / "a" / "IM0001").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
     (tmp_path / "a" / "README").write_bytes(b"plain text, no preamble")
     explicit = tmp_path / "notes.txt"
-    found = evaluate.iter_image_paths([tmp_path, explicit, tmp_path / "a" / "x.PNG"])
-    rel = [p.relative_to(tmp_path).as_posix() for p in found]
+    found = expand_inputs([tmp_path, explicit, tmp_path / "a" / "x.PNG"])
+    rel = [p.relative_to(tmp_path).as_posix() for p, _ in found]
     assert rel == ["a/IM0001", "a/b/y.tif", "a/b/z.jpeg", "a/x.PNG", "notes.txt"]
+    assert {root for _, root in found} == {tmp_path}
     missing = tmp_path / "missing.png"
-    assert evaluate.iter_image_paths([missing]) == [missing]
+    assert expand_inputs([missing]) == [(missing, tmp_path)]
 
 
 def test_sixteen_bit_outputs_are_quantised_and_scored_on_their_scale() -> None:
@@ -149,8 +152,9 @@ def test_sixteen_bit_outputs_are_quantised_and_scored_on_their_scale() -> None:
     image = MedicalImage(pixels=(stored / 65535.0).astype(np.float32)[..., None], format="png", bit_depth=16,
                          value_range=(0.0, 65535.0), path="sixteen.png")
     outputs: dict[str, np.ndarray] = {}
-    rows = evaluate.score_methods([image], 4, evaluate.interpolation_methods(["bicubic", "nearest"], 16),
-                                  on_output=lambda _img, method, sr: outputs.__setitem__(method, sr))
+    protocol = Protocol(scale=4)
+    pair = protocol.pair(image, "sixteen.png")
+    rows = protocol.run(pair, protocol.baselines(["bicubic", "nearest"], pair), outputs.__setitem__)
     assert [r["method"] for r in rows] == ["bicubic", "nearest"]
     for row in rows:
         sr = outputs[row["method"]][..., 0].astype(np.float64) * 65535
@@ -165,18 +169,16 @@ def test_sixteen_bit_outputs_are_quantised_and_scored_on_their_scale() -> None:
         assert row["seconds"] >= 0 and row["scale"] == 4
 
 
-def test_prepare_pair_crops_and_takes_first_frame() -> None:
+def test_protocol_pair_crops_and_takes_first_frame(tmp_path: Path) -> None:
     frames = np.random.default_rng(2).integers(0, 256, (3, 50, 45, 3)).astype(np.float32) / 255
     image = MedicalImage(pixels=frames, format="dicom", bit_depth=8, value_range=(0.0, 255.0))
-    hr, lr = evaluate.prepare_pair(image, 4)
-    assert hr.shape == (48, 44, 3) and lr.shape == (12, 11, 3)
-    np.testing.assert_array_equal(hr, frames[0, 1:49, 0:44])
+    pair = Protocol(scale=4).pair(image)
+    assert pair.hr.shape == (48, 44, 3) and pair.lr.shape == (12, 11, 3)
+    np.testing.assert_array_equal(pair.hr, frames[0, 1:49, 0:44])
     # 16x16 leaves 8x8 after the border crop: too small for SSIM, reported as a failure, not a crash
-    tiny = MedicalImage(pixels=np.zeros((16, 16, 1), np.float32), format="png", bit_depth=8,
-                        value_range=(0.0, 255.0))
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "tiny.png")
     failures: list[tuple[str, str]] = []
-    methods = evaluate.interpolation_methods(["bicubic"], 8)
-    rows = evaluate.score_methods([tiny], 4, methods, failures=failures)
+    rows = evaluate.score_baselines(items_from_inputs([tmp_path]), Protocol(scale=4), ["bicubic"], failures)
     assert rows == [] and len(failures) == 1 and "11x11" in failures[0][1]
 
 
@@ -188,7 +190,7 @@ def test_write_csv_and_summarize(tmp_path: Path) -> None:
     ]
     path = evaluate.write_csv(rows, tmp_path / "deep" / "r.csv")
     back = read_csv(path)
-    assert list(back[0]) == ["image", "method", "scale", "psnr", "ssim"]
+    assert list(back[0]) == ["image", "source", "method", "scale", "psnr", "ssim"]
     assert [float(r["psnr"]) for r in back] == [30.0, 20.0, 25.0]
     summary = evaluate.summarize(rows)
     assert [s["method"] for s in summary] == ["bicubic", "nearest"]

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from medsr import evaluate
 from medsr.cli import app
 from medsr.errors import ConfigError
+from medsr.infer import InferenceSettings
 from medsr.models import build_generator, save_model
 
 DATA = Path(__file__).parent / "data"
@@ -99,7 +100,7 @@ def test_zero_residual_model_scores_as_torch_bicubic(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
 
     with out.open(newline="") as handle:
-        assert next(csv.reader(handle)) == ["image", "method", "scale", "psnr", "ssim", "seconds"]
+        assert next(csv.reader(handle)) == ["image", "source", "method", "scale", "psnr", "ssim", "seconds"]
     rows = read_csv(out)
     assert [(Path(r["image"]).name, r["method"]) for r in rows] == [
         (p.name, m) for p in images for m in ("tiny.safetensors", "bicubic", "lanczos")]
@@ -145,7 +146,7 @@ def test_api_module_gray_into_rgb_model_with_max_size() -> None:
     """A 3-channel model on a grayscale image (replicate, then mean) and --max-size's centre crop."""
     path = xray_pngs()[0]
     result = evaluate.evaluate_model(zero_residual_model(in_channels=3), [path], baselines=(), max_size=96,
-                                     device="cpu")
+                                     settings=InferenceSettings(device="cpu"))
     assert result.failures == [] and result.scale == 4 and result.model_scale == (4, 4)
     assert [r["method"] for r in result.rows] == ["swift-srgan"]
     ref = expected(centre_crop(np.asarray(Image.open(path).convert("L")), 96, 96))
@@ -247,7 +248,8 @@ def test_bf16_precision_is_scored_close_to_fp32_but_not_identical() -> None:
     torch.manual_seed(1)
     model = build_generator("swift-srgan", in_channels=1, scale=4, num_channels=8, num_blocks=1).eval()
     path = xray_pngs()[0]
-    fp32, bf16 = (evaluate.evaluate_model(model, [path], baselines=(), max_size=96, device="cpu",
-                                          precision=precision).rows[0] for precision in ("fp32", "bf16"))
+    fp32, bf16 = (evaluate.evaluate_model(model, [path], baselines=(), max_size=96,
+                                          settings=InferenceSettings(device="cpu", precision=precision)).rows[0]
+                  for precision in ("fp32", "bf16"))
     assert fp32["psnr"] != bf16["psnr"]
     assert abs(fp32["psnr"] - bf16["psnr"]) < 0.5

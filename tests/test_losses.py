@@ -152,6 +152,7 @@ def test_generator_loss_weights_and_total(content_net):
         "swift-srgan": "mobilenet_v2",
         "srgan": "vgg19",
         "srresnet": "vgg19",
+        "plainrep": "vgg19",
     }
 
 

@@ -6,8 +6,9 @@ heavy optional dependency is only loaded when the function that needs it is call
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from medsr.lazy import load
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,9 @@ _API = {
     "ssim": "medsr.metrics",
     "build_generator": "medsr.models",
     "load_model": "medsr.models",
+    "DEFAULT_MODEL": "medsr.models",
+    "InferenceSettings": "medsr.infer",
+    "Protocol": "medsr.protocol",
     "upscale": "medsr.infer",
     "train": "medsr.train",
 }
@@ -29,5 +33,5 @@ __all__ = ["__version__", *_API]
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
+        return load(f"{_API[name]}:{name}")
     raise AttributeError(f"module 'medsr' has no attribute {name!r}")

@@ -6,16 +6,40 @@ and the command exits with status 2.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
+import signal
+import subprocess
 import sys
+import threading
+import time
+import webbrowser
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from medsr import __version__
-from medsr.errors import MedsrError
+from medsr import degrade as degradations
+from medsr import evaluate as ev
+from medsr.allocator import tune_allocator
+from medsr.app import APP_FILE
+from medsr.data import download as dl
+from medsr.data import manifest as mf
+from medsr.degrade.files import degrade_files
+from medsr.errors import ConfigError, MedsrError
+from medsr.infer import InferenceSettings, export_onnx
+from medsr.infer.files import Outcome, collect_sources, upscale_files
+from medsr.models import DEFAULT_MODEL, list_bundled_models, load_model, model_name
+from medsr.protocol import BASELINE_METHODS, Item, Protocol, items_from_inputs, items_from_manifest
+from medsr.train.config import TrainConfig
+from medsr.train.trainer import train as train_api
 
 app = typer.Typer(
     name="medsr",
@@ -43,16 +67,90 @@ def _root(
     """Medical image super-resolution."""
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters (newlines in a file name, say) escaped, so a report stays one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
+
+
 def report_failures(failures: list[tuple[str, str]]) -> None:
     """Print the files a batch command skipped, one line each, at the end of its output."""
     if not failures:
         return
     err_console.print(f"[bold red]{len(failures)} file(s) failed:[/]")
     for path, reason in failures:
-        err_console.print(f"  {path}: {reason}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"  {one_line(path)}: {one_line(reason)}", markup=False, highlight=False, soft_wrap=True)
 
 
-# --- commands (each helper module adds its own below; keep them thin) ---------------------------------------
+def _finish(failures: list[tuple[str, str]]) -> None:
+    """End a batch command: list the skipped files, and exit 1 if there were any."""
+    report_failures(failures)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _items_or_exit(items: list[Item], where: list) -> list[Item]:
+    if not items:
+        err_console.print(f"medsr: no images found in {', '.join(map(str, where))}", markup=False, highlight=False)
+        raise typer.Exit(2)
+    return items
+
+
+def _baseline_names(names: list[str], hint: str) -> list[str]:
+    names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    for name in names:
+        if name not in BASELINE_METHODS:
+            raise typer.BadParameter(f"{name!r}; choose from {', '.join(BASELINE_METHODS)}", param_hint=hint)
+    return names
+
+
+@contextlib.contextmanager
+def _progress(what: str, total: int | None) -> Iterator[Callable[[], None]]:
+    """A transient progress bar on stderr; yields the function that advances it by one."""
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err_console, transient=True)
+    with bar:
+        task = bar.add_task(what, total=total)
+        yield lambda: bar.advance(task)
+
+
+def upscale_table(outcomes: list[Outcome], out: Path, model: torch.nn.Module) -> Table:
+    """The table `medsr upscale` prints: file, sizes and seconds of each written output."""
+    sy, sx = model.scale
+    table = Table(title=f"medsr upscale: {model_name(model)}, x{sy}" + (f" (rows) x{sx} (columns)" if sy != sx else ""))
+    table.add_column(f"file (in {out})", overflow="fold")
+    for column in ("in size", "out size", "seconds"):
+        table.add_column(column, justify="right")
+    for o in outcomes:
+        (w, h), (ow, oh) = o.in_size, o.out_size
+        name = o.target.relative_to(out) if o.target.is_relative_to(out) else o.target
+        frames = f" x{o.frames}" if o.frames > 1 else ""
+        table.add_row(one_line(str(name)), f"{w}x{h}{frames}", f"{ow}x{oh}", f"{o.seconds:.2f}")
+    return table
+
+
+def split_table(rows: list[mf.ManifestRow], seed: int) -> Table:
+    """Patients / images per source and split: does every split hold patients of every source?"""
+    table = Table(title=f"split by patient, seed {seed} (patients / images)")
+    table.add_column("source")
+    for split in mf.SPLITS:
+        table.add_column(split, justify="right")
+    for name, summary in mf.source_summary(rows).items():
+        table.add_row(name or "-", *(f"{p} / {i}" for p, i in summary.values()))
+    table.add_row("all", *(f"{p} / {i}" for p, i in mf.split_summary(rows).values()), style="bold")
+    return table
+
+
+# Inference options shared by upscale and evaluate: declared once, defaults from InferenceSettings.
+_DEFAULTS = InferenceSettings()
+ModelOption = Annotated[
+    str | None, typer.Option("--model", "-m", show_default=DEFAULT_MODEL, help="Bundled name or checkpoint.")]
+TileOption = Annotated[int, typer.Option(min=8, help="Tile size in input pixels (bounds memory).")]
+OverlapOption = Annotated[int, typer.Option(min=0, help="Context pixels each tile sees from its neighbours.")]
+BatchOption = Annotated[int, typer.Option(min=1, help="Tiles or same-size files run together (helps on GPU).")]
+DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
+PrecisionOption = Annotated[str, typer.Option(help="fp32 | bf16 (bf16: faster only on CPUs with AMX).")]
+
+# --- commands (thin: each calls the Python API) ------------------------------------------------------------
 
 
 @app.command()
@@ -76,95 +174,56 @@ def baseline(
     ] = None,
 ) -> None:
     """Score interpolation baselines: bicubic-degrade each HR image, upscale back, report PSNR/SSIM."""
-    from medsr import evaluate
-
-    methods = list(dict.fromkeys(method or ["bicubic"]))
-    for name in methods:
-        if name not in evaluate.BASELINE_METHODS:
-            choices = ", ".join(evaluate.BASELINE_METHODS)
-            raise typer.BadParameter(f"{name!r}; choose from {choices}", param_hint="--method")
-    paths = evaluate.iter_image_paths(hr)
-    if not paths:
-        where = ", ".join(map(str, hr))
-        err_console.print(f"medsr: no images found in {where}", markup=False, highlight=False)
-        raise typer.Exit(2)
+    methods = _baseline_names(method or ["bicubic"], "--method")
+    items = _items_or_exit(items_from_inputs(hr), hr)
     failures: list[tuple[str, str]] = []
-    rows = evaluate.score_methods(
-        evaluate.read_images(paths, failures),
-        scale,
-        lambda image: evaluate.interpolation_methods(methods, evaluate.resize_bit_depth(image)),
-        border,
-        failures=failures,
-    )
-    console.print(evaluate.summary_table(evaluate.summarize(rows), title=f"Baselines, x{scale}"))
+    rows = ev.score_baselines(items, Protocol(scale=scale, border=border), methods, failures)
+    console.print(ev.summary_table(ev.summarize(rows), title=f"Baselines, x{scale}"))
     if out is not None:
-        evaluate.write_csv(rows, out)
+        ev.write_csv(rows, out)
         console.print(f"wrote {len(rows)} rows to {out}", highlight=False)
-    report_failures(failures)
-    if failures:
-        raise typer.Exit(1)
+    _finish(failures)
 
 
-@app.command()
-def train(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with every setting.")] = None,
-    manifest: Annotated[Path | None, typer.Option(help="Manifest from `medsr prepare`.")] = None,
-    model: Annotated[str | None, typer.Option(help="srresnet | srgan | swift-srgan.")] = None,
-    scale: Annotated[int | None, typer.Option(help="Upscaling factor (2, 3, 4, 8).")] = None,
-    stage: Annotated[str | None, typer.Option(help="pretrain | gan | both.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs of the (first) stage.")] = None,
-    gan_epochs: Annotated[int | None, typer.Option(help="Epochs of the gan stage with --stage both.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Patches per step (per process).")] = None,
-    patch_size: Annotated[int | None, typer.Option(help="HR patch side in pixels.")] = None,
-    patches_per_image: Annotated[int | None, typer.Option(help="Patches drawn from each image per epoch.")] = None,
-    patch_candidates: Annotated[
-        int | None, typer.Option(help="Keep the most detailed of this many random patch positions.")
-    ] = None,
-    lr: Annotated[float | None, typer.Option(help="Generator learning rate.")] = None,
-    pixel_loss: Annotated[str | None, typer.Option(help="mse | l1.")] = None,
-    global_skip: Annotated[
-        bool | None, typer.Option("--global-skip/--no-global-skip", help="Learn a residual over bicubic.")
-    ] = None,
-    in_channels: Annotated[int | None, typer.Option(help="1 (grayscale) or 3.")] = None,
-    degradation: Annotated[str | None, typer.Option(help="How LR inputs are made (default bicubic).")] = None,
-    init_from: Annotated[str | None, typer.Option(help="Generator checkpoint to start from.")] = None,
-    content_weights: Annotated[
-        str | None, typer.Option(help="Local state dict of the content loss's feature network.")
-    ] = None,
-    num_workers: Annotated[int | None, typer.Option(help="DataLoader workers.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps in all.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.")] = None,
-    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")] = None,
-    sync_bn: Annotated[
-        bool | None, typer.Option("--sync-bn/--no-sync-bn", help="SyncBatchNorm under torchrun.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    threads: Annotated[int | None, typer.Option(help="PyTorch CPU threads (default: all cores).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue the run in this folder where it stopped.")] = None,
-) -> None:
-    """Train a generator (pixel-loss pretraining, then adversarial fine-tuning); checkpoints every epoch."""
-    from medsr.allocator import tune_allocator
-    from medsr.train.config import TrainConfig
-    from medsr.train.trainer import train as run_training
+def _train(config: Path | None = None, resume: Path | None = None, **settings: object) -> None:
+    """Train a generator (pixel-loss pretraining, then adversarial fine-tuning); checkpoints every epoch.
 
+    Every option but --config and --resume is a TrainConfig setting (medsr.train.config), declared there once.
+    """
     tune_allocator()  # about 1.25x faster steps on CPU: activations reuse heap pages instead of fresh mmaps
-    overrides = {
-        "manifest": str(manifest) if manifest else None, "model": model, "scale": scale, "stage": stage,
-        "epochs": epochs, "gan_epochs": gan_epochs, "batch_size": batch_size, "patch_size": patch_size,
-        "patches_per_image": patches_per_image,
-        "patch_candidates": patch_candidates, "lr": lr, "pixel_loss": pixel_loss, "global_skip": global_skip,
-        "in_channels": in_channels, "degradation": degradation, "init_from": init_from,
-        "content_weights": content_weights, "num_workers": num_workers, "max_steps": max_steps, "device": device,
-        "amp": amp, "sync_bn": sync_bn, "seed": seed, "threads": threads, "out": str(out) if out else None,
-    }
+    overrides = {key: str(value) if isinstance(value, Path) else value for key, value in settings.items()}
     if resume is not None:
-        extend = {k: overrides[k] for k in ("epochs", "gan_epochs", "max_steps", "threads", "num_workers", "device")
-                  if overrides[k] is not None}
-        run_dir = run_training(resume=resume, **extend)
+        run_dir = train_api(resume=resume, **overrides)
     else:
-        run_dir = run_training(TrainConfig.load(config, **overrides))
+        run_dir = train_api(TrainConfig.load(config, **overrides))
     console.print(f"run folder: {run_dir}")
+
+
+def _train_signature() -> inspect.Signature:
+    """--config, --resume, then one option per TrainConfig setting declared with ``flag``."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("config", keyword, default=None, annotation=Annotated[
+            Path | None, typer.Option("--config", "-c", help="YAML file with every setting.")]),
+        inspect.Parameter("resume", keyword, default=None, annotation=Annotated[
+            Path | None, typer.Option(help="Continue the run in this folder where it stopped.")]),
+    ]
+    for item in TrainConfig.cli_fields():
+        kind = {"bool": bool, "int": int, "float": float}.get(str(item.type).split(" ")[0], str)
+        names = [f"--{item.name.replace('_', '-')}"]
+        if kind is bool:
+            names = [f"{names[0]}/--no-{item.name.replace('_', '-')}"]
+        if item.name == "out":
+            names.append("-o")
+        default = "" if item.default in (None, "") else f" (default {item.default})"
+        option = typer.Option(*names, help=item.metadata["help"] + default, show_default=False)
+        params.append(inspect.Parameter(item.name, keyword, default=None, annotation=Annotated[kind | None, option]))
+    return inspect.Signature(params)
+
+
+_train.__signature__ = _train_signature()  # type: ignore[attr-defined]
+_train.__annotations__ = {p.name: p.annotation for p in _train.__signature__.parameters.values()}
+app.command("train")(_train)
 
 
 @app.command()
@@ -184,35 +243,10 @@ def degrade(
     ] = None,
 ) -> None:
     """Make LR images from HR ones with a modality degradation model, keeping name, format and bit depth."""
-    import zlib
-
-    import numpy as np
-
-    from medsr import degrade as degradations
-    from medsr.evaluate import iter_image_paths
-    from medsr.io import read_image, write_image
-
-    degradations.get_degradation(model)
     params = degradations.parse_params(model, param or [])
-    failures: list[tuple[str, str]] = []
-    written = 0
-    for item in inputs:
-        root = item if item.is_dir() else item.parent
-        for path in iter_image_paths([item]):
-            target = out / path.relative_to(root)
-            rng = np.random.default_rng([seed, zlib.crc32(str(path.relative_to(root)).encode())])
-            try:
-                lr = degradations.degrade_image(read_image(path), model, scale, rng=rng, **params)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_image(lr, target)
-            except (MedsrError, ValueError, OSError) as exc:
-                failures.append((str(path), getattr(exc, "reason", None) or str(exc)))
-                continue
-            written += 1
-    console.print(f"wrote {written} {model} x{scale} image(s) to {out}", highlight=False)
-    report_failures(failures)
-    if failures:
-        raise typer.Exit(1)
+    written, failures = degrade_files(inputs, out, model, scale, seed=seed, **params)
+    console.print(f"wrote {len(written)} {model} x{scale} image(s) to {out}", highlight=False)
+    _finish(failures)
 
 
 @app.command()
@@ -244,49 +278,23 @@ def prepare(
     ] = None,
 ) -> None:
     """Scan images into a manifest CSV with a train/val/test split by patient and a source per image."""
-
-    from rich.progress import Progress
-    from rich.table import Table
-
-    from medsr.data import manifest as mf
-
-    with Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task("reading images", total=None)
+    with _progress("reading images", None) as advance:
         rows, skipped = mf.build_manifest(
-            roots,
-            out,
-            val=val,
-            test=test,
-            seed=seed,
-            patients=patients or (),
-            id_column=id_column,
-            patient_column=patient_column,
-            min_size=min_size,
-            headers_only=headers_only,
-            sources=mf.parse_source_rules(source or []),
-            on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            roots, out, val=val, test=test, seed=seed, patients=patients or (), id_column=id_column,
+            patient_column=patient_column, min_size=min_size, headers_only=headers_only,
+            sources=mf.parse_source_rules(source or []), on_progress=lambda done, total: advance(),
         )
     if not rows and not skipped:
-        where = ", ".join(map(str, roots))
-        err_console.print(f"medsr: no images found in {where}", markup=False, highlight=False)
-        raise typer.Exit(2)
+        _items_or_exit([], roots)
     mf.write_manifest(rows, out)
     skipped_csv = mf.write_skipped(skipped, out)
-    table = Table(title=f"split by patient, seed {seed} (patients / images)")
-    table.add_column("source")
-    for split in mf.SPLITS:
-        table.add_column(split, justify="right")
-    for name, summary in mf.source_summary(rows).items():
-        table.add_row(name or "-", *(f"{p} / {i}" for p, i in summary.values()))
-    table.add_row("all", *(f"{p} / {i}" for p, i in mf.split_summary(rows).values()), style="bold")
-    console.print(table)
+    console.print(split_table(rows, seed))
     console.print(f"wrote {len(rows)} image(s) to {out}", highlight=False, soft_wrap=True)
     if skipped:
-        head = f"skipped: {len(skipped)} file(s), listed in {skipped_csv}"
-        console.print(head, highlight=False, soft_wrap=True)
+        console.print(f"skipped: {len(skipped)} file(s), listed in {skipped_csv}", highlight=False, soft_wrap=True)
         for item in skipped[:20]:
-            line = f"  {os.path.relpath(item.path)}: {item.reason}"
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
+            console.print(f"  {one_line(os.path.relpath(item.path))}: {one_line(item.reason)}", markup=False,
+                          highlight=False, soft_wrap=True)
         if len(skipped) > 20:
             console.print(f"  ... and {len(skipped) - 20} more", highlight=False)
     if any(item.unreadable for item in skipped):
@@ -311,8 +319,6 @@ def download(
     retries: Annotated[int, typer.Option(min=0, help="Retries per file after a network error.")] = 5,
 ) -> None:
     """Download a public dataset (resumable, verified) into DEST/images/; a re-run skips finished parts."""
-    from medsr.data import download as dl
-
     source = dl.get_source(dataset, base_url=base_url, urls_file=urls_file)
     chosen = dl.parse_parts(parts, len(source.archives)) if parts else None
     report = dl.download_dataset(
@@ -337,78 +343,38 @@ def upscale(
         list[str], typer.Argument(metavar="INPUT...", help="Images, folders (recursive) or glob patterns.")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: same names, format and bit depth.")],
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", show_default="swift-srresnet-xray-x4", help="Bundled name or checkpoint."),
-    ] = None,
-    tile: Annotated[int, typer.Option(min=8, help="Tile size in input pixels (bounds memory).")] = 512,
-    overlap: Annotated[int, typer.Option(min=0, help="Context pixels each tile sees from its neighbours.")] = 32,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
-    backend: Annotated[str, typer.Option(help="torch | onnxruntime.")] = "torch",
+    model: ModelOption = None,
     fmt: Annotated[
         str | None, typer.Option("--format", "-f", help="png | tiff | dcm (default: the input's; JPEG -> png).")
     ] = None,
-    batch_size: Annotated[
-        int, typer.Option(min=1, help="Files run together (same-size images share a batch; helps on GPU).")
-    ] = 1,
-    precision: Annotated[
-        str, typer.Option(help="fp32 | bf16 (bf16: faster on CPUs with AMX, errors of ~1e-3).")
-    ] = "fp32",
+    tile: TileOption = _DEFAULTS.tile,
+    overlap: OverlapOption = _DEFAULTS.overlap,
+    batch_size: BatchOption = _DEFAULTS.batch_size,
+    device: DeviceOption = _DEFAULTS.device,
+    backend: Annotated[str, typer.Option(help="torch | onnxruntime.")] = _DEFAULTS.backend,
+    precision: PrecisionOption = _DEFAULTS.precision,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: all cores).")] = None,
 ) -> None:
     """Super-resolve images with a model; DICOM in gives a derived DICOM out."""
-    import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    from medsr.allocator import tune_allocator
-    from medsr.infer import model_name, resolve_model
-    from medsr.infer.files import collect_sources, upscale_files
-
     tune_allocator()
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
     started = time.perf_counter()
-    net = resolve_model(model, device)
+    settings = InferenceSettings(tile, overlap, batch_size, device, backend, precision)
+    net = load_model(model, settings.device)
     sources, failures = collect_sources(inputs)
-    sy, sx = net.scale
-    table = Table(title=f"medsr upscale: {model_name(net)}, x{sy}" + (f" (rows) x{sx} (columns)" if sy != sx else ""))
-    table.add_column(f"file (in {out})", overflow="fold")
-    for column in ("in size", "out size", "seconds"):
-        table.add_column(column, justify="right")
-    done = 0
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err_console, transient=True,
-    )
-    with progress:
-        task = progress.add_task("upscaling", total=len(sources))
-        outcomes = upscale_files(
-            sources, out, net, fmt=fmt, tile=tile, overlap=overlap, device=device, backend=backend,
-            precision=precision, batch_size=batch_size,
-        )
-        for outcome in outcomes:
-            progress.advance(task)
-            if outcome.error is not None:
-                failures.append((str(outcome.source), outcome.error))
-                continue
-            done += 1
-            frames = f" x{outcome.frames}" if outcome.frames > 1 else ""
-            (w, h), (ow, oh) = outcome.in_size, outcome.out_size
-            name = outcome.target.relative_to(out) if outcome.target.is_relative_to(out) else outcome.target
-            table.add_row(str(name), f"{w}x{h}{frames}", f"{ow}x{oh}", f"{outcome.seconds:.2f}")
+    outcomes: list[Outcome] = []
+    with _progress("upscaling", len(sources)) as advance:
+        for outcome in upscale_files(sources, out, net, fmt=fmt, settings=settings):
+            outcomes.append(outcome)
+            advance()
+    failures += [(str(o.source), o.error) for o in outcomes if o.error is not None]
+    done = [o for o in outcomes if o.error is None]
     if done:
-        console.print(table)
-    console.print(
-        f"upscaled {done} of {done + len(failures)} file(s) into {out} in {time.perf_counter() - started:.1f} s",
-        highlight=False,
-    )
-    report_failures(failures)
-    if failures:
-        raise typer.Exit(1)
+        console.print(upscale_table(done, out, net))
+    console.print(f"upscaled {len(done)} of {len(done) + len(failures)} file(s) into {out} in "
+                  f"{time.perf_counter() - started:.1f} s", highlight=False)
+    _finish(failures)
 
 
 @app.command()
@@ -417,10 +383,8 @@ def export(
     onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
     opset: Annotated[int, typer.Option(min=13, help="ONNX opset version.")] = 17,
 ) -> None:
-    """Export a model to ONNX (dynamic batch/height/width, BatchNorm folded into the convolutions)."""
-    from medsr.infer import export_onnx, load_cached_model
-
-    net = load_cached_model(model, "cpu")
+    """Export a model to ONNX (dynamic batch/height/width, branches collapsed, BatchNorm folded)."""
+    net = load_model(model, "cpu")
     path = export_onnx(net, onnx, opset=opset)
     sy, sx = net.scale
     console.print(
@@ -433,10 +397,6 @@ def export(
 @app.command()
 def models() -> None:
     """List the bundled models: name, architecture, scale, channels and test PSNR from their cards."""
-    from rich.table import Table
-
-    from medsr.models import list_bundled_models
-
     bundled = list_bundled_models()
     if not bundled:
         console.print("no bundled models")
@@ -449,6 +409,7 @@ def models() -> None:
         meta = entry["meta"]
         test = meta.get("metrics", {}).get("test", {})
         scores = f"{test['psnr']:.2f} ({test['bicubic_psnr']:.2f}) dB" if test else "-"
+        scores += f", LR by {test['protocol']}" if "protocol" in test else ""
         skip = " +skip" if meta.get("arch_args", {}).get("global_skip") else ""
         sy, sx = meta["scale"]
         table.add_row(entry["name"], f"{meta.get('arch', '?')}{skip}", f"x{sy}" if sy == sx else f"{sy}x{sx}",
@@ -472,10 +433,10 @@ def evaluate(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Per-image CSV (image,method,scale,psnr,ssim,seconds)."),
+        typer.Option("--out", "-o", help="Per-image CSV (image,source,method,scale,psnr,ssim,seconds)."),
     ] = None,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="JSON summary (means per method, settings).")
+        Path | None, typer.Option("--json", help="JSON summary (means per method and source, settings).")
     ] = None,
     save_images: Annotated[
         Path | None, typer.Option(help="Keep every output as DIR/<method>/<name>.png (input's bit depth).")
@@ -490,68 +451,41 @@ def evaluate(
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Degradation parameter key=value; repeatable.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of random degradations (per file).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of random degradations (with each file's relative path).")] = 0,
     max_size: Annotated[
         int | None, typer.Option(min=8, help="Centre-crop each HR image to at most this many pixels a side.")
     ] = None,
-    tile: Annotated[int, typer.Option(min=8, help="Tile size in LR pixels (bounds memory).")] = 512,
-    overlap: Annotated[int, typer.Option(min=0, help="Context pixels each tile sees from neighbours.")] = 32,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32 | bf16 (faster, approximate; measures its cost).")] = "fp32",
+    tile: TileOption = _DEFAULTS.tile,
+    overlap: OverlapOption = _DEFAULTS.overlap,
+    device: DeviceOption = _DEFAULTS.device,
+    precision: PrecisionOption = _DEFAULTS.precision,
 ) -> None:
-    """Score a model beside the bicubic/Lanczos baselines: PSNR, SSIM and seconds per image."""
+    """Score a model beside the bicubic/Lanczos baselines: PSNR, SSIM and seconds per image, per source."""
     arguments = {key: (str(v) if isinstance(v, Path) else [str(p) for p in v] if isinstance(v, list) else v)
                  for key, v in locals().items()}
-    from rich.progress import Progress
-
-    from medsr import evaluate as ev
-    from medsr.allocator import tune_allocator
-    from medsr.degrade import get_degradation, parse_params
-
     tune_allocator()
-
     if bool(hr) == (manifest is not None):
         raise typer.BadParameter("give HR images or --manifest (with --split), not both", param_hint="HR")
-    names = [name.strip() for name in baselines.split(",") if name.strip()]
-    for name in names:
-        if name not in ev.BASELINE_METHODS:
-            choices = ", ".join(ev.BASELINE_METHODS)
-            raise typer.BadParameter(f"{name!r}; choose from {choices}", param_hint="--baselines")
-    get_degradation(degradation)
-    params = parse_params(degradation, param or [])
-    if manifest is not None:
-        from medsr.data.manifest import read_manifest
-
-        paths = [row.path for row in read_manifest(manifest, split=split)]
-        where = f"the {split!r} split of {manifest}"
-    else:
-        paths = ev.iter_image_paths(hr)
-        where = ", ".join(map(str, hr))
-    if not paths:
-        err_console.print(f"medsr: no images found in {where}", markup=False, highlight=False)
-        raise typer.Exit(2)
-    with Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task("evaluating", total=len(paths))
+    names = _baseline_names(baselines.split(","), "--baselines")
+    params = degradations.parse_params(degradation, param or [])
+    items = items_from_manifest(manifest, split) if manifest else items_from_inputs(hr)
+    items = _items_or_exit(items, [f"the {split!r} split of {manifest}"] if manifest else hr)
+    with _progress("evaluating", len(items)) as advance:
         result = ev.evaluate_model(
-            model, paths, scale=scale, baselines=names, border=border, degradation=degradation,
-            degradation_params=params, seed=seed, tile=tile, overlap=overlap, device=device,
-            precision=precision, max_size=max_size, save_images=save_images,
-            progress=lambda done, total: bar.update(task, completed=done),
+            model, items, scale=scale, baselines=names, border=border, degradation=degradation,
+            degradation_params=params, seed=seed, max_size=max_size, save_images=save_images,
+            settings=InferenceSettings(tile=tile, overlap=overlap, device=device, precision=precision),
+            progress=lambda done, total: advance(),
         )
-    title = f"{result.model_name}: x{result.scale} {degradation}, border {result.border}"
-    console.print(ev.summary_table(result.summary, title=title, seconds=True))
-    if out is not None:
-        ev.write_csv(result.rows, out, ev.EVALUATE_CSV_COLUMNS)
-        console.print(f"wrote {len(result.rows)} rows to {out}", highlight=False, soft_wrap=True)
-    if json_out is not None:
-        ev.write_json(result.to_json(arguments), json_out)
-        console.print(f"wrote the summary to {json_out}", highlight=False, soft_wrap=True)
+    console.print(ev.summary_table(result.summary, title=result.title(), seconds=True, sources=result.sources))
+    for path, writer, data in ((out, ev.write_csv, (result.rows, out, ev.EVALUATE_CSV_COLUMNS)),
+                               (json_out, ev.write_json, (result.to_json(arguments), json_out))):
+        if path is not None:
+            writer(*data)
+            console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     if save_images is not None:
-        saved = f"saved {len(result.saved)} output image(s) in {save_images}"
-        console.print(saved, highlight=False, soft_wrap=True)
-    report_failures(result.failures)
-    if result.failures:
-        raise typer.Exit(1)
+        console.print(f"saved {len(result.saved)} output image(s) in {save_images}", highlight=False, soft_wrap=True)
+    _finish(result.failures)
 
 
 @app.command()
@@ -565,14 +499,6 @@ def demo(
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a web browser.")] = False,
 ) -> None:
     """Start the web app (Streamlit) on localhost: compare bicubic and a model on your own images."""
-    import signal
-    import subprocess
-    import threading
-    import webbrowser
-
-    from medsr.app import APP_FILE
-    from medsr.errors import ConfigError
-
     env = dict(os.environ)
     if models_dir is not None:
         if not models_dir.is_dir():

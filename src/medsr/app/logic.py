@@ -20,8 +20,17 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from medsr.degrade import lr_scale
+from medsr.degrade.bicubic import pil_resize
+from medsr.devices import resolve_device
 from medsr.errors import ConfigError, ImageReadError
+from medsr.infer import InferenceSettings, upscale_array, upscaled_image
+from medsr.io import read_image, write_image
 from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage
+from medsr.models import list_bundled_models, model_name
+from medsr.protocol import Protocol, image_key, quantisation_levels, quantise, resize_bit_depth
+
+SETTINGS = InferenceSettings()  # the app runs models exactly as `medsr upscale` does by default
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 """Uploads larger than this are refused (Streamlit's ``server.maxUploadSize`` is set to the same 200 MB)."""
@@ -53,8 +62,6 @@ def read_upload(
     The folder is removed before returning; errors name the uploaded file, not the temporary path:
     :class:`ImageReadError` for anything too large (bytes or pixels), corrupt or unsupported.
     """
-    from medsr.io import read_image
-
     shown = Path(name).name or "upload"
     if len(data) > max_bytes:
         raise ImageReadError(
@@ -311,8 +318,6 @@ def find_checkpoints(folder: Path | None) -> list[Path]:
 
 def model_choices(models_dir: Path | None) -> dict[str, str]:
     """``label -> name or path`` for the model picker: bundled models, then checkpoints in the folder."""
-    from medsr.models import list_bundled_models
-
     choices = {f"{m['name']} (bundled)": str(m["name"]) for m in list_bundled_models()}
     for path in find_checkpoints(models_dir):
         choices[f"{path.relative_to(models_dir)} (models folder)"] = str(path)
@@ -321,8 +326,6 @@ def model_choices(models_dir: Path | None) -> dict[str, str]:
 
 def compatible_scales(degradation: str, model_scale: tuple[int, int], candidates=(2, 3, 4, 8)) -> list[int]:
     """The scales at which ``degradation`` makes an LR image that a model of ``model_scale`` can undo."""
-    from medsr.degrade import lr_scale
-
     return [s for s in candidates if lr_scale(degradation, s) == tuple(model_scale)]
 
 
@@ -355,16 +358,10 @@ class Outcome:
 Progress = Callable[[int, int], None]
 
 
-def _super_resolve(
-    model: Any, lr: np.ndarray, device: str, progress: Progress | None
-) -> tuple[np.ndarray, float]:
-    """Model output for ``lr`` in tiles (``medsr.infer``), and the seconds it took."""
-    from medsr.infer import get_predictor
-    from medsr.infer.tiling import upscale_tiled
-
-    predictor = get_predictor(model, device=device)
+def _super_resolve(model: Any, lr: np.ndarray, progress: Progress | None) -> tuple[np.ndarray, float]:
+    """Model output for ``lr`` in tiles, with the same :class:`InferenceSettings` as ``medsr upscale``."""
     start = time.perf_counter()
-    sr = upscale_tiled(predictor, lr, tile=512, overlap=32, progress=progress)
+    sr = upscale_array(model, lr, SETTINGS, progress=progress)
     return sr, time.perf_counter() - start
 
 
@@ -379,20 +376,15 @@ def run_enhance(
     """Enhance mode: ``image`` (one frame) is the LR input; upscale it with bicubic and with ``model``.
 
     Inputs over ``max_side`` are centre-cropped. Outputs are quantised to the image's stored levels, as
-    writing them would. No ground truth, so no scores.
+    writing them would. No ground truth, so no scores. ``device`` is where ``model`` was loaded.
     """
-    from medsr.degrade.bicubic import pil_resize
-    from medsr.evaluate import quantisation_levels, quantise, resize_bit_depth
-    from medsr.infer import model_name, resolve_device
-    from medsr.infer.api import upscaled_image
-
     if image.is_multiframe:
         raise ValueError("pass one frame (select_frame) to run_enhance")
     lr, cropped = limit_side(image.pixels, max_side)
     lr = np.ascontiguousarray(lr, dtype=np.float32)
     sy, sx = (int(s) for s in model.scale)
     levels = quantisation_levels(image)
-    sr, seconds = _super_resolve(model, lr, device, progress)
+    sr, seconds = _super_resolve(model, lr, progress)
     sr = quantise(sr, levels)
     size = (lr.shape[0] * sy, lr.shape[1] * sx)
     bicubic = quantise(pil_resize(lr, size, "bicubic", resize_bit_depth(image)), levels)
@@ -416,17 +408,10 @@ def run_simulate(
 ) -> Outcome:
     """Simulate mode: ``image`` (one frame) is the ground truth; degrade, super-resolve, score.
 
-    The protocol is ``medsr evaluate``'s (:func:`medsr.evaluate.prepare_pair`): crop to a multiple of the
-    scale, degrade, quantise the LR; upscale with bicubic and the model; quantise both to the image's levels;
-    PSNR/SSIM on the image's own scale (``data_range=1`` on [0, 1]) with ``border = scale``. Inputs over
-    ``max_side`` are centre-cropped first.
+    Scored by :class:`medsr.protocol.Protocol`, exactly as ``medsr evaluate`` scores a file of the same name
+    (``max_side`` plays the part of ``--max-size``): bicubic and the model, quantised to the image's levels,
+    PSNR/SSIM on the image's own scale with ``border = scale``.
     """
-    from medsr.degrade import lr_scale
-    from medsr.degrade.bicubic import pil_resize
-    from medsr.evaluate import prepare_pair, quantisation_levels, quantise, resize_bit_depth
-    from medsr.infer import model_name, resolve_device
-    from medsr.metrics import psnr, ssim
-
     if image.is_multiframe:
         raise ValueError("pass one frame (select_frame) to run_simulate")
     needed = lr_scale(degradation, scale)
@@ -435,26 +420,25 @@ def run_simulate(
             f"model {model_name(model)} upsamples x{model.scale[0]}x{model.scale[1]}, but {degradation} at "
             f"scale {scale} needs x{needed[0]}x{needed[1]}"
         )
-    pixels, cropped = limit_side(image.pixels, max_side)
-    truth = image.with_pixels(np.ascontiguousarray(pixels))
-    hr, lr = prepare_pair(truth, scale, degradation, rng=np.random.default_rng(seed))
-    levels = quantisation_levels(image)
-    sr, seconds = _super_resolve(model, lr, device, progress)
-    sr = quantise(sr, levels)
-    bicubic = quantise(pil_resize(lr, hr.shape[:2], "bicubic", resize_bit_depth(image)), levels)
-    if sr.shape != hr.shape:
-        raise ConfigError(f"model output {sr.shape[:2]} does not match the original {hr.shape[:2]}")
-    scores = {
-        name: {
-            "psnr": float(psnr(out, hr, data_range=1.0, border=scale)),
-            "ssim": float(ssim(out, hr, data_range=1.0, border=scale)),
-        }
-        for name, out in (("Bicubic", bicubic), ("Model", sr))
-    }
+    cropped = max(image.height, image.width) > max_side
+    protocol = Protocol(scale=scale, degradation=degradation, seed=seed, max_size=max_side)
+    pair = protocol.pair(image, image_key(image.path))
+    outputs: dict[str, np.ndarray] = {}
+    timing: dict[str, float] = {}
+
+    def model_method(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        sr, timing["seconds"] = _super_resolve(model, lr, progress)
+        return sr
+
+    rows = protocol.run(pair, {"Bicubic": protocol.baselines(["bicubic"], pair)["bicubic"], "Model": model_method},
+                        outputs.__setitem__)
+    scores = {row["method"]: {"psnr": row["psnr"], "ssim": row["ssim"]} for row in rows}
+    truth = image.with_pixels(pair.hr)
     return Outcome(
-        mode="simulate", lr=lr, bicubic=bicubic, sr=sr, result=truth.with_pixels(sr),
-        model_name=model_name(model), scale=(int(needed[0]), int(needed[1])), seconds=seconds,
-        device=str(resolve_device(device)), cropped=cropped, hr=hr, scores=scores,
+        mode="simulate", lr=pair.lr, bicubic=outputs["Bicubic"], sr=outputs["Model"],
+        result=truth.with_pixels(outputs["Model"]), model_name=model_name(model),
+        scale=(int(needed[0]), int(needed[1])), seconds=timing["seconds"], device=str(resolve_device(device)),
+        cropped=cropped, hr=pair.hr, scores=scores,
     )
 
 
@@ -491,8 +475,6 @@ def encode_image(image: MedicalImage, fmt: str) -> bytes:
 
     The file goes to a private temporary folder that is removed at once: sessions never share a file.
     """
-    from medsr.io import write_image
-
     suffix = {"png": ".png", "tiff": ".tiff", "dicom": ".dcm"}[fmt]
     with tempfile.TemporaryDirectory(prefix="medsr-app-") as folder:
         path = Path(folder) / f"result{suffix}"

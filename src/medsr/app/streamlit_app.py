@@ -19,27 +19,10 @@ import torch
 from medsr.app import logic
 from medsr.errors import MedsrError
 from medsr.io.image import MedicalImage
+from medsr.models import DEFAULT_MODEL, load_model
 
 ZOOM_PANEL = 384  # display pixels of each zoomed panel
 OVERVIEW = 512  # display pixels of a whole-image overview
-
-
-@st.cache_resource(show_spinner="Loading the model (once per server process)...", max_entries=4)
-def cached_model(name_or_path: str, device: str, stamp: int) -> Any:
-    """The model, loaded once per process; ``stamp`` (the file's mtime) reloads a replaced checkpoint."""
-    from medsr.infer import load_cached_model
-
-    del stamp  # only part of the cache key
-    return load_cached_model(name_or_path, device)
-
-
-def model_stamp(ref: str) -> int:
-    """Modification time of the checkpoint behind a bundled name or path (0 if unknown)."""
-    from medsr.models import list_bundled_models
-
-    bundled = {str(m["name"]): Path(m["weights"]) for m in list_bundled_models()}
-    path = bundled.get(ref, Path(ref))
-    return path.stat().st_mtime_ns if path.is_file() else 0
 
 
 def uploaded_file() -> tuple[str, bytes] | None:
@@ -74,11 +57,12 @@ def sidebar_model() -> tuple[Any, str, str, str]:
         st.sidebar.error("No model found: the bundled weights are missing and the models folder has none.")
         return None, "", device, ""
     labels = list(choices)
-    default = next((i for i, label in enumerate(labels) if label.startswith("swift-srresnet-xray-x4 ")), 0)
+    default = next((i for i, label in enumerate(labels) if label.startswith(f"{DEFAULT_MODEL} ")), 0)
     label = st.sidebar.selectbox("Model", labels, index=default, key="model")
     ref = choices[label]
     try:
-        model = cached_model(ref, device, model_stamp(ref))
+        with st.spinner("Loading the model (once per server process)..."):
+            model = load_model(ref, device)  # cached per process by file, modification time and device
     except MedsrError as exc:
         st.sidebar.error(str(exc))
         return None, ref, device, ""
@@ -92,7 +76,7 @@ def sidebar_model() -> tuple[Any, str, str, str]:
     )
     if "swift-srgan" in ref and "srresnet" not in ref:
         st.sidebar.warning("A GAN-trained model may add texture that is not in the patient: view only.")
-    return model, ref, device, str(model_stamp(ref))
+    return model, ref, device, str(id(model))  # a replaced checkpoint loads as a new object
 
 
 def choose_image() -> tuple[str, MedicalImage] | None:

@@ -1,4 +1,6 @@
-"""Training and validation datasets: HR patches from a manifest split, LR made on the fly by a degradation.
+"""Training data: HR patches from a manifest split, LR made on the fly by a degradation.
+
+Validation is not a dataset: it is :class:`medsr.protocol.Protocol`, as in ``medsr evaluate``.
 
 Sampling is a pure function of ``(seed, epoch, index)``, so a run that is resumed, or that feeds the
 model through several ``DataLoader`` workers or distributed ranks, sees exactly the same patches as an
@@ -15,16 +17,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medsr.degrade import get_degradation, hr_multiple
-from medsr.degrade.bicubic import crop_to_multiple
+from medsr.data.manifest import read_manifest
+from medsr.degrade import get_degradation
+from medsr.io import read_image
 
 DEFAULT_CACHE_BYTES = 4 * 1024**3
 
 
 def _load_first_frame(path: Path) -> tuple[np.ndarray, int]:
     """Read an image as (H, W, C) float32 in [0, 1] and its bit depth; multi-frame files give frame 0."""
-    from medsr.io import read_image
-
     image = read_image(path)
     pixels = image.pixels[0] if image.is_multiframe else image.pixels
     return pixels, image.bit_depth
@@ -168,57 +169,7 @@ class PatchDataset(Dataset):
         return _to_tensor(lr), _to_tensor(hr)
 
 
-class FullImageDataset(Dataset):
-    """Whole images for validation: HR centre-cropped to a multiple of the scale, and its LR input.
-
-    ``max_size`` (optional) centre-crops large images first so validation stays quick during training.
-    Item ``i`` is ``(lr, hr, bit_depth)`` with tensors shaped as in :class:`PatchDataset`. The LR is made
-    with a fixed seed per image, so validation scores are comparable across epochs.
-    """
-
-    def __init__(
-        self,
-        paths: Sequence[str | Path],
-        *,
-        scale: int = 4,
-        degradation: str = "bicubic",
-        degradation_params: dict | None = None,
-        channels: int | None = None,
-        max_size: int | None = None,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
-        seed: int = 0,
-    ) -> None:
-        self.store = _ImageStore([Path(p) for p in paths], channels, cache_bytes)
-        self.scale = scale
-        self.degradation = degradation
-        self.degrade = get_degradation(degradation)
-        self.degradation_params = dict(degradation_params or {})
-        self.max_size = max_size
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    @property
-    def paths(self) -> list[Path]:
-        return self.store.paths
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        image, bit_depth = self.store.get(index)
-        if self.max_size is not None:
-            height, width = image.shape[:2]
-            top = max(0, (height - self.max_size) // 2)
-            left = max(0, (width - self.max_size) // 2)
-            image = image[top:top + self.max_size, left:left + self.max_size]
-        hr = crop_to_multiple(image, hr_multiple(self.degradation, self.scale))
-        rng = np.random.default_rng([self.seed, index])
-        lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
-        return _to_tensor(lr), _to_tensor(hr), bit_depth
-
-
 def manifest_paths(manifest: str | Path, split: str, *, min_size: int = 0) -> list[Path]:
     """Image paths of one split of a ``medsr prepare`` manifest (resolved against the manifest's folder)."""
-    from medsr.data.manifest import read_manifest
-
     rows = read_manifest(manifest, split=split)
     return [Path(row.path) for row in rows if min(int(row.width), int(row.height)) >= min_size]

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from medsr import __version__
 from medsr.errors import ConfigError, DownloadError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -214,8 +215,6 @@ def _fetch_once(
 ) -> int | None:
     """One HTTP request appending to ``part``; returns the total size when the server said it."""
     have = part.stat().st_size if part.exists() else 0
-    from medsr import __version__
-
     headers = {"User-Agent": f"medsr/{__version__}"}
     if have:
         headers["Range"] = f"bytes={have}-"

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 from medsr.errors import ConfigError, ImageReadError, ManifestError
+from medsr.io import read_image
+from medsr.io.find import IMAGE_SUFFIXES, RASTER_SUFFIXES
+from medsr.io.find import find_images as find_in_folder
+from medsr.io.image import DEFAULT_MAX_PIXELS
 
 SPLITS = ("train", "val", "test")
 REQUIRED_COLUMNS = ("path", "patient_id", "split", "modality", "width", "height", "channels", "bit_depth")
 COLUMNS = (*REQUIRED_COLUMNS, "source")  # "source" (hospital or data set) is optional when reading
-RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
-DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
-IMAGE_SUFFIXES = RASTER_SUFFIXES | DICOM_SUFFIXES
 UNKNOWN_MODALITY = "OT"  # DICOM's "other"
 
 # Metadata column names, compared after lower-casing and dropping everything but letters and digits.
@@ -286,40 +287,23 @@ class PatientResolver:
 # --- scanning ----------------------------------------------------------------------------------------------
 
 
-def _has_dicom_preamble(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:] == b"DICM"
-
-
-def _is_candidate(path: Path) -> bool:
-    suffix = path.suffix.lower()
-    return suffix in IMAGE_SUFFIXES or _has_dicom_preamble(path)
-
-
 def find_images(roots: Iterable[str | Path]) -> list[Path]:
-    """Image files under the roots (folders searched recursively, hidden entries ignored), sorted, unique.
+    """Image files under the roots (:func:`medsr.io.find.find_images`), absolute, sorted, unique.
 
-    A file counts when its suffix is an image suffix medsr reads (PNG, JPEG, TIFF, DICOM) or it carries the
-    DICOM preamble (DICOM files are often named by UID, with no suffix). A root may also be a single file.
+    A root may also be a single file (kept whatever it is, so that reading it reports what is wrong); a root
+    that does not exist raises.
     """
     found: dict[Path, None] = {}
     for root in roots:
         root = Path(root)
-        if root.is_file():
-            found[Path(os.path.normpath(root.absolute()))] = None
-            continue
-        if not root.is_dir():
+        if root.is_dir():
+            images = find_in_folder(root)
+        elif root.exists():
+            images = [root]
+        else:
             raise ManifestError(root, "no such file or folder")
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in files:
-                path = Path(folder, name)
-                if not name.startswith(".") and _is_candidate(path):
-                    found[Path(os.path.normpath(path.absolute()))] = None
+        for path in images:
+            found[Path(os.path.normpath(path.absolute()))] = None
     return sorted(found)
 
 
@@ -380,16 +364,12 @@ def probe_image(path: str | Path, *, headers_only: bool = False, max_pixels: int
     known to load in training. ``headers_only`` reads just the header (much faster on large sets; a file
     truncated after its header is then not detected); unusual modes still fall back to a full read.
     """
-    from medsr.io.image import DEFAULT_MAX_PIXELS
-
     path = Path(path)
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if headers_only:
         info = _probe_header(path, limit)
         if info is not None:
             return info
-    from medsr.io import read_image
-
     image = read_image(path, max_pixels=limit)
     ds = image.dataset
     return ImageInfo(

@@ -15,12 +15,12 @@ this package does not import scikit-image or SciPy.
 
 from __future__ import annotations
 
-import importlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from medsr.errors import ConfigError
+from medsr.lazy import LazyRegistry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,27 +55,7 @@ _LR_SCALE: dict[str, Callable[[int], tuple[int, int]]] = {
 }
 
 
-class _LazyRegistry(Mapping[str, Degradation]):
-    """A read-only ``name -> function`` mapping that imports each function the first time it is asked for."""
-
-    def __init__(self, targets: dict[str, str]) -> None:
-        self._targets = targets
-        self._loaded: dict[str, Degradation] = {}
-
-    def __getitem__(self, name: str) -> Degradation:
-        if name not in self._loaded:
-            module, function = self._targets[name].split(":")
-            self._loaded[name] = getattr(importlib.import_module(module), function)
-        return self._loaded[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._targets)
-
-    def __len__(self) -> int:
-        return len(self._targets)
-
-
-DEGRADATIONS: Mapping[str, Degradation] = _LazyRegistry(_TARGETS)
+DEGRADATIONS: Mapping[str, Degradation] = LazyRegistry(_TARGETS)
 """Every degradation model by name (imported on first access)."""
 
 
@@ -190,6 +170,8 @@ def degrade_image(
     if name.startswith("ct-") and image.modality == "CT" and "value_range" not in params:
         params = {**params, "value_range": tuple(image.value_range)}
     hr = crop_to_multiple(image.pixels, hr_multiple(name, scale))
+    if hr.shape[-3] == 0 or hr.shape[-2] == 0:
+        raise ValueError(f"image too small for x{scale} ({image.width}x{image.height} pixels)")
     frames = hr if image.is_multiframe else hr[None]
     lr = np.stack([function(frame, scale, bit_depth=image.bit_depth, rng=rng, **params) for frame in frames])
     spacing = image.pixel_spacing

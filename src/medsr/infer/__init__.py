@@ -1,36 +1,27 @@
 """Inference: tiled upscaling of any image size, batching, ONNX export and the ONNX Runtime backend.
 
-``upscale(image_or_path, model=None)`` is the public entry point (re-exported as ``medsr.upscale``);
-``upscale_array`` / ``upscale_arrays`` work on ``(H, W, C)`` float arrays in [0, 1]; ``fold_batchnorm`` and
-``export_onnx`` prepare a model for deployment.
+``upscale(image_or_path, model=None, settings=None)`` is the public entry point (re-exported as
+``medsr.upscale``); ``upscale_array`` / ``upscale_arrays`` work on ``(H, W, C)`` float arrays in [0, 1];
+:class:`InferenceSettings` holds tile, overlap, batch, device, backend and precision; ``inference_form`` and
+``export_onnx`` prepare a model for deployment. Models come from :func:`medsr.models.load_model`.
 """
 
-from medsr.allocator import tune_allocator
-from medsr.infer.api import resolve_model, upscale, upscale_array, upscale_arrays
+from medsr.infer.api import upscale, upscale_array, upscale_arrays, upscaled_image
 from medsr.infer.export import export_onnx, fold_batchnorm, inference_form, onnx_bytes
-from medsr.infer.runtime import (
-    BACKENDS,
-    DEFAULT_MODEL,
-    get_predictor,
-    load_cached_model,
-    model_name,
-    resolve_device,
-)
+from medsr.infer.runtime import get_predictor
+from medsr.infer.settings import BACKENDS, PRECISIONS, InferenceSettings
 
 __all__ = [
     "BACKENDS",
-    "DEFAULT_MODEL",
+    "PRECISIONS",
+    "InferenceSettings",
     "export_onnx",
     "fold_batchnorm",
-    "inference_form",
     "get_predictor",
-    "load_cached_model",
-    "model_name",
+    "inference_form",
     "onnx_bytes",
-    "resolve_device",
-    "resolve_model",
-    "tune_allocator",
     "upscale",
     "upscale_array",
     "upscale_arrays",
+    "upscaled_image",
 ]

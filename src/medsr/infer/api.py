@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import overload
 
@@ -11,66 +11,41 @@ import numpy as np
 from torch import nn
 
 from medsr.errors import ConfigError
-from medsr.infer.runtime import get_predictor, load_cached_model, model_name
+from medsr.infer.runtime import get_predictor
+from medsr.infer.settings import InferenceSettings
 from medsr.infer.tiling import upscale_many, upscale_tiled
+from medsr.io import read_image
 from medsr.io.image import MedicalImage
-
-ModelLike = str | Path | nn.Module | None
-
-
-def resolve_model(model: ModelLike, device: str = "auto") -> nn.Module:
-    """A module from a bundled name, a checkpoint path, a module, or None (the default bundled model)."""
-    if isinstance(model, nn.Module):
-        return model
-    if model is not None and not isinstance(model, str | os.PathLike):
-        raise ConfigError(f"model must be a name, a path or an nn.Module, got {type(model).__name__}")
-    return load_cached_model(model, device)
+from medsr.models import ModelLike, load_model, model_name
 
 
 def upscale_array(
     model: ModelLike,
     lr: np.ndarray,
+    settings: InferenceSettings | None = None,
     *,
-    tile: int = 512,
-    overlap: int = 32,
-    device: str = "auto",
-    backend: str = "torch",
-    precision: str = "fp32",
-    batch_size: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Super-resolve one ``(H, W, C)`` float image in [0, 1] -> ``(H*sy, W*sx, C)`` float32 in [0, 1].
 
-    Images larger than ``tile`` run in overlapping tiles blended together (see :mod:`medsr.infer.tiling`);
-    the result equals whole-image inference to well within one 8-bit grey level. ``batch_size`` tiles run
-    at once (more helps on a GPU, not on a CPU).
+    ``model`` is anything :func:`medsr.models.load_model` takes. Images larger than ``settings.tile`` run in
+    overlapping tiles blended together (see :mod:`medsr.infer.tiling`); the result equals whole-image
+    inference to well within one 8-bit grey level. ``progress(done, total)`` follows the tiles.
     """
-    _check_tiling(tile, overlap)
-    net = resolve_model(model, device)
-    predictor = get_predictor(net, device=device, backend=backend, precision=precision)
-    return upscale_tiled(predictor, lr, tile=tile, overlap=overlap, batch_size=batch_size)
+    settings = settings or InferenceSettings()
+    net = load_model(model, settings.device)
+    return upscale_tiled(get_predictor(net, settings), lr, tile=settings.tile, overlap=settings.overlap,
+                         batch_size=settings.batch_size, progress=progress)
 
 
 def upscale_arrays(
-    model: ModelLike,
-    images: Sequence[np.ndarray],
-    *,
-    tile: int = 512,
-    overlap: int = 32,
-    device: str = "auto",
-    backend: str = "torch",
-    precision: str = "fp32",
-    batch_size: int = 8,
+    model: ModelLike, images: Sequence[np.ndarray], settings: InferenceSettings | None = None
 ) -> list[np.ndarray]:
     """Super-resolve many ``(H, W, C)`` images; same-size ones that fit one tile run in batches."""
-    _check_tiling(tile, overlap)
-    net = resolve_model(model, device)
-    predictor = get_predictor(net, device=device, backend=backend, precision=precision)
-    return upscale_many(predictor, images, tile=tile, overlap=overlap, batch_size=batch_size)
-
-
-def _check_tiling(tile: int, overlap: int) -> None:
-    if overlap < 0 or tile < 8 or 2 * overlap >= tile:
-        raise ConfigError(f"tile {tile} / overlap {overlap}: need tile >= 8 and 0 <= 2 * overlap < tile")
+    settings = settings or InferenceSettings()
+    net = load_model(model, settings.device)
+    return upscale_many(get_predictor(net, settings), images, tile=settings.tile, overlap=settings.overlap,
+                        batch_size=settings.batch_size)
 
 
 def _to_float(array: np.ndarray) -> tuple[np.ndarray, np.dtype | None]:
@@ -103,15 +78,9 @@ def upscale(
 def upscale(
     image_or_path: np.ndarray | MedicalImage | str | Path,
     model: ModelLike = None,
-    *,
-    tile: int = 512,
-    overlap: int = 32,
-    device: str = "auto",
-    backend: str = "torch",
-    precision: str = "fp32",
-    batch_size: int = 8,
+    settings: InferenceSettings | None = None,
 ) -> np.ndarray | MedicalImage:
-    """Super-resolve an image with ``model`` (default: the bundled ``swift-srresnet-xray-x4``).
+    """Super-resolve an image with ``model`` (default: :data:`medsr.models.DEFAULT_MODEL`).
 
     - A path or a :class:`MedicalImage` gives a MedicalImage with the upscaled pixels (multi-frame files
       frame by frame), ``pixel_spacing`` divided by the scale, and ``extra["medsr_upscale"] = {"model",
@@ -119,33 +88,29 @@ def upscale(
     - An array ``(H, W)``, ``(H, W, C)`` or ``(F, H, W, C)`` gives an array of the same layout: floats in
       [0, 1] stay float32; uint8/uint16 are scaled by their maximum and returned in the same dtype.
     ``model`` is a bundled name, a checkpoint path or an ``nn.Module`` from :mod:`medsr.models`; loaded models
-    and their prepared inference copies are cached per process.
+    and their prepared inference copies are cached per process. ``settings``: :class:`InferenceSettings`.
     """
-    net = resolve_model(model, device)
-    options = dict(
-        tile=tile, overlap=overlap, device=device, backend=backend, precision=precision, batch_size=batch_size
-    )
+    settings = settings or InferenceSettings()
+    net = load_model(model, settings.device)
     if isinstance(image_or_path, np.ndarray):
         array, dtype = _to_float(image_or_path)
         if array.ndim == 2:
-            out = upscale_arrays(net, [array[:, :, None]], **options)[0][:, :, 0]
+            out = upscale_arrays(net, [array[:, :, None]], settings)[0][:, :, 0]
         elif array.ndim == 3:
-            out = upscale_arrays(net, [array], **options)[0]
+            out = upscale_arrays(net, [array], settings)[0]
         elif array.ndim == 4:
-            out = np.stack(upscale_arrays(net, list(array), **options))
+            out = np.stack(upscale_arrays(net, list(array), settings))
         else:
             raise ConfigError(f"expected an (H, W), (H, W, C) or (F, H, W, C) array, got shape {array.shape}")
         return _from_float(out, dtype)
     if isinstance(image_or_path, str | os.PathLike):
-        from medsr.io import read_image
-
         image = read_image(image_or_path)
     elif isinstance(image_or_path, MedicalImage):
         image = image_or_path
     else:
         raise ConfigError(f"cannot upscale a {type(image_or_path).__name__}; pass an array, image or path")
     frames = list(image.pixels) if image.is_multiframe else [image.pixels]
-    results = upscale_arrays(net, frames, **options)
+    results = upscale_arrays(net, frames, settings)
     return upscaled_image(image, np.stack(results) if image.is_multiframe else results[0], net)
 
 

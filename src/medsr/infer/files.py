@@ -18,7 +18,13 @@ import numpy as np
 from torch import nn
 
 from medsr.errors import ConfigError, MedsrError
+from medsr.infer.api import upscale_arrays, upscaled_image
+from medsr.infer.settings import InferenceSettings
+from medsr.io import read_image, write_image
+from medsr.io.dicom import SeriesUIDMap
+from medsr.io.find import find_images
 from medsr.io.image import MedicalImage
+from medsr.models import model_name
 
 OUTPUT_FORMATS = {"png": ".png", "tiff": ".tiff", "tif": ".tiff", "dcm": ".dcm", "dicom": ".dcm"}
 _DEFAULT_SUFFIX = {"png": ".png", "tiff": ".tiff", "dicom": ".dcm", "jpeg": ".png"}
@@ -53,15 +59,13 @@ def collect_sources(inputs: Sequence[str | Path]) -> tuple[list[Source], list[tu
     Returns the sources (duplicates removed, in input order) and ``(input, reason)`` for inputs that match
     nothing.
     """
-    from medsr.evaluate import iter_image_paths
-
     sources: dict[Path, Source] = {}
     failures: list[tuple[str, str]] = []
     for item in inputs:
         text = str(item)
         path = Path(text)
         if path.is_dir():
-            for found in iter_image_paths([path]):
+            for found in find_images(path):
                 sources.setdefault(found.resolve(), Source(found, found.relative_to(path)))
         elif path.exists():
             sources.setdefault(path.resolve(), Source(path, Path(path.name)))
@@ -100,23 +104,15 @@ def upscale_files(
     model: nn.Module,
     *,
     fmt: str | None = None,
-    tile: int = 512,
-    overlap: int = 32,
-    device: str = "auto",
-    backend: str = "torch",
-    precision: str = "fp32",
-    batch_size: int = 1,
+    settings: InferenceSettings | None = None,
 ) -> Iterator[Outcome]:
     """Read, upscale and write each source; yield one :class:`Outcome` per source, in order.
 
-    ``batch_size`` files are read together and their same-size frames run as one batch. A file that cannot be
-    read, upscaled or written gives an Outcome with ``error`` set; nothing partial is left behind.
+    ``settings.batch_size`` files are read together and their same-size frames run as one batch. A file that
+    cannot be read, upscaled or written gives an Outcome with ``error`` set; nothing partial is left behind.
     """
-    from medsr.infer.api import upscale_arrays, upscaled_image
-    from medsr.infer.runtime import model_name
-    from medsr.io import read_image, write_image
-    from medsr.io.dicom import SeriesUIDMap
-
+    settings = settings or InferenceSettings()
+    batch_size = settings.batch_size
     if fmt is not None:
         output_format("png", fmt)  # an unknown format fails before any work
     series = SeriesUIDMap()
@@ -146,10 +142,7 @@ def upscale_files(
         frames = [f for _, im, _, _ in images for f in (list(im.pixels) if im.is_multiframe else [im.pixels])]
         started = time.perf_counter()
         try:
-            results = upscale_arrays(
-                model, frames, tile=tile, overlap=overlap, device=device, backend=backend, precision=precision,
-                batch_size=batch_size,
-            )
+            results = upscale_arrays(model, frames, settings)
         except MedsrError:
             raise  # a bad model or setting: every file would fail the same way
         except (RuntimeError, ValueError, MemoryError) as exc:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from medsr.errors import ImageReadError, ImageWriteError, MedsrError
+from medsr.io.find import DICOM_SUFFIXES, find_images, is_regular_file
 from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MedicalImage", "read_image", "sniff_format", "write_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MedicalImage", "find_images", "read_image", "sniff_format", "write_image"]
 
 _SUFFIXES = {
     ".png": "png",
@@ -23,6 +24,8 @@ _SUFFIXES = {
     ".tiff": "tiff",
     ".dcm": "dicom",
     ".dicom": "dicom",
+    ".dic": "dicom",
+    ".ima": "dicom",
 }
 _ALIASES = {"jpg": "jpeg", "tif": "tiff", "dcm": "dicom"}
 
@@ -47,6 +50,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     Raises :class:`ImageReadError` for anything that cannot be read.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir() and not is_regular_file(path):
+        raise ImageReadError(path, "not a regular file")  # a FIFO or device would block or never end
     try:
         with open(path, "rb") as f:
             head = f.read(132)
@@ -60,7 +65,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     if fmt is None:
         if not head:
             reason = "empty file"
-        elif path.suffix.lower() in (".dcm", ".dicom"):
+        elif path.suffix.lower() in DICOM_SUFFIXES:
             reason = "not a DICOM file (no DICM preamble)"
         else:
             reason = "unsupported format (not PNG, JPEG, TIFF or DICOM)"

@@ -1,20 +1,23 @@
-"""Super-resolution networks (SRResNet/SRGAN, Swift-SRGAN) by name, and their checkpoints.
+"""Super-resolution networks (plainrep, SRResNet/SRGAN, Swift-SRGAN) by name, and their checkpoints.
 
-``build_generator("swift-srgan", in_channels=1, scale=4)`` builds a network; ``save_model`` / ``load_model``
-write and read medsr's ``.safetensors`` checkpoints (``load_model`` also reads bundled names and the reference
-Swift-SRGAN ``.pth.tar`` format); ``adapt_channels`` runs a model on images with another channel count.
-Architecture modules are imported only when first built.
+``build_generator("plainrep", in_channels=1, scale=4)`` builds a network; ``save_model`` / ``load_model``
+write and read medsr's ``.safetensors`` checkpoints (``load_model`` is the one model getter: bundled names,
+the default model, the reference Swift-SRGAN ``.pth.tar`` format, cached per process); ``adapt_channels``
+runs a model on images with another channel count. Architecture modules are imported only when first built.
 """
 
 from medsr.models.registry import (
+    DEFAULT_MODEL,
     DISCRIMINATORS,
     GENERATORS,
+    ModelLike,
     adapt_channels,
     build_discriminator,
     build_generator,
     list_bundled_models,
     load_model,
     model_header,
+    model_name,
     read_header,
     save_model,
 )
@@ -23,8 +26,10 @@ from medsr.models.registry import (
 forward_gray_compatible = adapt_channels
 
 __all__ = [
+    "DEFAULT_MODEL",
     "DISCRIMINATORS",
     "GENERATORS",
+    "ModelLike",
     "adapt_channels",
     "build_discriminator",
     "build_generator",
@@ -32,6 +37,7 @@ __all__ = [
     "list_bundled_models",
     "load_model",
     "model_header",
+    "model_name",
     "read_header",
     "save_model",
 ]

@@ -36,11 +36,11 @@ def pixel_shuffle(x: torch.Tensor, scale: tuple[int, int]) -> torch.Tensor:
 class RepConv(nn.Module):
     """Training form of one layer: 3x3 conv + 1x1 conv (+ identity when in == out), summed. Collapses to a 3x3."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, identity: bool = True) -> None:
         super().__init__()
         self.conv3 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 1)
-        self.identity = in_channels == out_channels
+        self.identity = identity and in_channels == out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv3(x) + self.conv1(x)
@@ -49,14 +49,15 @@ class RepConv(nn.Module):
     @torch.no_grad()
     def collapse(self) -> nn.Conv2d:
         """One 3x3 conv computing exactly this layer's function (up to float rounding)."""
-        conv = nn.Conv2d(self.conv3.in_channels, self.conv3.out_channels, 3, padding=1)
         weight = self.conv3.weight.detach().clone()
+        conv = nn.Conv2d(self.conv3.in_channels, self.conv3.out_channels, 3, padding=1, dtype=weight.dtype,
+                         device=weight.device)
         weight[:, :, 1, 1] += self.conv1.weight[:, :, 0, 0]
         if self.identity:
             weight[:, :, 1, 1] += torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
         conv.weight.copy_(weight)
         conv.bias.copy_(self.conv3.bias + self.conv1.bias)
-        return conv.to(weight.device)
+        return conv
 
 
 class PlainRep(nn.Module):
@@ -85,8 +86,11 @@ class PlainRep(nn.Module):
         self.global_skip = global_skip
         self.collapsed = collapsed
         widths = [in_channels] + [num_channels] * (num_convs - 1) + [in_channels * self.scale[0] * self.scale[1]]
-        layer = (lambda i, o: nn.Conv2d(i, o, 3, padding=1)) if collapsed else RepConv
-        self.convs = nn.ModuleList(layer(i, o) for i, o in zip(widths[:-1], widths[1:], strict=True))
+        pairs = list(zip(widths[:-1], widths[1:], strict=True))
+        if collapsed:
+            self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, padding=1) for i, o in pairs)
+        else:  # the last layer maps features to pixels: no identity branch even when the widths match
+            self.convs = nn.ModuleList(RepConv(i, o, identity=k < len(pairs) - 1) for k, (i, o) in enumerate(pairs))
         self.acts = nn.ModuleList(nn.PReLU(num_parameters=num_channels) for _ in range(num_convs - 1))
         if global_skip and not collapsed:
             for conv in (self.convs[-1].conv3, self.convs[-1].conv1):
@@ -111,9 +115,10 @@ class PlainRep(nn.Module):
         plain = PlainRep(in_channels=self.in_channels, scale=self.scale, num_channels=self.convs[0].conv3.out_channels,
                          num_convs=len(self.convs), global_skip=self.global_skip, collapsed=True)
         plain.convs = nn.ModuleList(conv.collapse() for conv in self.convs)
+        reference = next(self.parameters())
+        plain = plain.to(device=reference.device, dtype=reference.dtype)
         plain.acts.load_state_dict(self.acts.state_dict())
-        device = next(self.parameters()).device
-        return plain.to(device).eval()
+        return plain.eval()
 
 
 def build_generator(

@@ -14,6 +14,7 @@ import importlib
 import importlib.resources
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +24,9 @@ import torch
 from torch import nn
 
 from medsr.atomic import atomic_path
+from medsr.devices import resolve_device
 from medsr.errors import CheckpointError, ConfigError
+from medsr.lazy import LazyRegistry
 
 GENERATORS: dict[str, str] = {
     "srresnet": "medsr.models.srresnet:build_generator",
@@ -45,24 +48,25 @@ INTENSITY = "[0,1] linear to the image's value_range"
 def _resolve_builder(table: dict[str, str], arch: str, what: str) -> Any:
     if arch not in table:
         raise ConfigError(f"unknown {what} architecture {arch!r}; choose one of: {', '.join(sorted(table))}")
-    module, func = table[arch].split(":")
-    return getattr(importlib.import_module(module), func)
+    return LazyRegistry(table)[arch]
 
 
 def build_generator(
-    arch: str, *, in_channels: int = 1, scale: int | tuple[int, int] = 4, global_skip: bool = False, **kw: Any
+    arch: str, *, in_channels: int = 1, scale: int | tuple[int, int] = 4, global_skip: bool | None = None, **kw: Any
 ) -> nn.Module:
     """Build a generator by name: (N, C, h, w) in [0, 1] -> (N, C, h*sy, w*sx).
 
-    ``scale`` is an int or (sy, sx) (e.g. (1, 4) upsamples width only). Extra keywords (``num_channels``,
-    ``num_blocks``) go to the architecture. The module gets ``.arch``, ``.arch_args``, ``.scale`` (sy, sx),
-    ``.in_channels`` and ``.kind == "generator"``.
+    ``scale`` is an int or (sy, sx) (e.g. (1, 4) upsamples width only). ``global_skip`` (learn a residual over
+    bicubic) defaults to the architecture's own choice: on for plainrep, off for the published networks.
+    Extra keywords (``num_channels``, ``num_blocks``, ``num_convs``) go to the architecture. The module gets
+    ``.arch``, ``.arch_args``, ``.scale`` (sy, sx), ``.in_channels`` and ``.kind == "generator"``.
     """
     builder = _resolve_builder(GENERATORS, arch, "generator")
     if in_channels not in (1, 3):
         raise ConfigError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
     try:
-        model = builder(in_channels=in_channels, scale=scale, global_skip=global_skip, **kw)
+        skip = {} if global_skip is None else {"global_skip": global_skip}
+        model = builder(in_channels=in_channels, scale=scale, **skip, **kw)
     except TypeError as e:
         raise ConfigError(f"bad arguments for generator {arch!r}: {e}") from e
     model.kind = "generator"
@@ -70,7 +74,7 @@ def build_generator(
     model.arch_args = {
         "in_channels": in_channels,
         "scale": list(model.scale),
-        "global_skip": global_skip,
+        "global_skip": bool(model.global_skip),
         **kw,
     }
     return model
@@ -351,18 +355,47 @@ def _load_torch(path: Path) -> nn.Module:
     )
 
 
-def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Load a model in eval mode with a ``.meta`` dict (its JSON header) on ``device`` ("auto": CUDA if any).
+#: The model that ``medsr upscale``, ``medsr.upscale`` and the web app use when none is named.
+DEFAULT_MODEL = "swift-srresnet-xray-x4"
 
-    Accepts a bundled model name (``list_bundled_models``), a medsr ``.safetensors`` file, a reference
-    Swift-SRGAN checkpoint (``{"model": state_dict}`` in a ``.pth``/``.pth.tar``), or a medsr training-state
-    file (``{"medsr": header, "model": state_dict, ...}``). Anything else: CheckpointError(path, reason).
+ModelLike = str | Path | nn.Module | None
+_CACHE: dict[tuple[str, int, str], nn.Module] = {}
+
+
+def load_model(
+    name_or_path: ModelLike = None, device: str | torch.device = "cpu", *, cache: bool = True
+) -> nn.Module:
+    """The one way to get a model: in eval mode, with a ``.meta`` dict (its JSON header), on ``device``.
+
+    Accepts ``None`` (the default bundled model, :data:`DEFAULT_MODEL`), a bundled model name
+    (``list_bundled_models``), a medsr ``.safetensors`` file, a reference Swift-SRGAN checkpoint
+    (``{"model": state_dict}`` in a ``.pth``/``.pth.tar``), a medsr training-state file, or a module (returned
+    as it is). Loaded models are cached per process by (file, modification time, device), so the CLI, the API
+    and the web app load each model once; pass ``cache=False`` for a private copy to change. Anything
+    unreadable raises CheckpointError(path, reason).
     """
-    path = _resolve(name_or_path)
+    if isinstance(name_or_path, nn.Module):
+        return name_or_path
+    if name_or_path is not None and not isinstance(name_or_path, str | os.PathLike):
+        raise ConfigError(f"model must be a name, a path or an nn.Module, got {type(name_or_path).__name__}")
+    name = DEFAULT_MODEL if name_or_path is None else name_or_path
+    path = _resolve(name)
+    dev = resolve_device(device)
+    key = (str(path.resolve()), path.stat().st_mtime_ns, str(dev))
+    if cache and key in _CACHE:
+        return _CACHE[key]
     model = _load_safetensors(path) if _sniff(path) == "safetensors" else _load_torch(path)
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).eval()
+    model = model.to(dev).eval()
+    model.meta.setdefault("name", path.stem if path.parent == _weights_dir() else path.name)
+    if cache:
+        _CACHE[key] = model
+    return model
+
+
+def model_name(model: nn.Module) -> str:
+    """A short name for reports and DICOM DerivationDescription: the bundled name or file, else the arch."""
+    meta = getattr(model, "meta", None) or {}
+    return str(meta.get("name") or meta.get("arch") or getattr(model, "arch", type(model).__name__))
 
 
 # --- running a model on images with another channel count ---------------------------------------------------

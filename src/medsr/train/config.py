@@ -15,39 +15,51 @@ import yaml
 from medsr.errors import ConfigError
 
 STAGES = ("pretrain", "gan", "both")
+#: What a resumed run may change: how long it runs and on what hardware, never what it learns from.
+RESUMABLE = ("epochs", "gan_epochs", "max_steps", "threads", "num_workers", "device")
+
+
+def flag(default: Any, help: str) -> Any:
+    """A setting that is also a ``medsr train --flag`` (the CLI builds its options from these; one declaration)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run (defaults follow the Swift-SRGAN / SRGAN papers where they say)."""
+    """Settings of one training run (defaults follow the Swift-SRGAN / SRGAN papers where they say).
+
+    Settings made with :func:`flag` are also ``medsr train`` options; the others are set in the YAML file.
+    """
 
     # data
-    manifest: str = ""
+    manifest: str = flag("", "Manifest from `medsr prepare`.")
     train_split: str = "train"
     val_split: str = "val"
-    degradation: str = "bicubic"
+    degradation: str = flag("bicubic", "How LR inputs are made (a medsr.degrade name).")
     degradation_params: dict[str, Any] = field(default_factory=dict)
-    patch_size: int = 96
-    patches_per_image: int = 16
+    patch_size: int = flag(96, "HR patch side in pixels.")
+    patches_per_image: int = flag(16, "Patches drawn from each image per epoch.")
     # >1: each patch is the most detailed (largest mean gradient) of this many random positions, so that steps
     # go to edges, bones and labels rather than flat background (as in SamplingAug, Wang et al. 2021)
-    patch_candidates: int = 1
-    batch_size: int = 16
-    num_workers: int = 2
+    patch_candidates: int = flag(1, "Keep the most detailed of this many random patch positions.")
+    batch_size: int = flag(16, "Patches per step (per process).")
+    num_workers: int = flag(2, "DataLoader workers.")
     cache_bytes: int = 4 * 1024**3
-    val_max_size: int | None = 512
+    # validation scores whole images by default, as `medsr evaluate` does; a size centre-crops them for speed
+    # (then `medsr evaluate --max-size` with the same size reproduces the logged numbers)
+    val_max_size: int | None = flag(None, "Centre-crop validation images to this many pixels a side (speed).")
     # model
-    model: str = "swift-srgan"
-    scale: int = 4
-    in_channels: int = 1
-    global_skip: bool = False
-    init_from: str | None = None  # generator weights to start from (a pretrain checkpoint for the gan stage)
+    model: str = flag("swift-srgan", "Architecture: plainrep | srresnet | srgan | swift-srgan.")
+    scale: int = flag(4, "Upscaling factor (2, 3, 4, 8).")
+    in_channels: int = flag(1, "1 (grayscale) or 3.")
+    global_skip: bool | None = flag(None, "Learn a residual over bicubic (default: the architecture's choice).")
+    init_from: str | None = flag(None, "Generator checkpoint to start from (a pretrain checkpoint for gan).")
     # stages and optimisation
-    stage: str = "pretrain"
-    epochs: int = 10  # epochs of the pretrain stage (or of the only stage run)
-    gan_epochs: int = 5  # epochs of the gan stage when stage == "both"
+    stage: str = flag("pretrain", "pretrain | gan | both.")
+    epochs: int = flag(10, "Epochs of the pretrain stage (or of the only stage run).")
+    gan_epochs: int = flag(5, "Epochs of the gan stage with --stage both.")
     optimizer: str = "adam"  # adam | adamw
-    lr: float = 1e-4
+    lr: float = flag(1e-4, "Generator learning rate.")
     lr_d: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
@@ -55,24 +67,24 @@ class TrainConfig:
     step_gamma: float = 0.5
     grad_clip: float | None = None
     ema_decay: float | None = 0.999
-    pixel_loss: str = "mse"  # mse | l1
+    pixel_loss: str = flag("mse", "mse | l1.")
     loss_weights: dict[str, float] | None = None  # None: the paper's weights for the model (medsr.losses)
     content_network: str | None = None  # None: mobilenet_v2 for swift-srgan, vgg19 for srgan
-    content_weights: str | None = None  # local file with the feature network's state dict
+    content_weights: str | None = flag(None, "Local state dict of the content loss's feature network.")
     allow_download: bool = True  # fetch torchvision ImageNet weights when online
     # run
-    out: str = "runs/run"
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
+    out: str = flag("runs/run", "Run folder.")
+    seed: int = flag(0, "Random seed.")
+    device: str = flag("auto", "auto | cpu | cuda | cuda:N.")
+    amp: bool = flag(False, "bfloat16 autocast on CUDA (on CPUs without AMX it is ~10x slower, so CUDA only).")
     channels_last: bool = True
-    threads: int | None = None  # torch intra-op threads (None: PyTorch's default)
-    sync_bn: bool = False
+    threads: int | None = flag(None, "PyTorch CPU threads (default: all cores).")
+    sync_bn: bool = flag(False, "SyncBatchNorm under torchrun.")
     save_every_steps: int = 200
     log_every_steps: int = 50
     tensorboard: bool = True
     sample_images: int = 2
-    max_steps: int | None = None  # stop after this many optimizer steps in total (benchmarks, smoke tests)
+    max_steps: int | None = flag(None, "Stop after this many optimizer steps in all (benchmarks, smoke tests).")
 
     def validate(self) -> TrainConfig:
         """Check values once at the edge; raise ConfigError naming the setting."""
@@ -97,6 +109,11 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         return self
+
+    @classmethod
+    def cli_fields(cls) -> list[dataclasses.Field]:
+        """The settings that are ``medsr train`` options, in declaration order."""
+        return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
 
     @property
     def stages(self) -> list[tuple[str, int]]:

@@ -21,17 +21,29 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
 from medsr.atomic import atomic_path
-from medsr.data.datasets import FullImageDataset, PatchDataset, manifest_paths
-from medsr.degrade.bicubic import pil_resize
+from medsr.data.datasets import PatchDataset, manifest_paths
+from medsr.devices import resolve_device
 from medsr.errors import ConfigError, MedsrError
-from medsr.losses import pixel_loss
-from medsr.metrics import psnr, ssim
+from medsr.infer import upscale_array
+from medsr.losses import (
+    CONTENT_NETWORK_FOR_ARCH,
+    LOSS_WEIGHTS_FOR_ARCH,
+    GeneratorLoss,
+    build_content_network,
+    discriminator_loss,
+    pixel_loss,
+)
+from medsr.models import build_discriminator, build_generator, load_model, save_model
+from medsr.protocol import Pair, Protocol, items_from_manifest, read_images
 from medsr.train import distributed as dist_utils
-from medsr.train.config import TrainConfig
+from medsr.train.config import RESUMABLE, TrainConfig
 
 METRIC_COLUMNS = [
     "epoch", "stage", "step", "loss_g", "loss_pixel", "loss_content", "loss_adversarial", "loss_tv",
@@ -44,22 +56,9 @@ class TrainingError(MedsrError):
     """Training cannot go on (for example a loss became NaN); the last good checkpoint is kept."""
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _save_state(state: dict[str, Any], path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-
-
-def _quantise(image: torch.Tensor, bit_depth: int) -> torch.Tensor:
-    """Round to the levels the image would be written with, so scores match what a user gets on disk."""
-    levels = 255.0 if bit_depth <= 8 else 65535.0
-    return torch.round(image.clamp(0, 1) * levels) / levels
 
 
 class _ResumeSampler(torch.utils.data.Sampler):
@@ -94,9 +93,6 @@ class Trainer:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-
-        from medsr.models import build_generator
-
         self.generator = build_generator(
             config.model, in_channels=config.in_channels, scale=config.scale, global_skip=config.global_skip
         ).to(self.device, memory_format=self.memory_format)
@@ -128,12 +124,13 @@ class Trainer:
         )
         # decode once here, before DataLoader workers fork and share the cache
         self.train_set.store.preload()
-        val_paths = manifest_paths(config.manifest, config.val_split) if self.dist.is_main else []
-        self.val_set = FullImageDataset(
-            val_paths, scale=config.scale, degradation=config.degradation,
-            degradation_params=config.degradation_params, channels=channels, max_size=config.val_max_size,
-            cache_bytes=config.cache_bytes, seed=config.seed,
-        )
+        # validation is medsr evaluate's protocol on the same images and keys: the numbers a run logs are the
+        # ones `medsr evaluate --split val` (with the same --max-size) prints for the saved checkpoint
+        self.val_items = items_from_manifest(config.manifest, config.val_split) if self.dist.is_main else []
+        self.val_protocol = Protocol(scale=config.scale, degradation=config.degradation,
+                                     degradation_params=dict(config.degradation_params),
+                                     max_size=config.val_max_size)
+        self._val_pairs: list[Pair] | None = None
         self._bicubic_scores: tuple[float, float] | None = None
         self.writer = None
         # progress counters (restored on resume)
@@ -151,9 +148,7 @@ class Trainer:
     # --- set-up per stage -------------------------------------------------------------------------------
 
     def _load_init_weights(self, path: str) -> None:
-        from medsr.models import load_model
-
-        source = load_model(path)
+        source = load_model(path, cache=False)
         self.generator.load_state_dict(source.state_dict(), strict=True)
 
     def _new_ema(self) -> nn.Module | None:
@@ -209,13 +204,9 @@ class Trainer:
                 scheduler.step_size = max(1, total // 2)
 
     def _content_network_name(self) -> str:
-        from medsr.losses import CONTENT_NETWORK_FOR_ARCH
-
         return self.config.content_network or CONTENT_NETWORK_FOR_ARCH[self.config.model]
 
     def _loss_weights(self) -> dict[str, float]:
-        from medsr.losses import LOSS_WEIGHTS_FOR_ARCH
-
         return dict(self.config.loss_weights or LOSS_WEIGHTS_FOR_ARCH[self.config.model])
 
     def _setup_stage(self, stage: str, epochs: int) -> None:
@@ -224,9 +215,6 @@ class Trainer:
         self.sched_g = self._make_scheduler(self.opt_g, epochs)
         self.opt_d = self.sched_d = None
         if stage == "gan":
-            from medsr.losses import GeneratorLoss
-            from medsr.models import build_discriminator
-
             if self.discriminator is None:
                 self.discriminator = build_discriminator(cfg.model, in_channels=cfg.in_channels).to(
                     self.device, memory_format=self.memory_format)
@@ -240,8 +228,6 @@ class Trainer:
     def _build_content_net(self) -> nn.Module:
         """The gan stage's frozen feature network, loaded once per run."""
         if self.content_net is None:
-            from medsr.losses import build_content_network
-
             self.content_net = build_content_network(
                 self._content_network_name(), weights=self.config.content_weights,
                 allow_download=self.config.allow_download,
@@ -291,8 +277,6 @@ class Trainer:
         random.setstate((3, tuple(state["rng_python"]), None))
 
     def _save_generator(self, path: Path, metrics: dict[str, Any]) -> None:
-        from medsr.models import save_model
-
         model = self.ema if self.ema is not None else self.generator
         meta = {
             "training": {"config": self.config.to_dict(), "epoch": self.epoch + 1, "step": self.step,
@@ -384,8 +368,6 @@ class Trainer:
         generator = self.generator
         discriminator = self.discriminator
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [self.device.index] if self.device.type == "cuda" else None
             generator = DDP(self.generator, device_ids=ids)
             if discriminator is not None:
@@ -456,8 +438,6 @@ class Trainer:
         return {"loss_g": value, "loss_pixel": value}
 
     def _gan_step(self, generator, discriminator, lr_img, hr_img) -> dict[str, float]:
-        from medsr.losses import discriminator_loss
-
         with self._autocast():
             sr = generator(lr_img).float()
             # discriminator: real HR vs the generator's output, which it must not push gradients into
@@ -526,30 +506,41 @@ class Trainer:
             _save_state(state, self.ckpt_dir / "last.pt")
         dist_utils.barrier(self.dist)
 
-    @torch.inference_mode()
+    def _validation_pairs(self) -> list[Pair]:
+        """The validation (HR, LR) pairs, made once: the protocol's LR is fixed per image."""
+        if self._val_pairs is None:
+            failures: list[tuple[str, str]] = []
+            pairs = []
+            for item in self.val_items:
+                for image in read_images([item.path], failures):
+                    pairs.append(self.val_protocol.pair(image, item.key))
+            for path, reason in failures:
+                self.console.print(f"validation skips {path}: {reason}", highlight=False)
+            self._val_pairs = pairs
+        return self._val_pairs
+
     def validate(self) -> dict[str, float]:
-        """Mean PSNR/SSIM of the (EMA) generator and of bicubic on the validation images."""
-        if len(self.val_set) == 0:
+        """Mean PSNR/SSIM of the (EMA) generator and of bicubic on the validation images (:class:`Protocol`)."""
+        pairs = self._validation_pairs()
+        if not pairs:
             return {}
         model = self.ema if self.ema is not None else self.generator
-        model.eval()
-        border = self.config.scale
-        scores, bicubic_scores, samples = [], [], []
-        for index in range(len(self.val_set)):
-            lr_img, hr_img, bit_depth = self.val_set[index]
-            sr = _quantise(model(lr_img[None].to(self.device)).float().cpu(), bit_depth)
-            hr = hr_img[None]
-            scores.append((float(psnr(sr, hr, border=border)), float(ssim(sr, hr, border=border))))
-            if self._bicubic_scores is None or index < self.config.sample_images:
-                lr_np = lr_img.numpy().transpose(1, 2, 0)
-                up = pil_resize(lr_np, tuple(hr.shape[-2:]), "bicubic", 8 if bit_depth <= 8 else 16)
-                bic = _quantise(torch.from_numpy(up.transpose(2, 0, 1))[None], bit_depth)
-                bicubic_scores.append((float(psnr(bic, hr, border=border)), float(ssim(bic, hr, border=border))))
-                if index < self.config.sample_images:
-                    samples.append(torch.cat([bic[0], sr[0], hr[0]], dim=-1))
-        self.generator.train()
+        methods = {"model": lambda lr, size: upscale_array(model, lr)}
         if self._bicubic_scores is None:
-            self._bicubic_scores = tuple(np.mean(bicubic_scores, axis=0).tolist())
+            bicubic = [self.val_protocol.run(pair, self.val_protocol.baselines(["bicubic"], pair))[0]
+                       for pair in pairs]
+            self._bicubic_scores = (float(np.mean([r["psnr"] for r in bicubic])),
+                                    float(np.mean([r["ssim"] for r in bicubic])))
+        scores, samples = [], []
+        for index, pair in enumerate(pairs):
+            outputs: dict[str, np.ndarray] = {}
+            keep = index < self.config.sample_images
+            methods_here = {**methods, **self.val_protocol.baselines(["bicubic"], pair)} if keep else methods
+            rows = self.val_protocol.run(pair, methods_here, outputs.__setitem__ if keep else None)
+            scores.append((rows[0]["psnr"], rows[0]["ssim"]))
+            if keep:
+                panels = [outputs["bicubic"], outputs["model"], pair.hr]
+                samples.append(torch.from_numpy(np.concatenate(panels, axis=1).transpose(2, 0, 1)))
         result = {"val_psnr": float(np.mean([s[0] for s in scores])),
                   "val_ssim": float(np.mean([s[1] for s in scores])),
                   "bicubic_psnr": self._bicubic_scores[0], "bicubic_ssim": self._bicubic_scores[1]}
@@ -570,14 +561,10 @@ class Trainer:
 
 
 def _console(enabled: bool):
-    from rich.console import Console
-
     return Console(quiet=not enabled)
 
 
 def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     disable=not enabled, transient=True)
 
@@ -593,6 +580,10 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         saved = run_dir / "config.yaml"
         if not saved.exists():
             raise ConfigError(f"cannot resume {run_dir}: no config.yaml there (is it a medsr run folder?)")
+        fixed = sorted(key for key, value in overrides.items() if value is not None and key not in RESUMABLE)
+        if fixed:
+            raise ConfigError(f"a resumed run keeps its settings; only {', '.join(RESUMABLE)} may change "
+                              f"(got {', '.join(fixed)})")
         config = TrainConfig.load(saved, **overrides)
         config.out = str(run_dir)
         return Trainer(config, resume=True).run()

@@ -16,13 +16,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from medsr.cli import app
-from medsr.infer import upscale
+from medsr.infer import InferenceSettings, upscale
 from medsr.infer.files import collect_sources
 from medsr.io import read_image
 from medsr.models import build_generator, save_model
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 torch.set_num_threads(1)
+
+CPU = InferenceSettings(device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def test_png_8bit_stays_8bit_png_at_four_times_the_size(tiny_model, small_png, t
     with Image.open(written) as im:
         assert im.mode == "L" and im.size == (64 * 4, 48 * 4)
         pixels = np.asarray(im)
-    expected = upscale(np.asarray(Image.open(small_png)), tiny_model, device="cpu")  # uint8 in -> uint8 out
+    expected = upscale(np.asarray(Image.open(small_png)), tiny_model, CPU)  # uint8 in -> uint8 out
     assert np.abs(pixels.astype(int) - expected.astype(int)).max() <= 1
     assert "chest" in result.output and "in size" in result.output  # the summary table
     assert sorted(p.name for p in out.iterdir()) == ["chest.png"]
@@ -73,7 +75,7 @@ def test_tiff_16bit_stays_16bit(tiny_model, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     written = tifffile.imread(out / "scan.tif")
     assert written.dtype == np.uint16 and written.shape == (160, 224)
-    expected = upscale(values, tiny_model, device="cpu")
+    expected = upscale(values, tiny_model, CPU)
     assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
     assert len(np.unique(written)) > 256  # really 16-bit content, not 8-bit values scaled up
 
@@ -105,7 +107,7 @@ def test_dicom_gives_a_valid_derived_dicom(tiny_model, tmp_path) -> None:
     assert one.SeriesInstanceUID == two.SeriesInstanceUID  # one new series per input series
     assert one.SOPInstanceUID != two.SOPInstanceUID
     # The stored values decode to the same HU image the API gives (rescale kept).
-    expected = upscale(read_image(folder / "slice1.dcm"), tiny_model, device="cpu")
+    expected = upscale(read_image(folder / "slice1.dcm"), tiny_model, CPU)
     low, high = expected.value_range
     hu = one.pixel_array * float(one.RescaleSlope) + float(one.RescaleIntercept)
     assert np.abs(hu - (low + expected.pixels[..., 0] * (high - low))).max() <= 1.0
@@ -126,7 +128,7 @@ def test_multiframe_dicom_is_upscaled_frame_by_frame(tiny_model, tmp_path) -> No
     assert result.exit_code == 0, result.output
     derived = pydicom.dcmread(out / "cine.dcm")
     assert int(derived.NumberOfFrames) == 3 and (derived.Rows, derived.Columns) == (128, 128)
-    expected = upscale(read_image(source), tiny_model, device="cpu")
+    expected = upscale(read_image(source), tiny_model, CPU)
     low, high = expected.value_range
     hu = derived.pixel_array * float(derived.RescaleSlope) + float(derived.RescaleIntercept)
     assert hu.shape == (3, 128, 128)

@@ -14,22 +14,26 @@ from typer.testing import CliRunner
 
 from medsr.cli import app
 from medsr.data.manifest import (
+    ManifestRow,
     PatientResolver,
     assign_split,
     build_manifest,
     find_images,
     image_key,
+    image_source,
     nih_patient_id,
+    parse_source_rules,
     probe_image,
     read_manifest,
     skipped_path,
+    source_summary,
     split_summary,
     write_manifest,
     write_skipped,
 )
 from medsr.errors import ConfigError, MedsrError
 
-CHEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest-xray"
+CHEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "chest-xray"
 
 
 def _png(
@@ -265,6 +269,7 @@ def test_manifest_round_trip_resolves_paths_against_its_folder(tree, tmp_path, m
         "height",
         "channels",
         "bit_depth",
+        "source",
     ]
     assert all(not Path(r["path"]).is_absolute() and "\\" not in r["path"] for r in records)
     monkeypatch.chdir(tmp_path / "data")  # reading must not depend on the working directory
@@ -373,7 +378,8 @@ def test_chest_xray_pair_splits_by_patient_across_both_tables(tmp_path):
     if not CHEST.is_dir():
         pytest.skip(f"{CHEST} is not available")
     tables = [CHEST / "hannover-2000.metadata.csv", CHEST / "hannover-640.metadata.csv"]
-    rows, skipped = build_manifest([CHEST], tmp_path / "manifest.csv", patients=tables, headers_only=True)
+    folders = [CHEST / "hannover-2000", CHEST / "hannover-640"]  # the folder also holds other data sets now
+    rows, skipped = build_manifest(folders, tmp_path / "manifest.csv", patients=tables, headers_only=True)
     assert not skipped
     assert len(rows) == len(list((CHEST / "hannover-2000").iterdir())) + len(
         list((CHEST / "hannover-640").iterdir())
@@ -382,6 +388,8 @@ def test_chest_xray_pair_splits_by_patient_across_both_tables(tmp_path):
     for row in rows:
         splits[row.patient_id].add(row.split)
     assert len(splits) == 46
+    assert {r.source for r in rows} == {"hannover-2000", "hannover-640"}
+    assert all(r.source == r.path.parent.name for r in rows)
     assert all(len(s) == 1 for s in splits.values()), "a patient appears in two splits"
     # Each image's patient agrees with both tables: images that share a raw id share a manifest patient,
     # and the manifest id is one of the raw ids of its image.
@@ -416,3 +424,177 @@ def test_paths_given_through_dotdot_are_normalised(tree):
     assert rows and all(".." not in r.path.parts for r in rows)
     write_manifest(rows, tree["out"])
     assert read_manifest(tree["out"]) == rows
+
+
+# --- sources -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def sites(tmp_path: Path) -> dict[str, Path]:
+    """root/{site-a-640, site-a-2000, site-b}: three folders, images also in a subfolder and at the root."""
+    root = tmp_path / "sites"
+    files = {
+        "a640_1": _png(root / "site-a-640" / "p1.png", value=1),
+        "a640_2": _png(root / "site-a-640" / "p2.png", value=2),
+        "a2000_1": _png(root / "site-a-2000" / "q1.png", size=(36, 30), value=3),
+        "a2000_deep": _png(root / "site-a-2000" / "sub" / "deeper" / "q2.png", value=4),
+        "b_1": _png(root / "site-b" / "r1.png", value=5),
+        "b_2": _png(root / "site-b" / "ward" / "r2.png", rgb=True, value=6),
+        "top": _png(root / "loose.png", value=7),
+    }
+    files["root"] = root
+    files["out"] = tmp_path / "out" / "manifest.csv"
+    return files
+
+
+def _sources(rows) -> dict[str, str]:
+    return {r.path.name: r.source for r in rows}
+
+
+def test_source_is_the_first_folder_below_the_root(sites):
+    rows, skipped = build_manifest([sites["root"]], sites["out"])
+    assert not skipped
+    assert _sources(rows) == {
+        "p1.png": "site-a-640",
+        "p2.png": "site-a-640",
+        "q1.png": "site-a-2000",
+        "q2.png": "site-a-2000",  # two folders deeper: still its site
+        "r1.png": "site-b",
+        "r2.png": "site-b",
+        "loose.png": "sites",  # directly in the root: the root's own name
+    }
+
+
+def test_source_rules_merge_folders(sites):
+    rules = parse_source_rules(["site-a-*=site-a", "site-b=hospital-b"])
+    rows, _ = build_manifest([sites["root"]], sites["out"], sources=rules)
+    got = _sources(rows)
+    assert {got[n] for n in ("p1.png", "p2.png", "q1.png", "q2.png")} == {"site-a"}
+    assert got["r1.png"] == got["r2.png"] == "hospital-b"
+    assert got["loose.png"] == "sites"
+    # the first matching rule wins; a pattern must match the whole folder name
+    rows, _ = build_manifest([sites["root"]], sites["out"], sources=[("site-a-6*", "small"), ("site-*", "any")])
+    got = _sources(rows)
+    assert got["p1.png"] == "small" and got["q1.png"] == "any" and got["r1.png"] == "any"
+    rows, _ = build_manifest([sites["root"]], sites["out"], sources=[("site", "x"), ("SITE-B", "y")])
+    assert {r.source for r in rows} == {"site-a-640", "site-a-2000", "site-b", "sites"}  # case-sensitive
+
+
+def test_source_with_several_and_nested_roots(sites):
+    root = sites["root"]
+    rows, _ = build_manifest([root / "site-a-640", root / "site-b", sites["a2000_1"]], sites["out"])
+    got = _sources(rows)
+    assert got["p1.png"] == got["p2.png"] == "site-a-640"  # directly in a root: the root's name
+    assert got["r1.png"] == "site-b" and got["r2.png"] == "ward"  # first folder below the root site-b
+    assert got["q1.png"] == "site-a-2000"  # a file given as a root: its folder
+    # the deepest root that holds a file decides, whatever the order the roots come in
+    for roots in ([root, root / "site-b"], [root / "site-b", root]):
+        assert image_source(sites["b_2"], roots) == "ward"
+        assert image_source(sites["a640_1"], roots) == "site-a-640"
+
+
+def test_prepare_command_source_option(sites):
+    out = sites["out"]
+    result = CliRunner().invoke(app, ["prepare", str(sites["root"]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert {r.source for r in read_manifest(out)} == {"site-a-640", "site-a-2000", "site-b", "sites"}
+    assert "site-a-640" in result.output and "site-a-2000" in result.output
+    result = CliRunner().invoke(
+        app, ["prepare", str(sites["root"]), "--out", str(out), "--source", "site-a-*=site-a"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = read_manifest(out)
+    assert _sources(rows) == {
+        "p1.png": "site-a",
+        "p2.png": "site-a",
+        "q1.png": "site-a",
+        "q2.png": "site-a",
+        "r1.png": "site-b",
+        "r2.png": "site-b",
+        "loose.png": "sites",
+    }
+    assert "site-a-640" not in result.output and "site-a" in result.output
+    out.unlink()
+    result = CliRunner().invoke(app, ["prepare", str(sites["root"]), "--out", str(out), "--source", "site-a"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError) or "--source" in result.output
+    assert not out.exists()
+
+
+def test_written_manifest_keeps_the_source(sites):
+    rows, _ = build_manifest([sites["root"]], sites["out"], sources=[("site-a-*", "site-a")])
+    write_manifest(rows, sites["out"])
+    with sites["out"].open(newline="") as handle:
+        records = list(csv.DictReader(handle))
+    assert list(records[0])[-1] == "source"
+    assert {r["path"]: r["source"] for r in records}["../sites/site-b/ward/r2.png"] == "site-b"
+    back = read_manifest(sites["out"])
+    assert back == rows
+    assert [r.source for r in back] == [r.source for r in rows] and {r.source for r in back} == {
+        "site-a",
+        "site-b",
+        "sites",
+    }
+
+
+def test_manifest_without_a_source_column_still_reads(tmp_path):
+    header = ["path", "patient_id", "split", "modality", "width", "height", "channels", "bit_depth"]
+    old = _write_csv(
+        tmp_path / "old.csv",
+        header,
+        [["a/x.png", "p1", "train", "DX", "40", "32", "1", "8"], ["b/y.png", "p2", "test", "", "40", "32", "3", "8"]],
+    )
+    rows = read_manifest(old)
+    assert [r.source for r in rows] == ["", ""]
+    assert rows[0] == ManifestRow(tmp_path / "a" / "x.png", "p1", "train", "DX", 40, 32, 1, 8)
+    assert rows[1].modality == "OT" and rows[1].channels == 3
+    assert read_manifest(old, split="test") == [rows[1]]
+    # an empty source cell reads as "" too, and padding is stripped
+    new = _write_csv(
+        tmp_path / "new.csv",
+        [*header, "source"],
+        [
+            ["x.png", "p1", "val", "CR", "4", "4", "1", "16", ""],
+            ["y.png", "p2", "val", "CR", "4", "4", "1", "8", " s1 "],
+        ],
+    )
+    assert [r.source for r in read_manifest(new)] == ["", "s1"]
+
+
+@pytest.mark.parametrize("item", ["bad", "=name", "pattern=", " = ", ""])
+def test_parse_source_rules_rejects_malformed_items(item):
+    with pytest.raises(ConfigError):
+        parse_source_rules([item])
+
+
+def test_parse_source_rules():
+    assert parse_source_rules([]) == []
+    assert parse_source_rules([" hannover-* = hannover ", "a=b=c"]) == [("hannover-*", "hannover"), ("a", "b=c")]
+
+
+def test_source_summary_counts_patients_and_images_per_source_and_split():
+    def row(patient: str, split: str, source: str, k: int) -> ManifestRow:
+        return ManifestRow(Path(f"/d/{source}/{patient}_{k}.png"), patient, split, "DX", 8, 8, 1, 8, source)
+
+    rows = [
+        row("p1", "train", "a", 0),
+        row("p1", "train", "a", 1),
+        row("p1", "train", "a", 2),
+        row("p2", "train", "a", 0),
+        row("p3", "val", "a", 0),
+        row("p4", "test", "b", 0),
+        row("p4", "test", "b", 1),
+        row("p5", "train", "b", 0),
+        row("p1", "train", "b", 3),  # the same patient seen at a second site counts once per site
+        row("p6", "val", "", 0),
+    ]
+    summary = source_summary(rows)
+    assert list(summary) == ["", "a", "b"]  # sorted by name
+    assert summary["a"] == {"train": (2, 4), "val": (1, 1), "test": (0, 0)}
+    assert summary["b"] == {"train": (2, 2), "val": (0, 0), "test": (1, 2)}
+    assert summary[""] == {"train": (0, 0), "val": (1, 1), "test": (0, 0)}
+    assert source_summary([]) == {}
+    total = split_summary(rows)
+    assert total == {"train": (3, 6), "val": (2, 2), "test": (1, 2)}
+    for split in ("train", "val", "test"):
+        assert sum(s[split][1] for s in summary.values()) == total[split][1]

@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
 
-from medsr.data.datasets import FullImageDataset, PatchDataset
+from medsr.data.datasets import PatchDataset
 from medsr.degrade.bicubic import bicubic
+from medsr.io import read_image
+from medsr.protocol import Protocol
 
 
 def _write(folder: Path, name: str, shape: tuple[int, ...], seed: int) -> Path:
@@ -97,12 +99,11 @@ def test_an_image_smaller_than_the_patch_names_itself_and_the_fix(tmp_path):
 
 
 def test_validation_images_are_whole_crops_to_a_multiple_of_the_scale(gray_paths):
-    dataset = FullImageDataset(gray_paths, scale=4)
-    lr, hr, bit_depth = dataset[1]  # 71 x 90 -> 68 x 88
-    assert hr.shape == (1, 68, 88) and lr.shape == (1, 17, 22) and bit_depth == 8
-    np.testing.assert_array_equal(lr.numpy().transpose(1, 2, 0), bicubic(hr.numpy().transpose(1, 2, 0), 4))
-    limited = FullImageDataset(gray_paths, scale=4, max_size=40)
-    assert limited[1][1].shape == (1, 40, 40)
+    image = read_image(gray_paths[1])
+    pair = Protocol(scale=4).pair(image)  # 71 x 90 -> 68 x 88
+    assert pair.hr.shape == (68, 88, 1) and pair.lr.shape == (17, 22, 1) and pair.levels == 255
+    np.testing.assert_array_equal(pair.lr, bicubic(pair.hr, 4))
+    assert Protocol(scale=4, max_size=40).pair(image).hr.shape == (40, 40, 1)
 
 
 def test_patch_candidates_steer_patches_to_detail_and_stay_reproducible(tmp_path):

@@ -11,7 +11,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from medsr.cli import app
-from medsr.infer import export_onnx, fold_batchnorm, upscale_array
+from medsr.infer import InferenceSettings, export_onnx, fold_batchnorm, upscale_array
 from medsr.models import build_generator, save_model
 
 torch.set_num_threads(1)
@@ -109,8 +109,8 @@ def test_onnxruntime_backend_matches_torch_backend_through_tiles() -> None:
     model = calibrated("srresnet", scale=(1, 2), global_skip=True)
     rng = np.random.default_rng(0)
     lr = rng.random((70, 90, 1), dtype=np.float32)
-    torch_out = upscale_array(model, lr, tile=48, overlap=8, device="cpu", backend="torch")
-    onnx_out = upscale_array(model, lr, tile=48, overlap=8, device="cpu", backend="onnxruntime")
+    torch_out = upscale_array(model, lr, InferenceSettings(tile=48, overlap=8, device="cpu", backend="torch"))
+    onnx_out = upscale_array(model, lr, InferenceSettings(tile=48, overlap=8, device="cpu", backend="onnxruntime"))
     assert onnx_out.shape == torch_out.shape == (70, 180, 1)
     assert np.abs(onnx_out - torch_out).max() < 1e-4
 
@@ -118,7 +118,7 @@ def test_onnxruntime_backend_matches_torch_backend_through_tiles() -> None:
 def test_onnxruntime_backend_adapts_grayscale_to_a_colour_model() -> None:
     model = calibrated("swift-srgan", in_channels=3, scale=2)
     gray = np.random.default_rng(1).random((20, 20, 1), dtype=np.float32)
-    out = upscale_array(model, gray, device="cpu", backend="onnxruntime")
+    out = upscale_array(model, gray, InferenceSettings(device="cpu", backend="onnxruntime"))
     with torch.no_grad():
         expected = model(torch.from_numpy(gray.transpose(2, 0, 1)[None].copy()).expand(-1, 3, -1, -1))
     np.testing.assert_allclose(out[..., 0], expected[0].mean(0).numpy(), atol=1e-4)

@@ -23,10 +23,11 @@ from medsr.app import APP_FILE, logic
 from medsr.errors import ConfigError, ImageReadError
 from medsr.io import read_image
 from medsr.io.image import MedicalImage
+from medsr.models import DEFAULT_MODEL
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 SAMPLE = logic.sample_paths()[0]
-DEFAULT_MODEL = "swift-srresnet-xray-x4"
+
 TIMEOUT = 300
 
 
@@ -225,8 +226,8 @@ def test_compatible_scales_follow_the_degradation() -> None:
 
 
 def test_simulate_scores_follow_the_evaluate_protocol(tiny_model: torch.nn.Module) -> None:
-    from medsr.evaluate import interpolation_methods, score_methods
     from medsr.metrics import psnr, ssim
+    from medsr.protocol import Protocol
 
     image = logic.read_upload("crop.png", png_bytes(sample_crop(130)))  # not a multiple of 4: cropped to 128
     outcome = logic.run_simulate(image, tiny_model, scale=4, device="cpu")
@@ -234,7 +235,9 @@ def test_simulate_scores_follow_the_evaluate_protocol(tiny_model: torch.nn.Modul
     assert outcome.lr.shape == (32, 32, 1) and not outcome.cropped
     for out in (outcome.lr, outcome.bicubic, outcome.sr):  # 8-bit levels, as a saved file holds
         np.testing.assert_allclose(out * 255, np.rint(out * 255), atol=1e-3)
-    rows = score_methods([image], 4, interpolation_methods(["bicubic"], 8))
+    protocol = Protocol(scale=4)
+    pair = protocol.pair(image, "crop.png")
+    rows = protocol.run(pair, protocol.baselines(["bicubic"], pair))
     assert outcome.scores["Bicubic"]["psnr"] == pytest.approx(rows[0]["psnr"], abs=1e-6)
     assert outcome.scores["Bicubic"]["ssim"] == pytest.approx(rows[0]["ssim"], abs=1e-6)
     assert outcome.scores["Model"]["psnr"] == pytest.approx(psnr(outcome.sr, outcome.hr, 1.0, border=4))
@@ -363,8 +366,9 @@ def test_simulate_on_a_dicom_ct_shows_scores_and_window_presets(models_dir: Path
 
 
 def test_simulate_bundled_model_beats_bicubic_on_a_sample() -> None:
-    from medsr.evaluate import interpolation_methods, score_methods
+    from medsr.evaluate import score_baselines
     from medsr.models import list_bundled_models
+    from medsr.protocol import Protocol, items_from_inputs
 
     if DEFAULT_MODEL not in {m["name"] for m in list_bundled_models()}:
         pytest.skip(f"bundled model {DEFAULT_MODEL} is not in src/medsr/weights yet")
@@ -376,8 +380,9 @@ def test_simulate_bundled_model_beats_bicubic_on_a_sample() -> None:
     assert not at.exception and not at.error, [e.value for e in at.error]
     bicubic, model = metric_value(at, "Bicubic PSNR"), metric_value(at, "Model PSNR")
     assert model > bicubic
-    sample = read_image(logic.sample_paths()[0])
-    expected = score_methods([sample], 4, interpolation_methods(["bicubic"], 8))[0]["psnr"]
+    items = items_from_inputs([logic.sample_paths()[0]])
+    protocol = Protocol(scale=4, max_size=logic.DEMO_MAX_SIDE)
+    expected = score_baselines(items, protocol, ["bicubic"], [])[0]["psnr"]
     assert bicubic == pytest.approx(expected, abs=0.005)  # the page shows medsr evaluate's bicubic score
 
 

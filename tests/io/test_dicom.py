@@ -14,9 +14,9 @@ from medsr.errors import ImageWriteError
 from medsr.io import read_image, write_image
 from medsr.io.dicom import SeriesUIDMap, write_derived_dicom
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 CT, CR, US = DATA / "ct_small.dcm", DATA / "cr_mono1_small.dcm", DATA / "us_ybr_color.dcm"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "dicom"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "dicom"
 
 TYPE1 = (
     "SOPClassUID",

@@ -23,8 +23,8 @@ from medsr.models import (
     save_model,
 )
 
-PEER = Path(__file__).resolve().parents[2] / "shared" / "peers" / "published-swift-srgan-xray-4x.pth.tar"
-DATA = Path(__file__).parent / "data"
+PEER = Path(__file__).resolve().parents[3] / "shared" / "peers" / "published-swift-srgan-xray-4x.pth.tar"
+DATA = Path(__file__).parents[1] / "data"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -16,7 +16,7 @@ import medsr
 from medsr.errors import ImageReadError, ImageWriteError
 from medsr.io import read_image, sniff_format, write_image
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 XRAY = DATA / "xray_b343e657.png"
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from medsr.errors import CheckpointError, ConfigError
-from medsr.infer import get_predictor, upscale, upscale_array, upscale_arrays
+from medsr.infer import InferenceSettings, get_predictor, upscale, upscale_array, upscale_arrays
 from medsr.infer.tiling import axis_weights, tile_layout, tile_starts, upscale_many, upscale_tiled
 from medsr.io import read_image
 from medsr.io.image import MedicalImage
@@ -102,7 +102,7 @@ def test_tile_must_hold_both_overlaps() -> None:
     with pytest.raises(ValueError):
         tile_starts(100, 64, 32)
     with pytest.raises(ConfigError):
-        upscale_array(TinySR(), textured(20, 20), tile=64, overlap=32, device="cpu")
+        InferenceSettings(tile=64, overlap=32, device="cpu")
 
 
 def test_inner_edge_pixels_get_no_weight() -> None:
@@ -139,7 +139,7 @@ def test_tiled_equals_whole_image_inference(arch, global_skip, scale, shape, til
     lr = textured(*shape)
     reference = whole_image(model, lr)
     assert reference.std() > 0.01  # the output really depends on the input
-    tiled = upscale_array(model, lr, tile=tile, overlap=overlap, device="cpu")
+    tiled = upscale_array(model, lr, InferenceSettings(tile=tile, overlap=overlap, device="cpu"))
     sy, sx = model.scale
     assert tiled.shape == (shape[0] * sy, shape[1] * sx, 1) and tiled.dtype == np.float32
     assert len(tile_starts(shape[0], tile, overlap)) * len(tile_starts(shape[1], tile, overlap)) >= 2
@@ -151,7 +151,7 @@ def test_tiles_without_context_would_not_match() -> None:
     model = calibrated("srresnet", global_skip=True)
     lr = textured(101, 150)
     reference = whole_image(model, lr)
-    naive = upscale_array(model, lr, tile=48, overlap=2, device="cpu")
+    naive = upscale_array(model, lr, InferenceSettings(tile=48, overlap=2, device="cpu"))
     assert np.abs(naive - reference).max() > 2 / 255
 
 
@@ -180,7 +180,7 @@ def test_blending_leaves_no_seams_even_when_tiles_disagree() -> None:
 def test_tiny_model_tiling_is_exact_beyond_its_receptive_field() -> None:
     model = TinySR(scale=3).eval()
     lr = textured(70, 90)
-    tiled = upscale_array(model, lr, tile=32, overlap=4, device="cpu")
+    tiled = upscale_array(model, lr, InferenceSettings(tile=32, overlap=4, device="cpu"))
     np.testing.assert_allclose(tiled, whole_image(model, lr), atol=1e-6)
 
 
@@ -202,15 +202,15 @@ def test_batching_gives_the_same_outputs_as_one_by_one() -> None:
     model = calibrated("swift-srgan")
     seeds_shapes = [(1, (40, 36)), (2, (33, 50)), (3, (40, 36)), (4, (90, 70)), (5, (40, 36))]
     images = [textured(*shape, seed=seed) for seed, shape in seeds_shapes]
-    counting = _Counting(get_predictor(model, device="cpu"))
+    counting = _Counting(get_predictor(model, InferenceSettings(device="cpu")))
     together = upscale_many(counting, images, tile=64, overlap=16, batch_size=8)
     assert (3, 1, 40, 36) in counting.calls  # the three 40x36 images ran as one batch
     tile_shape = (tile_layout(90, 64, 16)[0], tile_layout(70, 64, 16)[0])
     assert counting.calls.count((1, 1, *tile_shape)) == 4  # the 90x70 image ran in 2x2 tiles
     assert len(together) == len(images)
-    api = upscale_arrays(model, images, tile=64, overlap=16, device="cpu", batch_size=2)
+    api = upscale_arrays(model, images, InferenceSettings(tile=64, overlap=16, device="cpu", batch_size=2))
     for image, out, out_api in zip(images, together, api, strict=True):
-        alone = upscale_array(model, image, tile=64, overlap=16, device="cpu")
+        alone = upscale_array(model, image, InferenceSettings(tile=64, overlap=16, device="cpu"))
         assert out.shape == alone.shape == out_api.shape
         np.testing.assert_allclose(out, alone, atol=1e-5)
         np.testing.assert_allclose(out_api, alone, atol=1e-5)
@@ -219,7 +219,7 @@ def test_batching_gives_the_same_outputs_as_one_by_one() -> None:
 def test_three_channel_model_on_grayscale_returns_gray_mean() -> None:
     model = calibrated("swift-srgan", in_channels=3)
     gray = textured(40, 30)
-    out = upscale_array(model, gray, tile=64, overlap=16, device="cpu")
+    out = upscale_array(model, gray, InferenceSettings(tile=64, overlap=16, device="cpu"))
     assert out.shape == (160, 120, 1)
     rgb_out = whole_image(model, np.repeat(gray, 3, axis=2))
     np.testing.assert_allclose(out[..., 0], rgb_out.mean(axis=2), atol=1e-4)
@@ -228,7 +228,7 @@ def test_three_channel_model_on_grayscale_returns_gray_mean() -> None:
 def test_gray_model_on_rgb_runs_each_channel() -> None:
     model = calibrated("swift-srgan")
     rgb = textured(30, 30, channels=3)
-    out = upscale_array(model, rgb, tile=64, overlap=16, device="cpu")
+    out = upscale_array(model, rgb, InferenceSettings(tile=64, overlap=16, device="cpu"))
     assert out.shape == (120, 120, 3)
     for c in range(3):
         np.testing.assert_allclose(out[..., c], whole_image(model, rgb[..., c : c + 1])[..., 0], atol=1e-5)
@@ -237,12 +237,13 @@ def test_gray_model_on_rgb_runs_each_channel() -> None:
 def test_default_path_matches_plain_model_and_invalidates_on_weight_change() -> None:
     model = calibrated("srresnet")
     lr = textured(30, 26)
-    fast = upscale_array(model, lr, device="cpu")
+    fast = upscale_array(model, lr, InferenceSettings(device="cpu"))
     np.testing.assert_allclose(fast, whole_image(model, lr), atol=1e-5)
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(0.9)
-    np.testing.assert_allclose(upscale_array(model, lr, device="cpu"), whole_image(model, lr), atol=1e-5)
+    fast = upscale_array(model, lr, InferenceSettings(device="cpu"))
+    np.testing.assert_allclose(fast, whole_image(model, lr), atol=1e-5)
 
 
 # --- the upscale() API ----------------------------------------------------------------------------
@@ -251,19 +252,19 @@ def test_default_path_matches_plain_model_and_invalidates_on_weight_change() -> 
 def test_upscale_array_layouts_and_integer_dtypes() -> None:
     model = TinySR(scale=2).eval()
     gray = textured(20, 24)
-    out2d = upscale(gray[..., 0], model, device="cpu")
+    out2d = upscale(gray[..., 0], model, InferenceSettings(device="cpu"))
     assert out2d.shape == (40, 48)
     np.testing.assert_allclose(out2d, whole_image(model, gray)[..., 0], atol=1e-6)
     as_u16 = np.rint(gray[..., 0] * 65535).astype(np.uint16)
-    out16 = upscale(as_u16, model, device="cpu")
+    out16 = upscale(as_u16, model, InferenceSettings(device="cpu"))
     assert out16.dtype == np.uint16 and out16.shape == (40, 48)
     np.testing.assert_allclose(out16 / 65535.0, out2d, atol=2e-5)
     frames = np.stack([gray, 1 - gray])
-    out4d = upscale(frames, model, device="cpu")
+    out4d = upscale(frames, model, InferenceSettings(device="cpu"))
     assert out4d.shape == (2, 40, 48, 1)
     np.testing.assert_allclose(out4d[1], whole_image(model, 1 - gray), atol=1e-6)
     with pytest.raises(ConfigError):
-        upscale(np.zeros((2, 2, 2, 2, 2), np.float32), model, device="cpu")
+        upscale(np.zeros((2, 2, 2, 2, 2), np.float32), model, InferenceSettings(device="cpu"))
 
 
 def test_upscale_medical_image_keeps_metadata_and_divides_spacing() -> None:
@@ -272,7 +273,7 @@ def test_upscale_medical_image_keeps_metadata_and_divides_spacing() -> None:
     image = MedicalImage(
         pixels=frames, format="dicom", bit_depth=12, value_range=(-1024.0, 3071.0), pixel_spacing=(0.5, 0.8)
     )
-    out = upscale(image, model, device="cpu")
+    out = upscale(image, model, InferenceSettings(device="cpu"))
     assert isinstance(out, MedicalImage)
     assert out.pixels.shape == (3, 32, 40, 1) and out.pixels.dtype == np.float32
     assert out.pixel_spacing == pytest.approx((0.25, 0.4))
@@ -285,52 +286,53 @@ def test_upscale_path_reads_the_file() -> None:
     model = TinySR(scale=2).eval()
     path = "tests/data/xray_bd10d5e2_512.jpg"
     src = read_image(path)
-    out = upscale(path, model, tile=128, overlap=8, device="cpu")
+    out = upscale(path, model, InferenceSettings(tile=128, overlap=8, device="cpu"))
     assert out.pixels.shape == (src.height * 2, src.width * 2, src.channels)
     assert out.path == src.path and out.format == "jpeg"
 
 
 def test_upscale_saved_model_by_path_is_loaded_and_cached(tmp_path) -> None:
-    from medsr.infer import load_cached_model
-    from medsr.models import save_model
+    from medsr.models import load_model, save_model
 
     model = calibrated("swift-srgan")
     path = save_model(model, tmp_path / "tiny.safetensors", {"note": "test"})
     lr = textured(24, 24)
-    out = upscale(lr, path, device="cpu")
+    out = upscale(lr, path, InferenceSettings(device="cpu"))
     np.testing.assert_allclose(out, whole_image(model, lr), atol=1e-5)
-    assert load_cached_model(path, "cpu") is load_cached_model(str(path), "cpu")
+    assert load_model(path, "cpu") is load_model(str(path), "cpu")
+    assert load_model(path, "cpu", cache=False) is not load_model(path, "cpu")
 
 
 def test_default_model_is_the_bundled_one_or_a_clear_checkpoint_error() -> None:
-    from medsr.infer import DEFAULT_MODEL
-    from medsr.models import list_bundled_models
+    from medsr.models import DEFAULT_MODEL, list_bundled_models, load_model
 
+    settings = InferenceSettings(device="cpu")
     if any(m["name"] == DEFAULT_MODEL for m in list_bundled_models()):
-        out = upscale(textured(16, 12)[..., 0], device="cpu")
+        out = upscale(textured(16, 12)[..., 0], settings=settings)
         assert out.shape == (64, 48) and out.dtype == np.float32
+        assert load_model() is load_model(DEFAULT_MODEL) and load_model().meta["name"] == DEFAULT_MODEL
     else:
         with pytest.raises(CheckpointError, match=DEFAULT_MODEL):
-            upscale(textured(8, 8), device="cpu")
+            upscale(textured(8, 8), settings=settings)
 
 
 def test_unknown_device_and_backend_are_config_errors() -> None:
     model = TinySR().eval()
     with pytest.raises(ConfigError):
-        upscale_array(model, textured(8, 8), device="tpu")
+        upscale_array(model, textured(8, 8), InferenceSettings(device="tpu"))
     with pytest.raises(ConfigError):
-        upscale_array(model, textured(8, 8), device="cpu", backend="tensorrt")
+        InferenceSettings(device="cpu", backend="tensorrt")
 
 
 def test_bf16_precision_stays_close_to_fp32() -> None:
     model = calibrated("swift-srgan", global_skip=True)
     lr = textured(40, 40)
-    fp32 = upscale_array(model, lr, device="cpu")
-    bf16 = upscale_array(model, lr, device="cpu", precision="bf16")
+    fp32 = upscale_array(model, lr, InferenceSettings(device="cpu"))
+    bf16 = upscale_array(model, lr, InferenceSettings(device="cpu", precision="bf16"))
     error = np.abs(bf16 - fp32)
     assert 0 < error.max() < 0.02  # really reduced precision, yet within a few grey levels
     with pytest.raises(ConfigError):
-        upscale_array(model, lr, device="cpu", precision="fp8")
+        InferenceSettings(device="cpu", precision="fp8")
 
 
 def test_tune_allocator_applies_on_glibc_and_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,38 @@
+"""``medsr degrade`` as a function: degrade every image of some files and folders into an output folder.
+
+Outputs keep each input's path below its folder, its format and its bit depth (a DICOM without a suffix stays
+DICOM). Random models draw from a generator seeded by ``seed`` and that path, so a file's LR does not depend on
+the other files. Bad files are skipped and reported, never written half.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from medsr.degrade import degrade_image, get_degradation
+from medsr.errors import MedsrError
+from medsr.io import read_image, write_image
+from medsr.protocol import items_from_inputs, seeded_rng
+
+
+def degrade_files(
+    inputs: Iterable[str | Path], out: str | Path, name: str, scale: int, *, seed: int = 0, **params: Any
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Degrade each image under ``inputs`` with model ``name`` into ``out``: ``(written, failures)``."""
+    get_degradation(name)
+    written: list[Path] = []
+    failures: list[tuple[str, str]] = []
+    for item in items_from_inputs(inputs):
+        target = Path(out) / item.key
+        try:
+            image = read_image(item.path)
+            lr = degrade_image(image, name, scale, rng=seeded_rng(seed, item.key), **params)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_image(lr, target, format=image.format)  # the input's format, whatever the name's suffix
+        except (MedsrError, ValueError, OSError) as exc:
+            failures.append((str(item.path), getattr(exc, "reason", None) or str(exc)))
+            continue
+        written.append(target)
+    return written, failures

@@ -1,0 +1,252 @@
+"""The one scoring protocol: make an (HR, LR) pair, run a method, quantise its output, score it.
+
+``medsr evaluate``, ``medsr baseline``, the validation a training run logs every epoch, and the web app's
+Simulate mode all call :class:`Protocol`, so a number printed by one can be reproduced by another. Per image:
+
+1. take the first frame; centre-crop it to ``max_size`` pixels a side when that is set (a speed option, off
+   by default everywhere); centre-crop it to a multiple of what the degradation needs (the scale);
+2. degrade it to LR (default Pillow-exact bicubic; random degradations draw from a generator seeded by
+   ``seed`` and the file's path relative to its root, so an image's LR does not depend on the other images,
+   their order, or where the data folder lies), and quantise the LR to the image's stored levels;
+3. upscale the LR with each method, quantise the output to the image's stored levels as writing it would;
+4. PSNR and SSIM (:mod:`medsr.metrics`) on the image's own intensity scale (``data_range=1`` on [0, 1]),
+   ``border`` pixels (default: the scale) cropped from each edge.
+
+"Stored levels" are 255 steps for 8-bit files, 65535 for 16-bit PNG/TIFF, and for DICOM the number of
+RescaleSlope steps in the image's value range (:func:`quantisation_levels`).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsr.data.manifest import read_manifest
+from medsr.degrade import get_degradation, hr_multiple
+from medsr.degrade.bicubic import crop_to_multiple, pil_resize
+from medsr.errors import MedsrError
+from medsr.io import read_image
+from medsr.io.find import expand_inputs
+from medsr.io.image import MedicalImage
+from medsr.metrics import psnr, ssim
+
+Method = Callable[[np.ndarray, tuple[int, int]], np.ndarray]
+"""``(lr (h, w, C) float in [0, 1], (height, width)) -> (height, width, C) float in [0, 1]``."""
+
+BASELINE_METHODS = ("bicubic", "lanczos", "nearest")
+
+
+def quantisation_levels(image: MedicalImage) -> float:
+    """Steps between 0 and 1 in the stored integers of ``image`` (255 for 8-bit, 65535 for 16-bit PNG).
+
+    For DICOM the stored value is (modality value - intercept) / slope, so one stored step is ``slope``
+    modality units and the [0, 1] span holds ``data_range / slope`` steps.
+    """
+    slope = 1.0
+    if image.dataset is not None:
+        slope = float(getattr(image.dataset, "RescaleSlope", 1.0) or 1.0)
+    return abs(image.data_range / slope)
+
+
+def quantise(pixels: np.ndarray, levels: float) -> np.ndarray:
+    """Round [0, 1] ``pixels`` to ``levels`` steps, as writing them to the image's integer format would."""
+    return (np.clip(np.rint(np.clip(pixels, 0.0, 1.0) * levels), 0, levels) / levels).astype(np.float32)
+
+
+def resize_bit_depth(image: MedicalImage) -> int:
+    """Pillow path for resizing ``image``: its exact 8-bit code for 8-bit images, float32 otherwise."""
+    return 8 if image.bit_depth == 8 else 16
+
+
+def interpolation_methods(names: Sequence[str], bit_depth: int) -> dict[str, Method]:
+    """Pillow interpolation baselines by name (see :data:`BASELINE_METHODS`) for images of ``bit_depth``."""
+    unknown = [name for name in names if name not in BASELINE_METHODS]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; choose from {', '.join(BASELINE_METHODS)}")
+
+    def make(name: str) -> Method:
+        return lambda lr, size: pil_resize(lr, size, name, bit_depth)
+
+    return {name: make(name) for name in names}
+
+
+def image_key(path: str | Path | None, root: str | Path | None = None) -> str:
+    """The name that seeds an image's degradation: its path below ``root`` (POSIX), else its file name."""
+    if path is None:
+        return ""
+    path = Path(path)
+    if root is not None:
+        try:
+            return path.absolute().relative_to(Path(root).absolute()).as_posix()
+        except ValueError:
+            pass
+    return path.name
+
+
+def seeded_rng(seed: int, key: str) -> np.random.Generator:
+    """A generator that depends only on ``seed`` and an image's :func:`image_key` (not on the other images)."""
+    return np.random.default_rng([seed, zlib.crc32(key.encode())])
+
+
+def centre_crop(pixels: np.ndarray, max_size: int | None) -> np.ndarray:
+    """``(..., H, W, C)`` centre-cropped to at most ``max_size`` pixels a side; unchanged when None."""
+    if max_size is None:
+        return pixels
+    height, width = pixels.shape[-3], pixels.shape[-2]
+    top, left = max(0, (height - max_size) // 2), max(0, (width - max_size) // 2)
+    return pixels[..., top:top + max_size, left:left + max_size, :]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One image made ready for scoring: ``hr`` and ``lr`` ``(H, W, C)`` float32 in [0, 1], its levels."""
+
+    hr: np.ndarray
+    lr: np.ndarray
+    levels: float
+    resize_bit_depth: int
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How every score in medsr is made (see the module docstring); settings travel as this one object."""
+
+    scale: int = 4
+    degradation: str = "bicubic"
+    degradation_params: Mapping[str, Any] = field(default_factory=dict)
+    border: int | None = None  # None: the scale
+    seed: int = 0
+    max_size: int | None = None
+
+    def __post_init__(self) -> None:
+        get_degradation(self.degradation)  # an unknown name fails here, naming the valid ones
+
+    @property
+    def crop(self) -> int:
+        """Pixels cropped from each edge before scoring."""
+        return self.scale if self.border is None else self.border
+
+    def rng(self, key: str) -> np.random.Generator:
+        """The generator of an image's random degradation: a function of the seed and the image's key."""
+        return seeded_rng(self.seed, key)
+
+    def pair(self, image: MedicalImage, key: str = "") -> Pair:
+        """Steps 1-2: the HR (first frame, cropped) and its quantised LR. ValueError if too small."""
+        pixels = image.pixels[0] if image.is_multiframe else image.pixels
+        pixels = crop_to_multiple(centre_crop(pixels, self.max_size), hr_multiple(self.degradation, self.scale))
+        hr = np.ascontiguousarray(pixels, dtype=np.float32)
+        if hr.shape[0] == 0 or hr.shape[1] == 0:
+            raise ValueError(f"image too small for x{self.scale} ({image.width}x{image.height} pixels)")
+        params = dict(self.degradation_params)
+        if self.degradation.startswith("ct-") and image.modality == "CT" and "value_range" not in params:
+            params["value_range"] = tuple(image.value_range)  # as medsr.degrade.degrade_image
+        bit_depth = resize_bit_depth(image)
+        lr = get_degradation(self.degradation)(hr, self.scale, bit_depth=bit_depth, rng=self.rng(key), **params)
+        levels = quantisation_levels(image)
+        return Pair(hr=hr, lr=quantise(np.asarray(lr), levels), levels=levels, resize_bit_depth=bit_depth)
+
+    def score(self, sr: np.ndarray, pair: Pair) -> tuple[np.ndarray, float, float]:
+        """Steps 3-4 for one output: ``(quantised sr, psnr, ssim)``."""
+        sr = np.asarray(sr)
+        if sr.shape != pair.hr.shape:
+            raise ValueError(f"output of shape {sr.shape} does not match the HR image's {pair.hr.shape}")
+        sr = quantise(sr, pair.levels)
+        border = self.crop
+        return sr, float(psnr(sr, pair.hr, data_range=1.0, border=border)), float(
+            ssim(sr, pair.hr, data_range=1.0, border=border))
+
+    def run(
+        self,
+        pair: Pair,
+        methods: Mapping[str, Method],
+        on_output: Callable[[str, np.ndarray], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Score each method on a pair: rows of method, scale, psnr, ssim, seconds (the method's wall time)."""
+        rows = []
+        for name, method in methods.items():
+            start = time.perf_counter()
+            out = np.asarray(method(pair.lr, pair.hr.shape[:2]))
+            seconds = time.perf_counter() - start
+            sr, value_psnr, value_ssim = self.score(out, pair)
+            if on_output is not None:
+                on_output(name, sr)
+            rows.append({"method": name, "scale": self.scale, "psnr": value_psnr, "ssim": value_ssim,
+                         "seconds": seconds})
+        return rows
+
+    def baselines(self, names: Sequence[str], pair: Pair) -> dict[str, Method]:
+        """The interpolation baselines ``names`` for a pair (resized on its image's Pillow path)."""
+        return interpolation_methods(names, pair.resize_bit_depth)
+
+
+# --- which images, and scoring many of them --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    """One HR image to score: its file, the key that seeds its degradation, and its source ("" if unknown)."""
+
+    path: Path
+    key: str
+    source: str = ""
+
+
+def items_from_inputs(inputs: Iterable[str | Path]) -> list[Item]:
+    """Items for files and folders (searched with :func:`medsr.io.find.find_images`); keys below each root."""
+    return [Item(path, image_key(path, root)) for path, root in expand_inputs(inputs)]
+
+
+def items_from_manifest(manifest: str | Path, split: str) -> list[Item]:
+    """Items of one split of a ``medsr prepare`` manifest; keys are paths relative to the manifest's folder.
+
+    Training validation builds the same items, so ``evaluate --split val`` reproduces what a run logged.
+    """
+    folder = Path(manifest).absolute().parent
+    return [Item(row.path, image_key(row.path, folder), row.source) for row in read_manifest(manifest, split)]
+
+
+def read_images(paths: Iterable[Path], failures: list[tuple[str, str]]) -> Iterator[MedicalImage]:
+    """Read each path with :func:`medsr.io.read_image`, lazily; unreadable files go to ``failures``."""
+    for path in paths:
+        try:
+            yield read_image(path)
+        except MedsrError as exc:
+            failures.append((str(path), getattr(exc, "reason", str(exc))))
+
+
+def score_items(
+    items: Iterable[Item],
+    protocol: Protocol,
+    methods: Callable[[], dict[str, Method]] | dict[str, Method],
+    baselines: Sequence[str] = (),
+    *,
+    failures: list[tuple[str, str]],
+    on_output: Callable[[Item, MedicalImage, str, np.ndarray], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows (image, source, method, scale, psnr, ssim, seconds) of every method on every readable item.
+
+    Unreadable or unscorable images go to ``failures`` as ``(path, reason)``, and the run goes on.
+    """
+    items = list(items)
+    rows: list[dict[str, Any]] = []
+    for done, item in enumerate(items, start=1):
+        for image in read_images([item.path], failures):
+            try:
+                pair = protocol.pair(image, item.key)
+                chosen = {**(methods() if callable(methods) else methods), **protocol.baselines(baselines, pair)}
+                saver = None if on_output is None else (lambda m, sr, im=image, it=item: on_output(it, im, m, sr))
+                found = protocol.run(pair, chosen, saver)
+            except (MedsrError, ValueError) as exc:
+                failures.append((str(item.path), getattr(exc, "reason", str(exc))))
+                continue
+            rows.extend({"image": str(item.path), "source": item.source, **row} for row in found)
+        if progress is not None:
+            progress(done, len(items))
+    return rows
