@@ -1,14 +1,15 @@
 """Bundle a trained run as a medsr model: weights with their test scores in the header, and a model card.
 
-Every number in the card comes from files this script is given: the run's ``metrics.csv`` and
-``config.yaml``, and the JSON summaries that ``medsr evaluate --json`` wrote for the test split (the model
-with its bicubic/Lanczos baselines, and the published peer checkpoint). Usage:
+Every number in the card comes from files this script is given: the run's ``metrics.csv`` and ``config.yaml``,
+the manifest, and the JSON summaries that ``medsr evaluate --json`` wrote for the test split under each
+degradation (the model with its bicubic/Lanczos baselines; optionally the published peer checkpoint). Usage:
 
-    python bench/make_model_card.py NAME RUN_DIR EVAL_JSON PEER_JSON --description TEXT [--checkpoint FILE]
-        [--earlier-run DIR]... [--command "..."] [--note TEXT]...
+    python bench/make_model_card.py NAME RUN_DIR --manifest M.csv --eval LABEL=JSON [--eval LABEL=JSON]...
+        [--peer LABEL=JSON]... --description TEXT --data TEXT [--not-for TEXT]... [--image PATH CAPTION]...
+        [--checkpoint FILE] [--earlier-run DIR]... [--command "..."]... [--note TEXT]...
 
-``--earlier-run`` names runs that RUN_DIR continued from (``--init-from``), in order: their curves come first
-in the card's table, and steps and minutes are counted from the first run's start.
+The first ``--eval`` is the model's headline protocol (``medsr models`` shows it). ``--earlier-run`` names runs
+that RUN_DIR continued from, in order: their curves come first, and steps and minutes count from the first start.
 """
 
 from __future__ import annotations
@@ -25,14 +26,19 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from medsr.atomic import atomic_path
+from medsr.data.manifest import read_manifest, source_summary
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "medsr" / "weights"
+MEAN = "mean of sources"
 
 
-def _summary(path: Path) -> tuple[dict[str, dict], dict]:
-    """Per-method means and the whole summary from ``medsr evaluate --json``."""
-    data = json.loads(path.read_text())
-    return data["methods"], data
+def _labelled(items: list[str]) -> dict[str, dict]:
+    """``["LABEL=JSON", ...]`` -> ``{label: evaluate JSON}``."""
+    out = {}
+    for item in items:
+        label, _, path = item.partition("=")
+        out[label] = json.loads(Path(path).read_text())
+    return out
 
 
 def _curve(run_dirs: list[Path]) -> list[dict[str, str | float | int]]:
@@ -50,26 +56,53 @@ def _curve(run_dirs: list[Path]) -> list[dict[str, str | float | int]]:
     return rows
 
 
-def _split_counts(manifest: Path) -> dict[str, tuple[int, int]]:
-    """(patients, images) per split of a manifest."""
-    with manifest.open() as handle:
-        rows = list(csv.DictReader(handle))
-    return {split: (len({r["patient_id"] for r in rows if r["split"] == split}),
-                    sum(r["split"] == split for r in rows)) for split in ("train", "val", "test")}
+def _model_key(methods: dict) -> str:
+    return next(key for key in methods if key not in ("bicubic", "lanczos", "nearest"))
+
+
+def _scores(evaluation: dict, peer: dict | None) -> dict[str, dict[str, dict[str, float]]]:
+    """``{source or MEAN or "all images": {method: {psnr, ssim, images}}}`` with methods model/bicubic/lanczos/peer."""
+    groups = dict(evaluation.get("sources") or {})
+    groups["all images"] = evaluation["methods"]
+    peer_groups = {**(peer.get("sources") or {}), "all images": peer["methods"]} if peer else {}
+    out = {}
+    for group, methods in groups.items():
+        row = {"model": methods[_model_key(methods)]}
+        row.update({m: methods[m] for m in ("bicubic", "lanczos") if m in methods})
+        if group in peer_groups:
+            row["published"] = peer_groups[group][_model_key(peer_groups[group])]
+        out[group] = {m: {k: float(v[k]) for k in ("psnr", "ssim", "images")} for m, v in row.items()}
+    return out
+
+
+def _table(name: str, scores: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    columns = [c for c in ("bicubic", "lanczos", "published", "model") if c in next(iter(scores.values()))]
+    titles = {"bicubic": "bicubic", "lanczos": "Lanczos", "published": "published Swift-SRGAN",
+              "model": f"**{name}**"}
+    lines = ["| source | images | " + " | ".join(titles[c] for c in columns) + " | model - bicubic |",
+             "|---|---|" + "---|" * (len(columns) + 1)]
+    for group, row in scores.items():
+        cells = [f"{row[c]['psnr']:.2f} / {row[c]['ssim']:.4f}" for c in columns]
+        gain = row["model"]["psnr"] - row["bicubic"]["psnr"]
+        label = f"**{group}**" if group == MEAN else group
+        lines.append(f"| {label} | {int(row['model']['images'])} | " + " | ".join(cells) + f" | {gain:+.2f} dB |")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name")
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("eval_json", type=Path)
-    parser.add_argument("peer_json", type=Path)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--eval", action="append", required=True, help="LABEL=JSON from medsr evaluate --json")
+    parser.add_argument("--peer", action="append", default=[], help="LABEL=JSON of the published checkpoint")
     parser.add_argument("--checkpoint", type=Path, help="default: RUN_DIR/checkpoints/best.safetensors")
-    parser.add_argument("--manifest", type=Path, default=Path("runs/xray-manifest.csv"))
     parser.add_argument("--description", required=True)
-    parser.add_argument("--earlier-run", action="append", type=Path, default=[],
-                        help="runs that RUN_DIR continued from, first one first")
-    parser.add_argument("--command", action="append", default=[], help="training commands, in order")
+    parser.add_argument("--data", required=True, help="the data section's text")
+    parser.add_argument("--not-for", action="append", default=[])
+    parser.add_argument("--image", nargs=2, action="append", default=[], metavar=("PATH", "CAPTION"))
+    parser.add_argument("--earlier-run", action="append", type=Path, default=[])
+    parser.add_argument("--command", action="append", default=[], help="training and scoring commands, in order")
     parser.add_argument("--note", action="append", default=[])
     args = parser.parse_args()
 
@@ -77,79 +110,74 @@ def main() -> None:
     with safe_open(str(checkpoint), framework="pt") as handle:
         header = json.loads(handle.metadata()["medsr"])
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    methods, evaluation = _summary(args.eval_json)
-    peers, peer_eval = _summary(args.peer_json)
-    model_row = next(row for key, row in methods.items() if key not in ("bicubic", "lanczos"))
-    peer_row = next(iter(peers.values()))
-    curve = _curve([*args.earlier_run, args.run_dir])
-    counts = _split_counts(args.manifest)
-    config = yaml.safe_load((args.run_dir / "config.yaml").read_text())
-
-    test = {"psnr": model_row["psnr"], "ssim": model_row["ssim"], "images": model_row["images"],
-            "bicubic_psnr": methods["bicubic"]["psnr"], "bicubic_ssim": methods["bicubic"]["ssim"],
-            "lanczos_psnr": methods["lanczos"]["psnr"], "lanczos_ssim": methods["lanczos"]["ssim"],
-            "published_psnr": peer_row["psnr"], "published_ssim": peer_row["ssim"]}
+    evals, peers = _labelled(args.eval), _labelled(args.peer)
+    scores = {label: _scores(data, peers.get(label)) for label, data in evals.items()}
+    headline_label = next(iter(scores))
+    headline = scores[headline_label][MEAN if MEAN in scores[headline_label] else "all images"]
     header["name"] = args.name
-    header.setdefault("metrics", {})["test"] = test
+    header["metrics"] = {
+        **header.get("metrics", {}),
+        "test": {"protocol": headline_label, "psnr": headline["model"]["psnr"], "ssim": headline["model"]["ssim"],
+                 "bicubic_psnr": headline["bicubic"]["psnr"], "bicubic_ssim": headline["bicubic"]["ssim"],
+                 "by_degradation": scores},
+    }
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     with atomic_path(WEIGHTS / f"{args.name}.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"medsr": json.dumps(header)})
 
+    rows = read_manifest(args.manifest)
+    counts = source_summary(rows)
+    curve = _curve([*args.earlier_run, args.run_dir])
+    config = yaml.safe_load((args.run_dir / "config.yaml").read_text())
     minutes = float(curve[-1]["minutes"])
-    best_epoch = header.get("training", {}).get("epoch")
+    parameters = sum(t.numel() for k, t in tensors.items() if "running" not in k and "num_batches" not in k)
     lines = [
         f"# {args.name}", "", args.description, "",
         "## Network", "",
-        f"`{header['arch']}` generator, {header.get('arch_args')}, "
-        f"{sum(t.numel() for k, t in tensors.items() if 'running' not in k and 'num_batches' not in k):,} "
-        "parameters. Input: one grayscale channel in [0, 1] (the image's own intensity range); output 4x larger.",
-        "",
-        "## Data", "",
-        "Hannover Medical School COVID-19 chest radiographs (CC BY 3.0, DOI 10.6084/m9.figshare.12275009; Winther et "
-        "al.; Cohen et al., arXiv 2006.11988), from `../shared/data/chest-xray`: 159 PNGs 640 px wide and 92 JPEGs "
-        "2000x2000 of the same 46 patients. Split by patient with `medsr prepare` (seed 0): "
-        + ", ".join(f"{split} {p} patients ({n} images)" for split, (p, n) in counts.items())
-        + ". LR inputs: Pillow bicubic x4 (the default `bicubic` degradation). The val and test patients were never "
-        "trained on.", "",
-        f"## Test split ({counts['test'][0]} patients, {counts['test'][1]} images)", "",
-        "| method | PSNR (dB) | SSIM |", "|---|---|---|",
-        f"| bicubic | {test['bicubic_psnr']:.3f} | {test['bicubic_ssim']:.4f} |",
-        f"| Lanczos | {test['lanczos_psnr']:.3f} | {test['lanczos_ssim']:.4f} |",
-        f"| published Swift-SRGAN (`../shared/peers`, NIH-trained, 3-channel) | {test['published_psnr']:.3f} | "
-        f"{test['published_ssim']:.4f} |",
-        f"| **{args.name}** | **{test['psnr']:.3f}** | **{test['ssim']:.4f}** |", "",
-        "Scored with medsr's protocol (per image on the 8-bit scale, border 4, outputs rounded to 8 bits), by:", "",
-        "```bash",
-        f"medsr evaluate --model {checkpoint} --manifest {args.manifest} --split test --json {args.eval_json}",
-        "medsr evaluate --model ../shared/peers/published-swift-srgan-xray-4x.pth.tar "
-        f"--manifest {args.manifest} --split test --json {args.peer_json}",
-        "```", "",
+        f"`{header['arch']}` generator, {header.get('arch_args')}: {parameters:,} parameters in its training form "
+        "(collapsed for inference into plain 3x3 convolutions). Input: one grayscale channel in [0, 1] (the image's "
+        "own intensity range); output 4x larger.", "",
+        "## Data", "", args.data, "",
+        "| source | train (patients / images) | val | test |", "|---|---|---|---|",
+        *[f"| {source} | " + " | ".join(f"{p} / {i}" for p, i in split.values()) + " |"
+          for source, split in counts.items()], "",
+        "The val and test patients were never trained on; the bundled checkpoint was chosen by validation PSNR, "
+        "and the test split was scored once, for this card.", "",
+    ]
+    for label, table in scores.items():
+        lines += [f"## Test split, LR by {label} (PSNR dB / SSIM)", "", *_table(args.name, table), ""]
+    lines += [
+        "Scored per image with medsr's protocol (`medsr.protocol`: 8-bit scale, border 4, outputs rounded to 8 "
+        "bits, random degradations seeded by each file's path), averaged per source; the mean of sources weighs "
+        "each hospital alike.", "",
+    ]
+    for path, caption in args.image:
+        lines += [f"![{caption}]({path})", "", caption, ""]
+    lines += [
         "## Training", "",
-        f"Hardware: CPU only ({platform.processor() or platform.machine()}, 2 cores shared with other work, "
-        f"PyTorch {torch.__version__}, {config.get('threads') or 'default'} thread(s)). "
-        f"Training time: {minutes:.0f} minutes (validation included) for {curve[-1]['step']} steps"
-        + (f", in {len(args.earlier_run) + 1} runs, each starting from the previous one's weights. "
-           if args.earlier_run else ". ")
-        + f"The bundled weights are `{checkpoint.name}` of `{args.run_dir.name}`: the EMA generator after epoch "
-        f"{best_epoch} of that run.", "",
+        f"CPU only ({platform.processor() or platform.machine()}, 2 cores shared by two training runs and other "
+        f"work, PyTorch {torch.__version__}, {config.get('threads') or 'default'} thread(s) per run). "
+        f"{minutes:.0f} minutes (validation included) for {curve[-1]['step']} steps. The bundled weights are "
+        f"`{checkpoint.name}` of `{args.run_dir.name}`: the EMA generator after epoch "
+        f"{header.get('training', {}).get('epoch')}.", "",
         "```bash", *args.command, "```", "",
         f"Config (`config.yaml` of `{args.run_dir.name}`):", "",
         "```yaml", yaml.safe_dump(config, sort_keys=False).strip(), "```", "",
-        f"Validation curve ({counts['val'][1]} val images, centre crops of at most 512x512, EMA weights; from each "
-        "run's `metrics.csv`; steps and minutes count from the start of the first run):", "",
-        "| run | epoch | step | minutes | train loss | val PSNR | val SSIM | bicubic PSNR |",
-        "|---|---|---|---|---|---|---|---|",
+        "Validation curve (val split, EMA weights, scored by the same protocol on centre crops of at most "
+        f"{config.get('val_max_size') or 'full'} px; from `metrics.csv`, minutes of CPU time from the start):", "",
+        "| epoch | step | minutes | train loss | val PSNR | val SSIM | bicubic PSNR |", "|---|---|---|---|---|---|---|",
+        *[f"| {r['epoch']} | {r['step']} | {float(r['minutes']):.1f} | {float(r['loss_g']):.5f} | "
+          f"{float(r['val_psnr']):.3f} | {float(r['val_ssim']):.4f} | {float(r['bicubic_psnr']):.3f} |"
+          for r in curve],
     ]
-    for row in curve:
-        lines.append(f"| {row['run']} | {row['epoch']} | {row['step']} | {float(row['minutes']):.1f} | "
-                     f"{float(row['loss_g']):.5f} | {float(row['val_psnr']):.3f} | {float(row['val_ssim']):.4f} | "
-                     f"{float(row['bicubic_psnr']):.3f} |")
+    if args.not_for:
+        lines += ["", "## What it is not for", "", *[f"- {text}" for text in args.not_for]]
     if args.note:
         lines += ["", "## Notes", "", *[f"- {note}" for note in args.note]]
     with atomic_path(WEIGHTS / f"{args.name}.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
-    print(f"wrote {WEIGHTS / args.name}.safetensors and .md: test PSNR {test['psnr']:.3f} dB "
-          f"(bicubic {test['bicubic_psnr']:.3f}, published {test['published_psnr']:.3f})")
+    print(f"wrote {WEIGHTS / args.name}.safetensors and .md: {headline_label} mean of sources "
+          f"{headline['model']['psnr']:.3f} dB (bicubic {headline['bicubic']['psnr']:.3f})")
 
 
 if __name__ == "__main__":

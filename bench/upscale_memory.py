@@ -33,16 +33,16 @@ def main() -> None:
     parser.add_argument("--glibc", action="store_true", help="Keep glibc's default allocator settings.")
     args = parser.parse_args()
 
-    from medsr.infer import tune_allocator
+    from medsr.allocator import tune_allocator
 
     tuned = False if args.glibc else tune_allocator()
     import numpy as np
     import torch
     from PIL import Image
 
-    from medsr.infer import DEFAULT_MODEL, upscale_array
+    from medsr.infer import InferenceSettings, upscale_array
     from medsr.infer.tiling import tile_layout
-    from medsr.models import build_generator, list_bundled_models, load_model
+    from medsr.models import DEFAULT_MODEL, build_generator, list_bundled_models, load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -59,7 +59,7 @@ def main() -> None:
 
     before = _rss_mb()
     start = time.perf_counter()
-    out = upscale_array(model, image, tile=args.tile, overlap=args.overlap, device="cpu")
+    out = upscale_array(model, image, InferenceSettings(tile=args.tile, overlap=args.overlap, device="cpu"))
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 

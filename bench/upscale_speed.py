@@ -1,20 +1,22 @@
 """Upscaling speed on this machine: 256x256 -> 1024x1024 grayscale, x4, per image.
 
-For Swift-SRGAN (the bundled default model when present, else random weights) and SRResNet (random weights),
-it times, each in a fresh process per allocator setting:
-  plain     the plain eager PyTorch forward: NCHW, BatchNorm unfolded, fp32, torch.no_grad (no tricks)
-  medsr     medsr's default path, ``medsr.infer.upscale_array(model, image, device="cpu")``: BatchNorm folded,
+For plainrep (the bundled ``xray-x4`` when present, else random weights), Swift-SRGAN (the bundled
+``swift-srresnet-xray-x4`` when present, else random weights) and SRResNet (random weights), it times, each in
+a fresh process per allocator setting:
+  plain     the plain eager PyTorch forward: NCHW, BatchNorm unfolded, plainrep in its training form (3x3 +
+            1x1 + identity per layer), fp32, torch.no_grad (no tricks)
+  medsr     medsr's default path, ``upscale_array(model, image, InferenceSettings(device="cpu"))``: BatchNorm folded,
             channels-last, inference_mode (plus numpy in/out and the [0, 1] clip)
   onnxrt    the same call with ``backend="onnxruntime"`` (CPUExecutionProvider)
   bf16      the default path with ``precision="bf16"`` (convolutions in bfloat16 under autocast; optional,
             its error is reported; not the default)
   bicubic   Pillow bicubic upscaling of the 8-bit image (the baseline)
 under two allocator settings: glibc's defaults, and the setting ``medsr upscale`` applies at start-up
-(:func:`medsr.infer.tune_allocator`: large blocks kept for reuse instead of unmapped after every layer).
+(:func:`medsr.allocator.tune_allocator`: large blocks kept for reuse instead of unmapped after every layer).
 Both run with ``OMP_WAIT_POLICY=PASSIVE`` as ``medsr upscale`` sets it (unless already set in the environment).
 It checks that medsr's default and ONNX Runtime outputs equal the plain forward's to within 1e-4.
 
-    .venv/bin/python bench/upscale_speed.py [--repeats 3] [--size 256] [--threads N]
+    .venv/bin/python bench/upscale_speed.py [--repeats 3] [--size 256] [--threads N] [--archs plainrep,swift-srgan]
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import subprocess
 import sys
 import time
 
-ARCHS = ("swift-srgan", "srresnet")
+ARCHS = ("plainrep", "swift-srgan", "srresnet")
+BUNDLED = {"plainrep": "xray-x4", "swift-srgan": "swift-srresnet-xray-x4"}
 TOLERANCE = 1e-4
 
 
@@ -47,13 +50,17 @@ def _image(size: int):
 def _model(arch: str):
     import torch
 
-    from medsr.infer import DEFAULT_MODEL
     from medsr.models import build_generator, list_bundled_models, load_model
 
-    if arch == "swift-srgan" and any(m["name"] == DEFAULT_MODEL for m in list_bundled_models()):
-        return load_model(DEFAULT_MODEL), DEFAULT_MODEL
+    name = BUNDLED.get(arch)
+    if name in {m["name"] for m in list_bundled_models()}:
+        return load_model(name), name
     torch.manual_seed(0)
-    return build_generator(arch, in_channels=1, scale=4).eval(), f"{arch} (random weights)"
+    model = build_generator(arch, in_channels=1, scale=4).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # plainrep's last layer starts at zero; speed must not depend on that
+            p.add_(torch.randn_like(p) * 1e-3)
+    return model, f"{arch} (random weights)"
 
 
 def _time(fn, repeats: int) -> tuple[float, object]:
@@ -68,14 +75,14 @@ def _time(fn, repeats: int) -> tuple[float, object]:
 
 def worker(arch: str, tuned: bool, repeats: int, size: int, threads: int | None) -> None:
     """One process, one allocator setting: print one JSON line per method."""
-    from medsr.infer import tune_allocator
+    from medsr.allocator import tune_allocator
 
     applied = tune_allocator() if tuned else False
     import numpy as np
     import torch
 
     from medsr.degrade.bicubic import pil_resize
-    from medsr.infer import upscale_array
+    from medsr.infer import InferenceSettings, upscale_array
 
     if threads:
         torch.set_num_threads(threads)
@@ -89,9 +96,9 @@ def worker(arch: str, tuned: bool, repeats: int, size: int, threads: int | None)
 
     methods = {
         "plain": plain,
-        "medsr": lambda: upscale_array(model, image, device="cpu"),
-        "onnxrt": lambda: upscale_array(model, image, device="cpu", backend="onnxruntime"),
-        "bf16": lambda: upscale_array(model, image, device="cpu", precision="bf16"),
+        "medsr": lambda: upscale_array(model, image, InferenceSettings(device="cpu")),
+        "onnxrt": lambda: upscale_array(model, image, InferenceSettings(device="cpu", backend="onnxruntime")),
+        "bf16": lambda: upscale_array(model, image, InferenceSettings(device="cpu", precision="bf16")),
         "bicubic": lambda: pil_resize(image, (size * 4, size * 4), "bicubic", bit_depth=8),
     }
     reference = None
@@ -112,14 +119,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="Timed runs per method (median reported).")
     parser.add_argument("--size", type=int, default=256, help="Input side in pixels (output is 4x).")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+    parser.add_argument("--archs", default=",".join(ARCHS), help="Comma-separated architectures to time.")
     parser.add_argument("--worker", nargs=2, metavar=("ARCH", "TUNED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker[0], args.worker[1] == "1", args.repeats, args.size, args.threads)
         return
 
+    archs = args.archs.split(",")
     rows = []
-    for arch in ARCHS:
+    for arch in archs:
         for tuned in ("0", "1"):
             cmd = [sys.executable, __file__, "--worker", arch, tuned, "--repeats", str(args.repeats),
                    "--size", str(args.size)] + (["--threads", str(args.threads)] if args.threads else [])
@@ -133,7 +142,7 @@ def main() -> None:
     print(f"{'model':34s} {'allocator':10s} {'method':8s} {'ms/image':>9s} {'out MP/s':>9s} "
           f"{'vs plain':>9s} {'max |diff| vs plain':>20s} {'PSNR vs plain':>14s}")
     failed = False
-    for arch in ARCHS:
+    for arch in archs:
         plain_default = next(r for r in rows if r["arch"] == arch and not r["tuned"] and r["method"] == "plain")
         for r in (r for r in rows if r["arch"] == arch):
             speedup = plain_default["seconds"] / r["seconds"]
