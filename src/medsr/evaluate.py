@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.table import Table
 
 from medsr.atomic import atomic_path
 from medsr.degrade import lr_scale
@@ -97,8 +98,6 @@ def summary_table(
     sources: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Any:
     """A Rich table of :func:`summarize` output (and, with ``sources``, a block of rows per source first)."""
-    from rich.table import Table
-
     table = Table(title=title)
     if sources:
         table.add_column("source")

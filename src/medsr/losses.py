@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
+from torchvision import models
 
 from medsr.errors import CheckpointError, ConfigError
 
@@ -84,8 +86,6 @@ def _feature_layers(name: str, model: nn.Module) -> nn.Sequential:
 
 
 def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
-    from torchvision import models
-
     if name == "mobilenet_v2":
         return models.mobilenet_v2(weights=models.MobileNet_V2_Weights.IMAGENET1K_V1 if pretrained else None)
     return models.vgg19(weights=models.VGG19_Weights.IMAGENET1K_V1 if pretrained else None)
@@ -96,8 +96,6 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(path, "no such file")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

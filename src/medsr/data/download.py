@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
 from medsr import __version__
 from medsr.errors import ConfigError, DownloadError
 
@@ -433,15 +435,6 @@ def download_dataset(
     ``dest/images/`` (extracted files), ``dest/NAME`` (plain files), ``dest/.medsr-download/`` (markers).
     Failures are collected, not raised, so one bad archive does not stop the others.
     """
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
     dest = Path(dest)
     chosen = [source.archives[i - 1] for i in (parts or range(1, len(source.archives) + 1))]
     report = DownloadReport(notes=list(source.notes))

@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import pydicom
+from PIL import Image
+
 from medsr.errors import ConfigError, ImageReadError, ManifestError
 from medsr.io import read_image
 from medsr.io.find import IMAGE_SUFFIXES, RASTER_SUFFIXES
@@ -322,8 +325,6 @@ def _probe_header(path: Path, max_pixels: int) -> ImageInfo | None:
     """Sizes from the file header alone, or None when only a full read can tell."""
     suffix = path.suffix.lower()
     if suffix in RASTER_SUFFIXES:
-        from PIL import Image
-
         try:
             with Image.open(path) as im:
                 mode, (width, height) = im.mode, im.size
@@ -333,8 +334,6 @@ def _probe_header(path: Path, max_pixels: int) -> ImageInfo | None:
             return None
         channels, bits = _HEADER_MODES[mode]
     else:
-        import pydicom
-
         try:
             ds = pydicom.dcmread(path, defer_size="1 KB")  # large values (pixels) are skipped, not read
         except Exception as exc:

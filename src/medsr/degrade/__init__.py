@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
+
+from medsr.degrade.bicubic import crop_to_multiple
+from medsr.degrade.ct import DEFAULT_ANGLES, detector_count
 from medsr.errors import ConfigError
+from medsr.io.image import MedicalImage
 from medsr.lazy import LazyRegistry
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from medsr.io.image import MedicalImage
 
 Degradation = Callable[..., Any]
 
@@ -85,8 +85,6 @@ def lr_shape(name: str, size: tuple[int, int], scale: int, **params: Any) -> tup
     _check_name(name)
     height, width = size
     if name == "ct-sinogram":
-        from medsr.degrade.ct import DEFAULT_ANGLES, detector_count
-
         n_angles = int(params.get("n_angles", DEFAULT_ANGLES))
         return detector_count(height, width), n_angles // scale
     sy, sx = lr_scale(name, scale)
@@ -162,10 +160,6 @@ def degrade_image(
     DICOM CT (``modality == "CT"``) the CT models get the image's ``value_range`` (HU) unless ``params`` has
     one. The pixel spacing grows by :func:`lr_scale` (and is dropped for a sinogram).
     """
-    import numpy as np
-
-    from medsr.degrade.bicubic import crop_to_multiple
-
     function = get_degradation(name)
     if name.startswith("ct-") and image.modality == "CT" and "value_range" not in params:
         params = {**params, "value_range": tuple(image.value_range)}

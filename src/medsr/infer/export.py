@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import logging
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 import torch.fx
 from torch import nn
@@ -136,10 +138,6 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17) -> Path:
 
     The graph is validated with ``onnx.checker`` and records medsr's metadata (scale, channels, meta JSON).
     """
-    import json
-
-    import onnx
-
     path = Path(path)
     proto = onnx.load_from_string(onnx_bytes(model, opset=opset))
     onnx.checker.check_model(proto, full_check=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from medsr.errors import ImageReadError, ImageWriteError, MedsrError
+from medsr.io import dicom, raster
 from medsr.io.find import DICOM_SUFFIXES, find_images, is_regular_file
 from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage
 
@@ -70,8 +71,6 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         else:
             reason = "unsupported format (not PNG, JPEG, TIFF or DICOM)"
         raise ImageReadError(path, reason)
-    from medsr.io import dicom, raster  # lazily: pydicom is only needed for DICOM work
-
     try:
         if fmt == "dicom":
             return dicom.read_dicom(path, max_pixels)
@@ -98,8 +97,6 @@ def write_image(
     if fmt not in ("png", "jpeg", "tiff", "dicom"):
         wanted = format or path.suffix or "(no suffix)"
         raise ImageWriteError(path, f"unknown output format {wanted!r} (use png, jpeg, tiff or dcm)")
-    from medsr.io import dicom, raster
-
     if fmt == "dicom":
         dicom.write_derived_dicom(image, path, **dicom_options)
         return

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from medsr.atomic import atomic_path
@@ -143,8 +145,6 @@ def model_header(model: nn.Module, meta: Mapping[str, Any] | None = None) -> dic
 
 def save_model(model: nn.Module, path: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
     """Write ``model`` as a medsr ``.safetensors`` checkpoint with its JSON header, atomically."""
-    from safetensors.torch import save_file
-
     header = model_header(model, meta)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in _unwrap(model).state_dict().items()}
     path = Path(path)
@@ -304,8 +304,6 @@ def _sniff(path: Path) -> str:
 
 def _read_safetensors(path: Path, tensors: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The medsr JSON header of a safetensors file, and its tensors when asked for."""
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}

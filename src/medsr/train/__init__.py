@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from medsr.train.config import TrainConfig
+from medsr.train.trainer import train
 
-
-def train(*args: Any, **kwargs: Any):
-    """Train a generator; see :func:`medsr.train.trainer.train`."""
-    from medsr.train.trainer import train as _train
-
-    return _train(*args, **kwargs)
-
-
-__all__ = ["train"]
+__all__ = ["TrainConfig", "train"]
