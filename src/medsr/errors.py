@@ -5,6 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def escape(text: object) -> str:
+    """``text`` with every control character escaped (``\\n``, ``\\x00``): a file name shown on one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
+
+
+def one_line(text: object) -> str:
+    """A message on one line: its lines joined with spaces, other control characters escaped."""
+    return escape(" ".join(part for part in (line.strip() for line in str(text).splitlines()) if part))
+
+
+def os_reason(exc: OSError) -> str:
+    """The operating system's reason for ``exc`` without the errno and path decoration ("Permission denied")."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
 class MedsrError(Exception):
     """Base class: every error meant for a user carries a one-line message."""
 
@@ -14,14 +29,18 @@ class ConfigError(MedsrError):
 
 
 class FileError(MedsrError):
-    """Something went wrong with one file: ``"<action> <path>: <reason>"``, e.g. ``cannot read a.dcm: ...``."""
+    """Something went wrong with one file: ``"<action> <path>: <reason>"``, e.g. ``cannot read a.dcm: ...``.
+
+    The message is always one line: a library's multi-line reason is joined, control characters in a file name
+    are escaped (``.path`` keeps the name as given).
+    """
 
     action = "cannot use"
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.action} {path}: {reason}")
+        self.reason = one_line(reason)
+        super().__init__(f"{self.action} {escape(path)}: {self.reason}")
 
 
 class ImageReadError(FileError):
@@ -46,6 +65,12 @@ class ManifestError(FileError):
     """A manifest or metadata table is missing or malformed."""
 
     action = "cannot use"
+
+
+class ManifestWriteError(ManifestError):
+    """A manifest or list of skipped files could not be written (the reason is the operating system's)."""
+
+    action = "cannot write"
 
 
 class DownloadError(FileError):

@@ -197,6 +197,57 @@ def test_read_upload_names_the_upload_and_refuses_bad_files() -> None:
         logic.read_upload("wide.png", png_bytes(sample_crop(32)), max_pixels=1000)
 
 
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("..", "upload"),
+        ("a\x00b.png", "ab.png"),
+        ("x" * 300 + ".png", "x" * 196 + ".png"),
+        ("../../etc/passwd.png", "passwd.png"),
+        ("C:\\Users\\me\\scan.png", "scan.png"),
+        ("line\nbreak\r.png", "linebreak.png"),
+        ("", "upload"),
+        ("\u00e9" * 150 + ".png", "\u00e9" * 98 + ".png"),  # 2-byte characters are not cut in half
+    ],
+)
+def test_upload_names_are_reduced_to_a_safe_base_name(name: str, safe: str) -> None:
+    assert logic.upload_name(name) == safe
+    image = logic.read_upload(name, png_bytes(sample_crop(16)))
+    assert image.path == safe and image.pixels.shape == (16, 16, 1)
+    assert len(safe.encode()) <= 200 and "/" not in safe and ".." not in safe
+    assert all(ch.isprintable() for ch in safe)
+
+
+@pytest.mark.parametrize("name", ["..", "a\x00b.png", "x" * 300 + ".png", "../../etc/passwd.png"])
+def test_garbage_upload_is_one_clear_error_under_its_safe_name(name: str) -> None:
+    safe = logic.upload_name(name)
+    with pytest.raises(ImageReadError) as info:
+        logic.read_upload(name, b"\x00\xff garbage, not an image \x01\x02" * 10)
+    assert str(info.value) == f"cannot read {safe}: unsupported format (not PNG, JPEG, TIFF or DICOM)"
+    with pytest.raises(ImageReadError) as info:
+        logic.read_upload(name, b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    message = str(info.value)
+    assert message.startswith(f"cannot read {safe}: corrupt or truncated png") and "\n" not in message
+    assert "medsr-app-" not in message and "/tmp" not in message
+
+
+def test_any_failure_while_reading_an_upload_is_one_image_read_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(path, max_pixels):
+        raise RuntimeError(f"reader crashed on {path}\nwith a traceback-like second line")
+
+    monkeypatch.setattr(logic, "read_image", explode)
+    with pytest.raises(ImageReadError) as info:
+        logic.read_upload("scan.png", png_bytes(sample_crop(16)))
+    assert str(info.value) == "cannot read scan.png: unreadable upload (reader crashed on scan.png)"
+
+    def disk_full(path, max_pixels):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(logic, "read_image", disk_full)
+    with pytest.raises(ImageReadError, match=r"^cannot read scan\.png: cannot store the upload \(No space left"):
+        logic.read_upload("scan.png", png_bytes(sample_crop(16)))
+
+
 def test_describe_dicom_gives_modality_size_and_spacing() -> None:
     info = logic.describe(read_image(DATA / "ct_small.dcm"))
     assert info["Modality"] == "CT" and info["Size"] == "128 x 128 px"

@@ -27,6 +27,7 @@ from medsr.data.download import (
     DownloadError,
     RemoteFile,
     download_dataset,
+    extract_archive,
     fetch,
     get_source,
     marker_path,
@@ -279,6 +280,55 @@ def test_verify_archive_reads_to_the_gzip_trailer(tmp_path):
     with pytest.raises(DownloadError, match="corrupt"):
         verify_archive(path)
     assert gzip.decompress(data)  # the reference archive itself is sound
+
+
+def test_extraction_stops_at_the_member_size_limit(tmp_path):
+    members = {"images/a.png": b"a" * 100, "images/big.png": b"b" * 5000, "images/c.png": b"c" * 100}
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(_tar_gz(members))
+    dest = tmp_path / "out"
+    with pytest.raises(DownloadError) as info:
+        extract_archive(archive, dest, max_member_bytes=1000)
+    message = str(info.value)
+    assert "\n" not in message and "'images/big.png'" in message and "over the limit of 1000 bytes" in message
+    files = {p.relative_to(dest).as_posix(): p.stat().st_size for p in dest.rglob("*") if p.is_file()}
+    assert files == {"a.png": 100}  # nothing of the large member (not even a temporary file), nothing after it
+    with pytest.raises(DownloadError, match=r"images/big\.png.*over the limit of 1000 bytes"):
+        verify_archive(archive, max_member_bytes=1000)
+    assert extract_archive(archive, tmp_path / "all", max_member_bytes=5000) == 3  # at the limit is fine
+
+
+def test_extraction_stops_at_the_total_size_limit(tmp_path):
+    members = {f"images/{i}.png": bytes([i]) * 400 for i in range(5)}
+    archive = tmp_path / "a.tgz"
+    archive.write_bytes(_tar_gz(members))
+    dest = tmp_path / "out"
+    with pytest.raises(DownloadError, match=r"'images/2\.png' takes the archive over the limit of 1000 bytes"):
+        extract_archive(archive, dest, max_total_bytes=1000)
+    assert sorted(p.name for p in dest.rglob("*")) == ["0.png", "1.png"]
+    assert sum(p.stat().st_size for p in dest.rglob("*")) <= 1000
+    with pytest.raises(DownloadError, match="over the limit of 1000 bytes in total"):
+        verify_archive(archive, max_total_bytes=1000)
+
+
+def test_download_refuses_an_archive_over_the_limits(server, tmp_path):
+    server.files["images_01.tar.gz"] = _tar_gz({"images/huge.png": b"x" * 3000})
+    report = download_dataset(server.source(["images_01.tar.gz"]), tmp_path / "d", max_member_bytes=2000, **_fast())
+    [(name, reason)] = report.failures
+    assert name == "images_01.tar.gz" and "'images/huge.png'" in reason and "limit of 1.95 KiB" in reason
+    assert not (tmp_path / "d" / "images").exists()
+    assert not marker_path(tmp_path / "d", "images_01.tar.gz").exists()
+
+
+def test_extracts_a_member_with_a_250_byte_name(tmp_path):
+    name = "n" * 246 + ".png"
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo(f"images/{name}")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    assert extract_archive(archive, tmp_path / "out") == 1
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [name]
 
 
 def test_rerun_is_a_no_op(server, tmp_path):

@@ -31,7 +31,7 @@ from medsr.data.manifest import (
     write_manifest,
     write_skipped,
 )
-from medsr.errors import ConfigError, MedsrError
+from medsr.errors import ConfigError, ManifestError, MedsrError
 
 CHEST = Path(__file__).resolve().parents[3] / "shared" / "data" / "chest-xray"
 
@@ -280,6 +280,44 @@ def test_manifest_round_trip_resolves_paths_against_its_folder(tree, tmp_path, m
     assert test_rows == [r for r in rows if r.split == "test"]
     counts = split_summary(back)
     assert sum(n for _, n in counts.values()) == len(rows)
+
+
+def test_manifest_with_a_250_byte_name_is_written(tree, tmp_path):
+    rows, _ = _build(tree)
+    out = tmp_path / ("m" * 246 + ".csv")
+    assert write_manifest(rows, out) == out
+    assert read_manifest(out) == rows
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("m")] == [out.name]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary file left behind"
+
+
+@pytest.mark.parametrize("where", ["file_parent", "proc"])
+def test_unwritable_manifest_is_one_line_and_leaves_nothing(tree, tmp_path, where):
+    rows, skipped = _build(tree)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file, not a folder")
+    # tests run as root, where a read-only folder does not stop writes: use places no one can write to
+    out = blocker / "m.csv" if where == "file_parent" else Path("/proc/medsr-test-m.csv")
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(ManifestError) as info:
+        write_manifest(rows, out)
+    message = str(info.value)
+    assert message.startswith(f"cannot write {out}: ") and "\n" not in message and "Errno" not in message
+    assert message.endswith("Not a directory" if where == "file_parent" else "No such file or directory")
+    with pytest.raises(ManifestError, match="cannot write"):
+        write_skipped(skipped, out)
+    assert sorted(tmp_path.iterdir()) == before and blocker.read_text().startswith("a regular file")
+    assert not [p for p in Path("/proc").iterdir() if p.name.startswith(".medsr-")]
+
+
+def test_prepare_to_an_unwritable_place_is_one_line(tree, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    result = CliRunner().invoke(app, ["prepare", str(tree["root"]), "--out", str(blocker / "m.csv")])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ManifestError)
+    assert str(result.exception) == f"cannot write {blocker / 'm.csv'}: Not a directory"
+    assert not [p for p in tmp_path.rglob(".medsr-*")], "temporary file left behind"
 
 
 def test_read_manifest_reports_bad_files(tmp_path):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom.pixels import apply_modality_lut
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
-from medsr.errors import ImageWriteError
+from medsr.errors import ImageReadError, ImageWriteError
 from medsr.io import read_image, write_image
 from medsr.io.dicom import SeriesUIDMap, write_derived_dicom
 
@@ -247,3 +248,100 @@ def test_palette_colour_becomes_rgb(tmp_path: Path) -> None:
     write_image(image, tmp_path / "out.dcm")
     written = check_derived(tmp_path / "out.dcm")
     assert written.PhotometricInterpretation == "RGB" and "RedPaletteColorLookupTableData" not in written
+
+
+# --- hostile headers: invalid rescale, truncated files ------------------------------------------------------
+
+
+def _ct_with(tmp_path: Path, name: str = "ct.dcm", **values: str) -> Path:
+    """A copy of the CT fixture with some attributes replaced by raw strings (pydicom warns while setting)."""
+    ds = pydicom.dcmread(CT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom validates values as they are set; these are meant invalid
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+    path = tmp_path / name
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        ("RescaleSlope", "NaN"),
+        ("RescaleSlope", "inf"),
+        ("RescaleSlope", "-inf"),
+        ("RescaleSlope", "0"),
+        ("RescaleSlope", "0.000"),
+        ("RescaleIntercept", "NaN"),
+        ("RescaleIntercept", "-Infinity"),
+        ("RescaleIntercept", "1e400"),  # finite text, infinite number
+    ],
+)
+def test_invalid_rescale_is_refused_in_one_line(keyword: str, value: str, tmp_path: Path) -> None:
+    path = _ct_with(tmp_path, **{keyword: value})
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert str(info.value) == f"cannot read {path}: invalid {keyword} {value!r}"
+
+
+def test_valid_rescale_still_applies_and_empty_means_identity(tmp_path: Path) -> None:
+    image = read_image(_ct_with(tmp_path, RescaleSlope="2", RescaleIntercept="-5"))
+    assert image.value_range == (-32768 * 2 - 5, 32767 * 2 - 5) and np.isfinite(image.pixels).all()
+    image = read_image(_ct_with(tmp_path, "empty.dcm", RescaleSlope="", RescaleIntercept=""))
+    assert image.value_range == (-32768, 32767)
+
+
+def test_writing_with_a_zero_slope_source_is_refused(tmp_path: Path) -> None:
+    image = read_image(CT)
+    source = pydicom.dcmread(CT, stop_before_pixels=True)
+    source.RescaleSlope = "0"
+    with pytest.raises(ImageWriteError, match=r"invalid RescaleSlope '0'$"):
+        write_derived_dicom(image, tmp_path / "out.dcm", source=source)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _pixel_data_start(path: Path) -> int:
+    return pydicom.dcmread(path).get_item("PixelData").value_tell
+
+
+def test_dicom_cut_in_its_pixel_data_is_named_truncated(tmp_path: Path) -> None:
+    data = CT.read_bytes()
+    start = _pixel_data_start(CT)
+    cuts = [int(len(data) * 0.6), start + 1, *range(start + 8, start + 128 * 128 * 2, 1999)]
+    for cut in cuts:
+        path = tmp_path / "cut.dcm"
+        path.write_bytes(data[:cut])
+        with pytest.raises(ImageReadError) as info:
+            read_image(path)
+        reason = info.value.reason
+        assert reason.startswith("truncated DICOM file: pixel data holds"), (cut, reason)
+        assert "no pixel data" not in reason and "tiff" not in reason and "\n" not in str(info.value)
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(ImageReadError, match=r"pixel data holds 17,\d{3} of its 32,768 bytes"):
+        read_image(path)
+
+
+def test_dicom_cut_in_its_header_is_named_truncated(tmp_path: Path) -> None:
+    data = CT.read_bytes()
+    path = tmp_path / "cut.dcm"
+    for cut in (140, 300, 1000, 2000, 6000):
+        path.write_bytes(data[:cut])
+        with pytest.raises(ImageReadError, match="truncated DICOM"):
+            read_image(path)
+
+
+def test_compressed_dicom_cut_short_is_named_truncated(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ds = pydicom.dcmread(CT)
+    ds.compress(RLELossless)  # encapsulated: undefined length, where pydicom drops the whole data set at EOF
+    whole = tmp_path / "rle.dcm"
+    ds.save_as(whole)
+    assert read_image(whole).value_range == read_image(CT).value_range
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.6)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageReadError, match="truncated DICOM file"):
+            read_image(path)
+    assert caught == []  # pydicom's "End of file reached before delimiter" is not passed on
+    assert capsys.readouterr().err == ""

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import struct
+import subprocess
+import sys
+import threading
+import warnings
 import zlib
 from pathlib import Path
 
@@ -229,3 +235,114 @@ def test_pixel_limit_is_checked_before_decoding(monkeypatch: pytest.MonkeyPatch)
         read_image(DATA / "ct_small.dcm", max_pixels=100)
     with pytest.raises(ImageReadError, match="too large"):
         read_image(XRAY, max_pixels=100)
+
+
+# --- library warnings: never printed, at most quoted in an error -------------------------------------------
+
+
+def _tiff_with_invalid_tag(path: Path) -> np.ndarray:
+    """A TIFF whose ImageDescription tag has an invalid data type: tifffile logs a warning and reads on."""
+    arr = _ramp((8, 8), 255, "uint8")
+    tifffile.imwrite(path, arr, description="medsr test")
+    data = bytearray(path.read_bytes())
+    entry = data.find(struct.pack("<HH", 270, 2))  # tag 270, type ASCII
+    assert entry > 0
+    data[entry + 2] = 99  # no such TIFF type
+    path.write_bytes(bytes(data))
+    return arr
+
+
+def _dicom_with_excess_padding(path: Path) -> None:
+    """A DICOM whose pixel data is 4 bytes longer than the image: pydicom warns (and logs) while decoding."""
+    ds = pydicom.dcmread(DATA / "ct_small.dcm")
+    ds.PixelData = ds.PixelData + bytes(4)
+    ds.save_as(path)
+
+
+def test_library_warnings_while_reading_are_not_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    tiff, dcm = tmp_path / "odd.tif", tmp_path / "padded.dcm"
+    arr = _tiff_with_invalid_tag(tiff)
+    _dicom_with_excess_padding(dcm)
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = read_image(tiff)
+        assert read_image(dcm).pixels.shape == (128, 128, 1)
+        # the same reads without medsr's guard do warn: the files really are odd
+        tifffile.imread(tiff)
+        pydicom.dcmread(dcm).pixel_array  # noqa: B018
+        outside = [str(w.message) for w in caught]
+        outside_logs = [r.name for r in caplog.records]
+    np.testing.assert_array_equal(np.rint(image.pixels[..., 0] * 255), arr)
+    assert len(outside) == 1 and "excess padding" in outside[0]  # only the unguarded pydicom read warned
+    assert outside_logs == ["tifffile", "pydicom"]  # ... and only the unguarded reads logged
+    assert capsys.readouterr().err == ""
+
+
+def test_reading_odd_files_prints_nothing_in_a_fresh_process(tmp_path: Path) -> None:
+    """Without pytest's capturing: warnings go to stderr, library loggers to logging's last-resort handler."""
+    tiff, dcm = tmp_path / "odd.tif", tmp_path / "padded.dcm"
+    _tiff_with_invalid_tag(tiff)
+    _dicom_with_excess_padding(dcm)
+    code = (
+        "import sys, warnings; warnings.simplefilter('always'); from medsr.io import read_image; "
+        "[read_image(p) for p in sys.argv[1:]]; print('read')"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "always"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tiff), str(dcm)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout == "read\n" and done.stderr == "", done.stderr
+
+
+def test_a_warning_before_a_failure_is_quoted_in_the_one_line_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medsr.io import raster
+
+    def warn_then_fail(path, fmt, max_pixels):
+        warnings.warn("odd header\nsecond line", UserWarning, stacklevel=1)
+        np.array([np.nan]).astype(np.uint8)  # numpy: "invalid value encountered in cast"
+        raise ValueError("cannot decode")
+
+    monkeypatch.setattr(raster, "read_raster", warn_then_fail)
+    with warnings.catch_warnings(record=True) as caught, np.errstate(invalid="warn"):
+        warnings.simplefilter("always")
+        with pytest.raises(ImageReadError) as info:
+            read_image(XRAY)
+    assert info.value.reason == "corrupt or truncated png file (cannot decode; warning: odd header)"
+    assert caught == []
+
+
+def test_warnings_of_other_threads_and_after_reading_are_untouched(tmp_path: Path) -> None:
+    tiff = tmp_path / "odd.tif"
+    _tiff_with_invalid_tag(tiff)
+    before = warnings.showwarning
+    errors: list[BaseException] = []
+
+    def read_many() -> None:
+        try:
+            for _ in range(20):
+                read_image(tiff)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=read_many) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for _ in range(50):
+            warnings.warn("from the main thread", UserWarning, stacklevel=1)
+        for thread in threads:
+            thread.join()
+        warnings.warn("after reading", UserWarning, stacklevel=1)
+        messages = [str(w.message) for w in caught]
+    assert not errors
+    assert messages == ["from the main thread"] * 50 + ["after reading"]
+    assert warnings.showwarning is before
+
+
+def test_error_messages_are_one_line_whatever_the_reason_or_name() -> None:
+    error = ImageReadError("scan\n.png", "first line\n  second line\x00")
+    assert str(error) == "cannot read scan\\n.png: first line second line\\x00"
+    assert error.path == "scan\n.png" and error.reason == "first line second line\\x00"

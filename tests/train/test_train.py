@@ -78,7 +78,7 @@ def test_a_run_writes_metrics_checkpoints_and_config(tmp_path):
     for name in ("netG_2x_epoch1.safetensors", "netG_2x_epoch2.safetensors", "best.safetensors",
                  "state_epoch1.pt", "state_epoch2.pt", "last.pt"):
         assert (ckpts / name).is_file(), name
-    assert not list(ckpts.glob("*.part*")), "temporary files left behind"
+    assert not list(ckpts.glob(".medsr-*")), "temporary files left behind"
     model = load_model(ckpts / "netG_2x_epoch2.safetensors")
     assert model.scale == (2, 2) and model.meta["training"]["epoch"] == 2
     assert TrainConfig.load(run_dir / "config.yaml").to_dict() == _config(tmp_path, tensorboard=True).to_dict()

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 from medsr.degrade import lr_scale
 from medsr.degrade.bicubic import pil_resize
 from medsr.devices import resolve_device
-from medsr.errors import ConfigError, ImageReadError
+from medsr.errors import ConfigError, ImageReadError, os_reason
 from medsr.infer import InferenceSettings, upscale_array, upscaled_image
 from medsr.io import read_image, write_image
 from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage
@@ -54,28 +54,64 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".tar")
 # --- input --------------------------------------------------------------------------------------------------
 
 
+MAX_UPLOAD_NAME_BYTES = 200
+"""Uploaded file names are cut to this many UTF-8 bytes (keeping the suffix) before they are used."""
+
+
+def upload_name(name: str, max_bytes: int = MAX_UPLOAD_NAME_BYTES) -> str:
+    """A safe base name for an uploaded file's ``name``: what the app shows and stores it under.
+
+    Path parts (``/`` and ``\\``), control characters (NUL, newlines) and leading or trailing dots and spaces
+    are dropped, so ``".."`` or ``"../../etc/passwd.png"`` cannot name anything outside the app's own folder;
+    the result is at most ``max_bytes`` UTF-8 bytes, keeping a short suffix, and never empty (``"upload"``).
+    """
+    base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip(" .")
+    stem, dot, suffix = base.rpartition(".")
+    if not dot or not stem or len(suffix) > 16:
+        stem, suffix = base, ""
+    suffix = f".{suffix}" if suffix else ""
+    room = max(max_bytes - len(suffix.encode()), 1)
+    stem = stem.encode()[:room].decode(errors="ignore").rstrip(" .")
+    return f"{stem}{suffix}" if stem else "upload" + suffix
+
+
 def read_upload(
     name: str, data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> MedicalImage:
     """Read uploaded bytes with :func:`medsr.io.read_image` via a private temporary folder.
 
-    The folder is removed before returning; errors name the uploaded file, not the temporary path:
-    :class:`ImageReadError` for anything too large (bytes or pixels), corrupt or unsupported.
+    The folder is removed before returning. Every failure is one :class:`ImageReadError` line naming the upload
+    by its safe name (:func:`upload_name`), never the temporary path: too large (bytes or pixels), corrupt,
+    unsupported, or the upload could not be stored.
     """
-    shown = Path(name).name or "upload"
+    shown = upload_name(name)
     if len(data) > max_bytes:
         raise ImageReadError(
             shown, f"file too large: {len(data) / 2**20:.0f} MB, over the limit of {max_bytes / 2**20:.0f} MB"
         )
-    with tempfile.TemporaryDirectory(prefix="medsr-app-") as folder:
-        path = Path(folder) / shown
-        path.write_bytes(data)
-        try:
+    folder = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="medsr-app-") as folder:
+            path = Path(folder) / shown
+            path.write_bytes(data)
             image = read_image(path, max_pixels=max_pixels)
-        except ImageReadError as exc:  # the reason may quote the temporary path: show the upload's name
-            raise ImageReadError(shown, exc.reason.replace(str(path), shown).replace(folder, "")) from None
+    except ImageReadError as exc:
+        raise ImageReadError(shown, _hide_folder(exc.reason, folder, shown)) from None
+    except OSError as exc:  # the temporary copy could not be written (disk full, ...)
+        raise ImageReadError(shown, f"cannot store the upload ({os_reason(exc)})") from None
+    except Exception as exc:  # anything else a reader raises: one line, not a traceback in the page
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ImageReadError(shown, f"unreadable upload ({_hide_folder(detail, folder, shown)})") from None
     image.path = shown
     return image
+
+
+def _hide_folder(text: str, folder: str | None, shown: str) -> str:
+    """``text`` quoting the upload's name, not its temporary path (which is not the user's business)."""
+    if not folder:
+        return text
+    return text.replace(str(Path(folder) / shown), shown).replace(folder, "")
 
 
 def sample_paths() -> list[Path]:

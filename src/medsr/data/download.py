@@ -9,7 +9,8 @@ links (``--urls-file``) can replace the NIH's own.
 Each file is fetched to ``NAME.part`` (resumed with an HTTP ``Range`` request after an interruption), checked
 (size and checksum when known), renamed, then for archives read completely (gzip CRC and every tar member)
 before anything is extracted. Members are written under ``DEST/images/``; absolute paths, ``..`` and links
-are refused. A finished archive leaves a marker in ``DEST/.medsr-download/``, so a re-run skips it.
+are refused, and so are members over 2 GiB each or 100 GiB together (``max_member_bytes``,
+``max_total_bytes``). A finished archive leaves a marker in ``DEST/.medsr-download/``, so a re-run skips it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import tarfile
 import time
 import urllib.error
@@ -35,11 +35,16 @@ from typing import IO
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from medsr import __version__
-from medsr.errors import ConfigError, DownloadError
+from medsr.atomic import atomic_path
+from medsr.errors import ConfigError, DownloadError, os_reason
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 MARKER_DIR = ".medsr-download"
 _CHUNK = 1 << 20
+MAX_MEMBER_BYTES = 2 * 2**30
+"""An archive member larger than this (2 GiB) is refused: no image of a dataset is near it."""
+MAX_TOTAL_BYTES = 100 * 2**30
+"""An archive that unpacks to more than this (100 GiB) is refused (NIH ChestX-ray14 is 45 GB in all)."""
 
 
 @dataclass(frozen=True)
@@ -339,10 +344,47 @@ def _open_stream(path: Path) -> Iterator[tuple[tarfile.TarFile, IO[bytes]]]:
             yield tar, stream
 
 
-def verify_archive(path: str | Path, *, strip_prefix: str = "images") -> tuple[int, int]:
-    """Read a tar(.gz) completely (gzip CRC, every member) and check member paths; (files, bytes).
+def _size(n: int) -> str:
+    """Bytes for a message: ``2 GiB``, ``1.5 MiB``, ``100 bytes``."""
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= factor:
+            return f"{n / factor:.3g} {unit}"
+    return f"{n} bytes"
 
-    Raises DownloadError for a damaged or unsafe archive; nothing is written.
+
+class _TooLarge(ValueError):
+    """An archive member, or the archive, unpacks to more than the configured limit."""
+
+
+def _check_size(member: tarfile.TarInfo, total: int, max_member_bytes: int, max_total_bytes: int) -> None:
+    """Refuse a member over the per-member limit, or one that takes the archive over the total limit.
+
+    ``total`` is what the members before it hold. The size is the member header's, which is also exactly
+    what :meth:`tarfile.TarFile.extractfile` returns, so the check comes before anything is read or written.
+    """
+    if member.size > max_member_bytes:
+        raise _TooLarge(
+            f"member {member.name!r} holds {_size(member.size)}, over the limit of {_size(max_member_bytes)} "
+            "per member"
+        )
+    if total + member.size > max_total_bytes:
+        raise _TooLarge(
+            f"member {member.name!r} takes the archive over the limit of {_size(max_total_bytes)} in total"
+        )
+
+
+def verify_archive(
+    path: str | Path,
+    *,
+    strip_prefix: str = "images",
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
+) -> tuple[int, int]:
+    """Read a tar(.gz) completely (gzip CRC, every member) and check member paths and sizes; (files, bytes).
+
+    Raises DownloadError for a damaged or unsafe archive, or one whose members exceed ``max_member_bytes``
+    each or ``max_total_bytes`` together (checked from member headers, before the data is read); nothing is
+    written.
     """
     path = Path(path)
     files = total = 0
@@ -351,6 +393,7 @@ def verify_archive(path: str | Path, *, strip_prefix: str = "images") -> tuple[i
             for member in tar:
                 if _member_path(member, strip_prefix) is None:
                     continue
+                _check_size(member, total, max_member_bytes, max_total_bytes)
                 handle = tar.extractfile(member)
                 assert handle is not None  # regular file
                 while chunk := handle.read(_CHUNK):
@@ -358,6 +401,8 @@ def verify_archive(path: str | Path, *, strip_prefix: str = "images") -> tuple[i
                 files += 1
             while stream.read(_CHUNK):  # to the end, so the gzip trailer (CRC, length) is checked
                 pass
+    except _TooLarge as exc:
+        raise DownloadError(path.name, f"archive too large: {exc}; not extracted") from exc
     except ValueError as exc:
         raise DownloadError(path.name, f"unsafe archive ({exc}); not extracted") from exc
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
@@ -368,14 +413,23 @@ def verify_archive(path: str | Path, *, strip_prefix: str = "images") -> tuple[i
     return files, total
 
 
-def extract_archive(path: str | Path, dest: str | Path, *, strip_prefix: str = "images") -> int:
+def extract_archive(
+    path: str | Path,
+    dest: str | Path,
+    *,
+    strip_prefix: str = "images",
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
+) -> int:
     """Extract the regular files of a verified archive into ``dest`` (created); returns the number of files.
 
     Each file is written to a temporary name and renamed, so an interrupted extraction leaves no
-    half-written image under its real name.
+    half-written image under its real name. Extraction stops with a DownloadError naming the member and the
+    limit before a member over ``max_member_bytes``, or one that takes the extracted total over
+    ``max_total_bytes``, is written; the members before it stay.
     """
     path, dest = Path(path), Path(dest).absolute()
-    count = 0
+    count = total = 0
     try:
         with _open_stream(path) as (tar, _):
             for member in tar:
@@ -385,14 +439,20 @@ def extract_archive(path: str | Path, dest: str | Path, *, strip_prefix: str = "
                 target = dest.joinpath(*relative.parts)
                 if not target.absolute().is_relative_to(dest):  # defence in depth; _member_path refuses ".."
                     raise ValueError(f"unsafe member path {member.name!r}")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.tmp")
+                _check_size(member, total, max_member_bytes, max_total_bytes)
                 source = tar.extractfile(member)
                 assert source is not None
-                with tmp.open("wb") as out:
-                    shutil.copyfileobj(source, out, _CHUNK)
-                os.replace(tmp, target)
+                with atomic_path(target) as tmp, tmp.open("wb") as out:
+                    written = 0
+                    while chunk := source.read(_CHUNK):
+                        written += len(chunk)
+                        if written > member.size:  # tarfile returns exactly member.size bytes; never trust it
+                            raise _TooLarge(f"member {member.name!r} holds more than its header says")
+                        out.write(chunk)
+                total += written
                 count += 1
+    except _TooLarge as exc:
+        raise DownloadError(path.name, f"archive too large: {exc}; extraction stopped") from exc
     except ValueError as exc:
         raise DownloadError(path.name, f"unsafe archive ({exc})") from exc
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
@@ -428,8 +488,13 @@ def download_dataset(
     retries: int = 5,
     backoff: float = 1.0,
     show_progress: bool = True,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
 ) -> DownloadReport:
     """Fetch, verify and extract the chosen archives (1-based ``parts``; all by default) and the plain files.
+
+    An archive with a member over ``max_member_bytes`` or members over ``max_total_bytes`` together is refused
+    (a failure naming the member and the limit) before anything of it is extracted.
 
     Layout: ``dest/archives/`` (downloads; archives deleted after extraction unless ``keep_archives``),
     ``dest/images/`` (extracted files), ``dest/NAME`` (plain files), ``dest/.medsr-download/`` (markers).
@@ -486,19 +551,24 @@ def download_dataset(
             try:
                 if not archive.exists():
                     get(remote, archive)
+                limits = {"max_member_bytes": max_member_bytes, "max_total_bytes": max_total_bytes}
                 try:
-                    files, size = verify_archive(archive, strip_prefix=source.strip_prefix)
+                    files, size = verify_archive(archive, strip_prefix=source.strip_prefix, **limits)
                 except DownloadError as exc:
                     archive.unlink()
                     reason = f"{exc.reason}; deleted, a re-run fetches it again"
                     raise DownloadError(remote.name, reason) from exc
-                extract_archive(archive, dest / "images", strip_prefix=source.strip_prefix)
+                extract_archive(archive, dest / "images", strip_prefix=source.strip_prefix, **limits)
             except DownloadError as exc:
                 report.failures.append((remote.name, exc.reason))
                 continue
-            marker.parent.mkdir(parents=True, exist_ok=True)
             record = {"archive": remote.name, "url": remote.url, "files": files, "bytes": size}
-            marker.write_text(json.dumps(record))
+            try:
+                with atomic_path(marker) as tmp:
+                    tmp.write_text(json.dumps(record))
+            except OSError as exc:
+                report.failures.append((remote.name, f"cannot write {marker}: {os_reason(exc)}"))
+                continue
             if not keep_archives:
                 archive.unlink()
             report.completed.append(remote.name)

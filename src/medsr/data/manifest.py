@@ -33,7 +33,8 @@ from typing import NamedTuple
 import pydicom
 from PIL import Image
 
-from medsr.errors import ConfigError, ImageReadError, ManifestError
+from medsr.atomic import atomic_path
+from medsr.errors import ConfigError, ImageReadError, ManifestError, ManifestWriteError, os_reason
 from medsr.io import read_image
 from medsr.io.find import IMAGE_SUFFIXES, RASTER_SUFFIXES
 from medsr.io.find import find_images as find_in_folder
@@ -513,14 +514,18 @@ def build_manifest(
 
 
 def _write_csv(path: Path, header: Sequence[str], records: Iterable[Sequence[object]]) -> None:
-    """Write a CSV through a temporary file and a rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(records)
-    os.replace(tmp, path)
+    """Write a CSV through a temporary file and a rename, so a reader never sees half a file.
+
+    Raises :class:`ManifestWriteError` (one line: the path and the operating system's reason) when the file
+    cannot be written; the temporary file is removed.
+    """
+    try:
+        with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(records)
+    except OSError as exc:
+        raise ManifestWriteError(path, os_reason(exc)) from exc
 
 
 def write_manifest(rows: Iterable[ManifestRow], path: str | Path) -> Path:

@@ -10,10 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medsr.errors import ImageReadError, ImageWriteError, MedsrError
+from medsr.errors import ImageReadError, ImageWriteError, MedsrError, os_reason
 from medsr.io import dicom, raster
 from medsr.io.find import DICOM_SUFFIXES, find_images, is_regular_file
 from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage
+from medsr.io.quiet import collect_warnings
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MedicalImage", "find_images", "read_image", "sniff_format", "write_image"]
 
@@ -71,15 +72,23 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
         else:
             reason = "unsupported format (not PNG, JPEG, TIFF or DICOM)"
         raise ImageReadError(path, reason)
-    try:
-        if fmt == "dicom":
-            return dicom.read_dicom(path, max_pixels)
-        return raster.read_raster(path, fmt, max_pixels)
-    except MedsrError:
-        raise
-    except Exception as exc:  # Pillow, tifffile and pydicom raise many kinds; the user gets one line
-        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise ImageReadError(path, f"corrupt or truncated {fmt} file ({detail})") from exc
+    with collect_warnings() as caught:  # library warnings are not printed; the first may explain a failure
+        try:
+            if fmt == "dicom":
+                return dicom.read_dicom(path, max_pixels)
+            return raster.read_raster(path, fmt, max_pixels)
+        except MedsrError:
+            raise
+        except Exception as exc:  # Pillow, tifffile and pydicom raise many kinds; the user gets one line
+            detail = _first_line(str(exc)) or type(exc).__name__
+            if caught:
+                detail += f"; warning: {_first_line(caught[0])}"
+            raise ImageReadError(path, f"corrupt or truncated {fmt} file ({detail})") from exc
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    lines = text.strip().splitlines()
+    return lines[0][:limit] if lines else ""
 
 
 def write_image(
@@ -104,5 +113,7 @@ def write_image(
         raster.write_raster(image, path, fmt)
     except MedsrError:
         raise
+    except OSError as exc:  # no folder, no permission, disk full: the system's reason, without errno and path
+        raise ImageWriteError(path, os_reason(exc)) from exc
     except Exception as exc:
-        raise ImageWriteError(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        raise ImageWriteError(path, _first_line(str(exc)) or type(exc).__name__) from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import math
 import os
 from pathlib import Path
 
@@ -56,13 +57,61 @@ def stored_range(bits_stored: int, pixel_representation: int) -> tuple[int, int]
     return 0, 2**bits_stored - 1
 
 
+class InvalidRescaleError(ValueError):
+    """RescaleSlope or RescaleIntercept is not a finite number (or the slope is zero)."""
+
+
 def rescale(ds: Dataset) -> tuple[float, float]:
-    """(RescaleSlope, RescaleIntercept) from the top level or an enhanced file's shared functional groups."""
+    """(RescaleSlope, RescaleIntercept) from the top level or an enhanced file's shared functional groups.
+
+    Absent or empty values mean 1 and 0. Raises :class:`InvalidRescaleError` for a value that is not a finite
+    number, or a zero slope: either would turn every pixel into NaN or one value.
+    """
     item = ds
     if "RescaleSlope" not in ds and "SharedFunctionalGroupsSequence" in ds:
         shared = ds.SharedFunctionalGroupsSequence[0]
         item = shared.get("PixelValueTransformationSequence", [ds])[0]
-    return float(item.get("RescaleSlope", 1.0) or 1.0), float(item.get("RescaleIntercept", 0.0) or 0.0)
+    return _rescale_value(item, "RescaleSlope", 1.0), _rescale_value(item, "RescaleIntercept", 0.0)
+
+
+def _rescale_value(item: Dataset, keyword: str, default: float) -> float:
+    value = item.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not math.isfinite(number) or (keyword == "RescaleSlope" and number == 0):
+        text = str(value).strip()
+        raise InvalidRescaleError(f"invalid {keyword} {text[:40]!r}")
+    return number
+
+
+def _truncation(path: Path, ds: Dataset) -> str | None:
+    """Why ``ds`` looks cut short (the file ends inside an element or its header), or None.
+
+    pydicom reads a truncated file without complaint: the last element just holds fewer bytes than its length
+    says, a few bytes of a header are ignored, or (inside an undefined-length element) nothing is kept at all.
+    """
+    size = path.stat().st_size
+    if not len(ds):
+        return f"truncated DICOM file: its data set cannot be read to the end ({size:,} bytes)"
+    last = max(ds.keys())
+    raw = ds.get_item(last)
+    length, value, start = (getattr(raw, name, None) for name in ("length", "value", "value_tell"))
+    if not isinstance(length, int) or length == 0xFFFFFFFF or not isinstance(start, int):
+        return None
+    short = isinstance(value, bytes) and len(value) < length
+    if int(last) == 0x7FE00010 and short:
+        return f"truncated DICOM file: pixel data holds {len(value):,} of its {length:,} bytes"
+    if "PixelData" in ds:  # complete pixel data: what follows it (padding) does not matter
+        return None
+    if short:
+        return f"truncated DICOM file: element {last} holds {len(value):,} of its {length:,} bytes"
+    if start + length < size < start + length + 8:  # a partial element header after the last element
+        return f"truncated DICOM file: it ends inside the header of the element after {last}"
+    return None
 
 
 def _spacing(ds: Dataset) -> tuple[float, float] | None:
@@ -77,10 +126,18 @@ def _spacing(ds: Dataset) -> tuple[float, float] | None:
 
 def read_dicom(path: Path, max_pixels: int) -> MedicalImage:
     """Read a DICOM file; the dataset (less its pixel data) is kept in ``.dataset`` for the writer."""
-    ds = pydicom.dcmread(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as exc:  # InvalidDicomError, EOFError, struct.error, ...: the header cannot be parsed
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ImageReadError(path, f"corrupt or truncated DICOM header ({detail})") from exc
+    truncated = _truncation(path, ds)
+    if truncated:
+        raise ImageReadError(path, truncated)
     if "PixelData" not in ds:
         sop_class = getattr(ds.get("SOPClassUID"), "name", "unknown")
-        raise ImageReadError(path, f"DICOM file has no pixel data (SOP class: {sop_class})")
+        hint = "; it describes an image, so it may be a truncated DICOM file" if "Rows" in ds else ""
+        raise ImageReadError(path, f"DICOM file has no pixel data (SOP class: {sop_class}){hint}")
     frames = int(ds.get("NumberOfFrames") or 1)
     check_pixel_limit(path, int(ds.Rows) * int(ds.Columns) * frames, max_pixels)
     tsyntax = ds.file_meta.TransferSyntaxUID
@@ -102,7 +159,10 @@ def read_dicom(path: Path, max_pixels: int) -> MedicalImage:
     else:
         bits = int(ds.BitsStored)
         smin, smax = stored_range(bits, int(ds.PixelRepresentation))
-        slope, intercept = rescale(ds)
+        try:
+            slope, intercept = rescale(ds)
+        except InvalidRescaleError as exc:
+            raise ImageReadError(path, str(exc)) from None
         arr = arr[..., None]
     pixels = np.clip((arr.astype(np.float32) - smin) / np.float32(smax - smin), 0.0, 1.0)
     low, high = smin * slope + intercept, smax * slope + intercept
