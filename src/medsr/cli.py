@@ -34,7 +34,7 @@ from medsr.data import download as dl
 from medsr.data import manifest as mf
 from medsr.degrade.files import degrade_files
 from medsr.errors import ConfigError, MedsrError
-from medsr.infer import InferenceSettings, export_onnx
+from medsr.infer import InferenceSettings, export_onnx, parse_memory
 from medsr.infer.files import Outcome, collect_sources, upscale_files
 from medsr.models import DEFAULT_MODEL, list_bundled_models, load_model, model_name
 from medsr.protocol import BASELINE_METHODS, Item, Protocol, items_from_inputs, items_from_manifest
@@ -144,7 +144,19 @@ def split_table(rows: list[mf.ManifestRow], seed: int) -> Table:
 _DEFAULTS = InferenceSettings()
 ModelOption = Annotated[
     str | None, typer.Option("--model", "-m", show_default=DEFAULT_MODEL, help="Bundled name or checkpoint.")]
-TileOption = Annotated[int, typer.Option(min=8, help="Tile size in input pixels (bounds memory).")]
+TileOption = Annotated[int, typer.Option(min=8, help="Largest tile side in input pixels.")]
+
+
+def _memory_option(value: str | int | None) -> int | None:
+    try:
+        return parse_memory(value)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+MaxMemoryOption = Annotated[int | None, typer.Option(
+    parser=_memory_option, metavar="SIZE", show_default="1.5G",
+    help="Memory for the model's activations, e.g. 1.5G or 800M ('none': no limit); tiles shrink to fit.")]
 OverlapOption = Annotated[int, typer.Option(min=0, help="Context pixels each tile sees from its neighbours.")]
 BatchOption = Annotated[int, typer.Option(min=1, help="Tiles or same-size files run together (helps on GPU).")]
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
@@ -348,19 +360,24 @@ def upscale(
         str | None, typer.Option("--format", "-f", help="png | tiff | dcm (default: the input's; JPEG -> png).")
     ] = None,
     tile: TileOption = _DEFAULTS.tile,
+    max_memory: MaxMemoryOption = _DEFAULTS.max_memory,
     overlap: OverlapOption = _DEFAULTS.overlap,
     batch_size: BatchOption = _DEFAULTS.batch_size,
     device: DeviceOption = _DEFAULTS.device,
     backend: Annotated[str, typer.Option(help="torch | onnxruntime.")] = _DEFAULTS.backend,
     precision: PrecisionOption = _DEFAULTS.precision,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: all cores).")] = None,
+    clip: Annotated[bool, typer.Option(
+        "--clip/--no-clip", help="Clip each output to its input's value range, per channel (--no-clip: raw).")
+    ] = _DEFAULTS.clip_to_input,
 ) -> None:
     """Super-resolve images with a model; DICOM in gives a derived DICOM out."""
     tune_allocator()
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
-    settings = InferenceSettings(tile, overlap, batch_size, device, backend, precision)
+    settings = InferenceSettings(tile, overlap, batch_size, device, backend, precision, max_memory=max_memory,
+                                 clip_to_input=clip)
     net = load_model(model, settings.device)
     sources, failures = collect_sources(inputs)
     outcomes: list[Outcome] = []
@@ -456,6 +473,7 @@ def evaluate(
         int | None, typer.Option(min=8, help="Centre-crop each HR image to at most this many pixels a side.")
     ] = None,
     tile: TileOption = _DEFAULTS.tile,
+    max_memory: MaxMemoryOption = _DEFAULTS.max_memory,
     overlap: OverlapOption = _DEFAULTS.overlap,
     device: DeviceOption = _DEFAULTS.device,
     precision: PrecisionOption = _DEFAULTS.precision,
@@ -474,7 +492,8 @@ def evaluate(
         result = ev.evaluate_model(
             model, items, scale=scale, baselines=names, border=border, degradation=degradation,
             degradation_params=params, seed=seed, max_size=max_size, save_images=save_images,
-            settings=InferenceSettings(tile=tile, overlap=overlap, device=device, precision=precision),
+            settings=InferenceSettings(tile=tile, overlap=overlap, device=device, precision=precision,
+                                       max_memory=max_memory),
             progress=lambda done, total: advance(),
         )
     console.print(ev.summary_table(result.summary, title=result.title(), seconds=True, sources=result.sources))

@@ -24,7 +24,7 @@ from medsr.degrade import lr_scale
 from medsr.degrade.bicubic import pil_resize
 from medsr.devices import resolve_device
 from medsr.errors import ConfigError, ImageReadError, os_reason
-from medsr.infer import InferenceSettings, upscale_array, upscaled_image
+from medsr.infer import InferenceSettings, clip_to_input, upscale_array, upscaled_image
 from medsr.io import read_image, write_image
 from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage
 from medsr.models import list_bundled_models, model_name
@@ -421,6 +421,8 @@ def run_enhance(
     sy, sx = (int(s) for s in model.scale)
     levels = quantisation_levels(image)
     sr, seconds = _super_resolve(model, lr, progress)
+    if SETTINGS.clip_to_input:  # as `medsr upscale` writes it (Simulate mode scores the raw output, as evaluate)
+        sr = clip_to_input(sr, lr)
     sr = quantise(sr, levels)
     size = (lr.shape[0] * sy, lr.shape[1] * sx)
     bicubic = quantise(pil_resize(lr, size, "bicubic", resize_bit_depth(image)), levels)

@@ -2,24 +2,28 @@
 
 ``upscale(image_or_path, model=None, settings=None)`` is the public entry point (re-exported as
 ``medsr.upscale``); ``upscale_array`` / ``upscale_arrays`` work on ``(H, W, C)`` float arrays in [0, 1];
-:class:`InferenceSettings` holds tile, overlap, batch, device, backend and precision; ``inference_form`` and
-``export_onnx`` prepare a model for deployment. Models come from :func:`medsr.models.load_model`.
+:class:`InferenceSettings` holds tile, memory budget, overlap, batch, device, backend, precision and clipping;
+``inference_form`` and ``export_onnx`` prepare a model for deployment. Models come from :func:`medsr.models.load_model`.
 """
 
-from medsr.infer.api import upscale, upscale_array, upscale_arrays, upscaled_image
+from medsr.infer.api import clip_to_input, tile_for, upscale, upscale_array, upscale_arrays, upscaled_image
 from medsr.infer.export import export_onnx, fold_batchnorm, inference_form, onnx_bytes
 from medsr.infer.runtime import get_predictor
-from medsr.infer.settings import BACKENDS, PRECISIONS, InferenceSettings
+from medsr.infer.settings import BACKENDS, DEFAULT_MAX_MEMORY, PRECISIONS, InferenceSettings, parse_memory
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_MAX_MEMORY",
     "PRECISIONS",
     "InferenceSettings",
+    "clip_to_input",
     "export_onnx",
     "fold_batchnorm",
     "get_predictor",
     "inference_form",
     "onnx_bytes",
+    "parse_memory",
+    "tile_for",
     "upscale",
     "upscale_array",
     "upscale_arrays",

@@ -5,18 +5,41 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 from torch import nn
 
 from medsr.errors import ConfigError
-from medsr.infer.runtime import get_predictor
+from medsr.infer.runtime import OnnxPredictor, TorchPredictor, get_predictor
 from medsr.infer.settings import InferenceSettings
-from medsr.infer.tiling import upscale_many, upscale_tiled
+from medsr.infer.tiling import MemoryCost, fit_tile, upscale_many, upscale_tiled
 from medsr.io import read_image
 from medsr.io.image import MedicalImage
 from medsr.models import ModelLike, load_model, model_name
+
+
+def _budget(predictor: TorchPredictor | OnnxPredictor, settings: InferenceSettings) -> dict[str, Any]:
+    """Tiling's keyword arguments: tile, overlap, batch size and, with ``settings.max_memory``, memory."""
+    cost: MemoryCost | None = predictor.memory if settings.max_memory is not None else None
+    return {"tile": settings.tile, "overlap": settings.overlap, "batch_size": settings.batch_size,
+            "cost": cost, "max_memory": settings.max_memory}
+
+
+def tile_for(model: ModelLike, shape: tuple[int, ...], settings: InferenceSettings | None = None) -> int:
+    """The side of the tiles :func:`upscale_array` runs for an ``(H, W, C)`` image under ``settings``: at most
+    ``settings.tile``, as large as ``settings.max_memory`` allows for a batch of them (``max(H, W)`` when the
+    whole image fits; see :func:`medsr.infer.tiling.fit_tile`). The model's memory is measured on first use."""
+    settings = settings or InferenceSettings()
+    height, width, channels = shape
+    predictor = get_predictor(load_model(model, settings.device), settings)
+    return fit_tile(height, width, channels, **_budget(predictor, settings))
+
+
+def clip_to_input(sr: np.ndarray, lr: np.ndarray) -> np.ndarray:
+    """``sr`` ``(H', W', C)`` clipped in place, channel by channel, to the [min, max] of ``lr`` ``(H, W, C)``."""
+    axes = tuple(range(lr.ndim - 1))
+    return np.clip(sr, np.min(lr, axis=axes), np.max(lr, axis=axes), out=sr)
 
 
 def upscale_array(
@@ -28,24 +51,34 @@ def upscale_array(
 ) -> np.ndarray:
     """Super-resolve one ``(H, W, C)`` float image in [0, 1] -> ``(H*sy, W*sx, C)`` float32 in [0, 1].
 
-    ``model`` is anything :func:`medsr.models.load_model` takes. Images larger than ``settings.tile`` run in
-    overlapping tiles blended together (see :mod:`medsr.infer.tiling`); the result equals whole-image
-    inference to well within one 8-bit grey level. ``progress(done, total)`` follows the tiles.
+    ``model`` is anything :func:`medsr.models.load_model` takes. Images larger than the tile (``settings.tile``,
+    shrunk to fit ``settings.max_memory``: :func:`tile_for`) run in overlapping tiles blended together (see
+    :mod:`medsr.infer.tiling`); the result equals whole-image inference to well within one 8-bit grey level.
+    ``progress(done, total)`` follows the tiles. This is the model's own output, as the scoring protocol
+    scores it: not clipped to the input's range (``settings.clip_to_input`` is applied by :func:`upscale`
+    and :func:`upscale_arrays`, or with :func:`clip_to_input`).
     """
     settings = settings or InferenceSettings()
     net = load_model(model, settings.device)
-    return upscale_tiled(get_predictor(net, settings), lr, tile=settings.tile, overlap=settings.overlap,
-                         batch_size=settings.batch_size, progress=progress)
+    predictor = get_predictor(net, settings)
+    return upscale_tiled(predictor, lr, progress=progress, **_budget(predictor, settings))
 
 
 def upscale_arrays(
     model: ModelLike, images: Sequence[np.ndarray], settings: InferenceSettings | None = None
 ) -> list[np.ndarray]:
-    """Super-resolve many ``(H, W, C)`` images; same-size ones that fit one tile run in batches."""
+    """Super-resolve many ``(H, W, C)`` images; same-size ones that fit one tile run in batches.
+
+    Tiles fit ``settings.max_memory``; with ``settings.clip_to_input`` (the default) each output is clipped,
+    per channel, to its own input's [min, max] (:func:`clip_to_input`).
+    """
     settings = settings or InferenceSettings()
     net = load_model(model, settings.device)
-    return upscale_many(get_predictor(net, settings), images, tile=settings.tile, overlap=settings.overlap,
-                        batch_size=settings.batch_size)
+    predictor = get_predictor(net, settings)
+    results = upscale_many(predictor, images, **_budget(predictor, settings))
+    if settings.clip_to_input:
+        results = [clip_to_input(sr, np.asarray(lr, dtype=np.float32)) for sr, lr in zip(results, images, strict=True)]
+    return results
 
 
 def _to_float(array: np.ndarray) -> tuple[np.ndarray, np.dtype | None]:
@@ -87,6 +120,8 @@ def upscale(
       "scale"}``; write it with :func:`medsr.io.write_image` (DICOM: a derived instance).
     - An array ``(H, W)``, ``(H, W, C)`` or ``(F, H, W, C)`` gives an array of the same layout: floats in
       [0, 1] stay float32; uint8/uint16 are scaled by their maximum and returned in the same dtype.
+    - With ``settings.clip_to_input`` (the default) every image (every frame) is clipped, per channel, to its
+      input's [min, max]: a CT slice spanning -1000..1500 HU gives an upscaled slice within -1000..1500 HU.
     ``model`` is a bundled name, a checkpoint path or an ``nn.Module`` from :mod:`medsr.models`; loaded models
     and their prepared inference copies are cached per process. ``settings``: :class:`InferenceSettings`.
     """

@@ -7,21 +7,116 @@ fp32 (outputs agree to about 1e-6). ``precision="bf16"`` runs the convolutions i
 (additions, the bicubic skip and the output head stay fp32): faster on CPUs with AMX/AVX512-BF16, largest
 error about 5e-3 on the bundled model (about one 8-bit grey level; ``bench/upscale_speed.py``) and 0.007 dB
 of test-split PSNR (``medsr evaluate --precision bf16``).
+
+Each predictor also knows its memory (``predictor.memory``, a :class:`ForwardMemory`): the bytes of tensors
+alive at the peak of a forward, measured once per channel count on two small probe inputs and scaled by area,
+which tiled inference uses to size its tiles for ``InferenceSettings.max_memory``.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 from medsr.devices import resolve_device
 from medsr.errors import ConfigError
 from medsr.infer.export import inference_form, onnx_bytes
 from medsr.infer.settings import PRECISIONS, InferenceSettings
 from medsr.models import adapt_channels
+
+# Peak RSS growth over the measured peak of live tensors on CPU (swift-srresnet-xray-x4, 512x512 input,
+# bench/upscale_memory.py): one whole-image forward 1.03 with glibc's default allocator and 1.26-1.29 with
+# medsr.allocator.tune_allocator (as `medsr upscale` runs); tiled with the tuned allocator, whose heap fragments
+# between tiles, 1.3-1.6 (2x2 tiles of 288) and 1.4-1.65 (5x5 tiles of 154), varying from run to run; 800x350
+# RGB (three channels, 2x6 tiles of 207x187) 1.7-2.2. oneDNN's scratch space and the allocator's slack are not
+# tensors, so the tensor peak is multiplied by this: RSS growth stays near the budget, not always under it.
+ALLOCATOR_SLACK = 1.5
+_PROBE_SIDES = (16, 32)
+
+
+class _PeakTensorBytes(TorchFunctionMode):
+    """Counts the bytes of the storages of tensors that torch functions return while active (views counted
+    once) and keeps the largest total alive after any call: what a forward needs beyond its weights and input.
+
+    A function mode, not a dispatch mode: the same totals here, without the first dispatch mode's import of
+    torch._dynamo (2.5 s and 140 MB of RSS).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[int, list[int]] = {}  # storage address -> [bytes, Python tensors alive on it]
+        self.now = 0
+        self.peak = 0
+
+    def _release(self, key: int) -> None:
+        entry = self.live.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self.now -= entry[0]
+                del self.live[key]
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_leaves(out):
+            if isinstance(tensor, torch.Tensor):
+                storage = tensor.untyped_storage()
+                key = storage.data_ptr()
+                entry = self.live.get(key)
+                if entry is None:
+                    entry = self.live[key] = [storage.nbytes(), 0]
+                    self.now += entry[0]
+                entry[1] += 1
+                weakref.finalize(tensor, self._release, key)
+        self.peak = max(self.peak, self.now)
+        return out
+
+
+def peak_tensor_bytes(run: Callable[[], object]) -> int:
+    """The most bytes of tensors that ``run()`` creates alive at once (its result included)."""
+    with _PeakTensorBytes() as mode:
+        run()
+    return mode.peak
+
+
+class ForwardMemory:
+    """``memory(n, c, h, w)``: bytes a predictor holds while it runs an ``(n, c, h, w)`` batch (a tiling
+    :data:`~medsr.infer.tiling.MemoryCost`).
+
+    Measured, not guessed: the peak bytes of live tensors during a forward on ``c``-channel probes of 16x16
+    and 32x32 give bytes per input pixel and a fixed part (bf16 weight copies); to those come the input batch
+    and tiling's blending temporaries (two output tiles); the sum is multiplied by :data:`ALLOCATOR_SLACK`. One
+    measurement per channel count, on first use.
+    """
+
+    def __init__(self, predictor: TorchPredictor) -> None:
+        self._predictor = weakref.ref(predictor)
+        sy, sx = predictor.scale
+        self._outside = 4 * (1 + 2 * sy * sx)  # float32 bytes per input pixel and channel outside the forward
+        self._fits: dict[int, tuple[float, float]] = {}
+
+    def fit(self, channels: int) -> tuple[float, float]:
+        """``(bytes per input pixel of one image, fixed bytes)`` of a forward on ``channels`` channels."""
+        if channels not in self._fits:
+            predictor = self._predictor()
+            if predictor is None:
+                raise RuntimeError("the predictor this memory estimate belongs to is gone")
+            small, large = (peak_tensor_bytes(lambda side=side: predictor(
+                np.full((1, channels, side, side), 0.5, dtype=np.float32))) for side in _PROBE_SIDES)
+            a, b = (side * side for side in _PROBE_SIDES)
+            per_pixel = max((large - small) / (b - a), 0.0)
+            self._fits[channels] = (per_pixel, max(small - per_pixel * a, 0.0))
+        return self._fits[channels]
+
+    def __call__(self, n: int, c: int, h: int, w: int) -> float:
+        per_pixel, fixed = self.fit(c)
+        return ALLOCATOR_SLACK * (fixed + n * h * w * (per_pixel + self._outside * c))
 
 
 class TorchPredictor:
@@ -49,6 +144,7 @@ class TorchPredictor:
         for p in prepared.parameters():
             p.requires_grad_(False)
         self.model = prepared
+        self.memory = ForwardMemory(self)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
@@ -88,6 +184,8 @@ class OnnxPredictor:
         self.module = _OnnxModule(model, device)
         self.scale: tuple[int, int] = self.module.scale  # type: ignore[assignment]
         self.in_channels = self.module.in_channels
+        self._twin = TorchPredictor(model, device)  # ONNX Runtime's arena is opaque: the torch graph's memory
+        self.memory = self._twin.memory
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))

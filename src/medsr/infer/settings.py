@@ -1,4 +1,4 @@
-"""How a model is run: tile, overlap, batch, device, backend and precision, as one object.
+"""How a model is run: tile, memory budget, overlap, batch, device, backend, precision and clipping, as one object.
 
 Built once at the edge (the CLI, the web app, a user's script) and passed down, as MONAI's
 ``SlidingWindowInferer`` holds its roi size, overlap, batch size and device.
@@ -6,22 +6,45 @@ Built once at the edge (the CLI, the web app, a user's script) and passed down, 
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, replace
 
 from medsr.errors import ConfigError
 
 BACKENDS = ("torch", "onnxruntime")
 PRECISIONS = ("fp32", "bf16")
+DEFAULT_MAX_MEMORY = 3 * 2**29  # 1.5 GiB of activations
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+_UNLIMITED = ("none", "unlimited", "inf")
+
+
+def parse_memory(text: str | int | None) -> int | None:
+    """Bytes from ``1.5G``, ``800M``, ``64MiB``, ``2GB`` or a plain number (K, M, G, T are powers of 1024);
+    ``none``/``unlimited`` (or None) mean no limit."""
+    if text is None or isinstance(text, int):
+        return text
+    value = str(text).strip()
+    if value.lower() in _UNLIMITED:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?", value, flags=re.IGNORECASE)
+    if not match or (number := float(match[1]) * _UNITS[match[2].upper()]) < 1 or not math.isfinite(number):
+        raise ConfigError(f"memory {value!r}: give a size such as 1.5G, 800M or 64MiB (or 'none' for no limit)")
+    return int(number)
 
 
 @dataclass(frozen=True)
 class InferenceSettings:
     """Settings of tiled inference; the defaults are what ``medsr upscale`` and the web app use.
 
-    ``tile``: tile side in input pixels (bounds memory); ``overlap``: context pixels each tile sees of its
+    ``tile``: largest tile side in input pixels; ``max_memory``: bytes the model's activations may take (tiles
+    are shrunk below ``tile`` until one batch of them fits, see :func:`medsr.infer.tiling.fit_tile`; None: no
+    limit); ``overlap``: context pixels each tile sees of its
     neighbours; ``batch_size``: tiles (or same-size images) run at once (helps on a GPU, not on a CPU);
     ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``backend``: ``torch`` or ``onnxruntime``;
-    ``precision``: ``fp32`` or ``bf16`` (CPU autocast: faster only on CPUs with AMX or AVX512-BF16).
+    ``precision``: ``fp32`` or ``bf16`` (CPU autocast: faster only on CPUs with AMX or AVX512-BF16);
+    ``clip_to_input``: :func:`medsr.infer.upscale` and ``upscale_arrays`` clip each output, per image and per
+    channel, to its input's [min, max] (a CT spanning -1000..1500 HU stays within it).
     """
 
     tile: int = 512
@@ -30,6 +53,8 @@ class InferenceSettings:
     device: str = "auto"
     backend: str = "torch"
     precision: str = "fp32"
+    max_memory: int | None = DEFAULT_MAX_MEMORY
+    clip_to_input: bool = True
 
     def __post_init__(self) -> None:
         if self.overlap < 0 or self.tile < 8 or 2 * self.overlap >= self.tile:
@@ -43,6 +68,9 @@ class InferenceSettings:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         if self.backend == "onnxruntime" and self.precision != "fp32":
             raise ConfigError(f"precision {self.precision} is only available with the torch backend")
+        if self.max_memory is not None and (isinstance(self.max_memory, bool) or not isinstance(
+                self.max_memory, int) or self.max_memory < 1):
+            raise ConfigError(f"max_memory must be a positive number of bytes or None, not {self.max_memory!r}")
 
     def with_(self, **changes: object) -> InferenceSettings:
         """A copy with some settings changed (validated again)."""

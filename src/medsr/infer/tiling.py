@@ -8,7 +8,8 @@ instead of the neighbour), a linear ramp up to ``1.5 * overlap`` of context, one
 normalised per axis so they sum to exactly one at every pixel. With the default 32 pixels of context,
 trained and random SRResNet/Swift-SRGAN generators agree with whole-image inference to within 0.1 grey
 levels (8-bit), so no seam can show. Only the output array and one batch of tiles' activations are held in
-memory.
+memory; given a memory ``cost`` of the predictor and a budget ``max_memory``, :func:`fit_tile` shrinks the tile
+until one batch of tiles fits.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ class Predictor(Protocol):
     scale: tuple[int, int]
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+MemoryCost = Callable[[int, int, int, int], float]
+"""``cost(n, c, h, w)``: bytes a predictor holds at its peak while it runs an ``(n, c, h, w)`` batch."""
 
 
 def tile_layout(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
@@ -45,6 +50,51 @@ def tile_layout(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Starts of the tiles of :func:`tile_layout`."""
     return tile_layout(length, tile, overlap)[1]
+
+
+def smallest_tile(tile: int, overlap: int) -> int:
+    """The smallest tile :func:`fit_tile` goes down to: ``4 * overlap`` (at least 8), so each tile still trusts
+    half of its pixels (smaller tiles would mostly recompute their neighbours' context)."""
+    return min(tile, max(8, 4 * overlap))
+
+
+def fit_tile(
+    height: int,
+    width: int,
+    channels: int,
+    *,
+    tile: int,
+    overlap: int,
+    batch_size: int = 1,
+    cost: MemoryCost | None = None,
+    max_memory: float | None = None,
+) -> int:
+    """The tile side used for a ``(height, width, channels)`` image: from the largest ``t <= tile`` whose batch
+    of tiles fits ``max_memory`` by ``cost``, the longer side of :func:`tile_layout`'s tiles at ``t``.
+
+    ``cost`` is asked about the actual tile shapes (an image 350 pixels high never gets taller tiles; 512
+    pixels with ``t`` 511 give two tiles of 288 per axis, so 288 is returned) and ``min(batch_size, number of
+    tiles)`` tiles per batch. The side returned lays out the same tiles as ``t`` and never exceeds ``tile``;
+    it is ``max(height, width)`` when the whole image fits. Without ``cost`` or ``max_memory``, ``t`` is
+    ``tile``; when even :func:`smallest_tile` does not fit the budget, ``t`` is that (and the budget is exceeded).
+    """
+    side = _fitting_tile(height, width, channels, tile, overlap, batch_size, cost, max_memory)
+    return max(tile_layout(height, side, overlap)[0], tile_layout(width, side, overlap)[0])
+
+
+def _fitting_tile(
+    height: int, width: int, channels: int, tile: int, overlap: int, batch_size: int, cost: MemoryCost | None,
+    max_memory: float | None,
+) -> int:
+    """The ``t`` of :func:`fit_tile` (the tile argument for :func:`tile_layout`)."""
+    if cost is None or max_memory is None:
+        return tile
+    smallest = smallest_tile(tile, overlap)
+    for side in range(tile, smallest, -1):
+        (th, ys), (tw, xs) = tile_layout(height, side, overlap), tile_layout(width, side, overlap)
+        if cost(min(batch_size, len(ys) * len(xs)), channels, th, tw) <= max_memory:
+            return side
+    return smallest
 
 
 def axis_weights(length: int, tile: int, overlap: int, scale: int) -> list[np.ndarray]:
@@ -91,14 +141,18 @@ def upscale_tiled(
     overlap: int = 32,
     batch_size: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    cost: MemoryCost | None = None,
+    max_memory: float | None = None,
 ) -> np.ndarray:
     """Super-resolve one ``(H, W, C)`` float image in [0, 1] by tiles -> ``(H*sy, W*sx, C)`` float32.
 
     ``predict`` must accept images with ``C`` channels (:func:`medsr.infer.runtime.get_predictor` adapts a
-    model's channels). ``progress(done, total)`` is called after each batch of tiles.
+    model's channels). ``progress(done, total)`` is called after each batch of tiles. With ``cost`` and
+    ``max_memory`` the tile is :func:`fit_tile`'s, at most ``tile``.
     """
     lr = _check_image(lr)
     height, width, channels = lr.shape
+    tile = _fitting_tile(height, width, channels, tile, overlap, batch_size, cost, max_memory)
     sy, sx = predict.scale
     (th, ys), (tw, xs) = tile_layout(height, tile, overlap), tile_layout(width, tile, overlap)
     if len(ys) == 1 and len(xs) == 1:
@@ -129,23 +183,33 @@ def upscale_many(
     tile: int = 512,
     overlap: int = 32,
     batch_size: int = 8,
+    cost: MemoryCost | None = None,
+    max_memory: float | None = None,
 ) -> list[np.ndarray]:
     """Super-resolve several ``(H, W, C)`` images; same-size images that fit in one tile run as one batch.
 
     Larger images go through :func:`upscale_tiled`. Results come back in input order; each equals what
-    :func:`upscale_tiled` gives for that image alone.
+    :func:`upscale_tiled` gives for that image alone. With ``cost`` and ``max_memory``, tiles are sized by
+    :func:`fit_tile` and batches of whole images hold as many as fit (at least one).
     """
     images = [_check_image(im) for im in images]
     results: list[np.ndarray | None] = [None] * len(images)
     groups: dict[tuple[int, ...], list[int]] = {}
+    batch_size = max(1, batch_size)
     for i, im in enumerate(images):
-        if im.shape[0] <= tile and im.shape[1] <= tile:
+        h, w, c = im.shape
+        fitted = _fitting_tile(h, w, c, tile, overlap, 1, cost, max_memory)
+        if h <= fitted and w <= fitted:
             groups.setdefault(im.shape, []).append(i)
         else:
-            results[i] = upscale_tiled(predict, im, tile=tile, overlap=overlap)
-    for indices in groups.values():
-        for first in range(0, len(indices), max(1, batch_size)):
-            part = indices[first : first + max(1, batch_size)]
+            results[i] = upscale_tiled(predict, im, tile=tile, overlap=overlap, cost=cost, max_memory=max_memory)
+    for shape, indices in groups.items():
+        step = batch_size
+        if cost is not None and max_memory is not None:
+            h, w, c = shape
+            step = next((n for n in range(batch_size, 1, -1) if cost(n, c, h, w) <= max_memory), 1)
+        for first in range(0, len(indices), step):
+            part = indices[first : first + step]
             batch = np.stack([images[i].transpose(2, 0, 1) for i in part])
             out = predict(np.ascontiguousarray(batch))
             for i, sr in zip(part, out, strict=True):
