@@ -30,7 +30,7 @@ browser:
 # the model beside bicubic and Lanczos on the same images (each downscaled 4x first, so the original is the truth).
 demo: $(STAMP)
 	$(BIN)/medsr upscale src/medsr/samples -o out/demo
-	$(BIN)/medsr evaluate --model swift-srresnet-xray-x4 src/medsr/samples --out out/demo/scores.csv
+	$(BIN)/medsr evaluate --model xray-x4 src/medsr/samples --out out/demo/scores.csv
 
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests bench

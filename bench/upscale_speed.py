@@ -103,6 +103,8 @@ def worker(arch: str, tuned: bool, repeats: int, size: int, threads: int | None)
     }
     reference = None
     for method, fn in methods.items():
+        if method != "plain" and method not in os.environ.get("MEDSR_SPEED_METHODS", ",".join(methods)).split(","):
+            continue
         seconds, out = _time(fn, repeats)
         if method == "plain":
             reference = out
@@ -120,6 +122,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="Input side in pixels (output is 4x).")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
     parser.add_argument("--archs", default=",".join(ARCHS), help="Comma-separated architectures to time.")
+    parser.add_argument("--methods", default="plain,medsr,onnxrt,bf16,bicubic",
+                        help="Comma-separated methods (plain always runs: it is the reference).")
     parser.add_argument("--worker", nargs=2, metavar=("ARCH", "TUNED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -132,7 +136,8 @@ def main() -> None:
         for tuned in ("0", "1"):
             cmd = [sys.executable, __file__, "--worker", arch, tuned, "--repeats", str(args.repeats),
                    "--size", str(args.size)] + (["--threads", str(args.threads)] if args.threads else [])
-            env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}  # as the CLI
+            env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),  # as the CLI
+                   "MEDSR_SPEED_METHODS": args.methods}
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
             rows += [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 

@@ -131,8 +131,8 @@ def build_generator(
 ) -> PlainRep:
     """The training form: 16 re-parameterisable layers of 32 channels by default (135k parameters collapsed, x4).
 
-    32 channels because that width ran fastest per FLOP here (fp32 on 2 AVX2 cores: 32 wide 45.6 training
-    images/s at 12 layers, 48 wide 22.2; depth costs little, so 16 layers for a 33-pixel receptive field).
+    32 channels because dense 3x3 convolutions of that width ran fastest per FLOP on the AVX2 CPU it was chosen
+    on; depth cost little there, so 16 layers for a 33-pixel receptive field (``bench/train_throughput.py``).
     """
     return PlainRep(in_channels=in_channels, scale=scale, num_channels=num_channels, num_convs=num_convs,
                     global_skip=global_skip)

@@ -354,7 +354,7 @@ def _load_torch(path: Path) -> nn.Module:
 
 
 #: The model that ``medsr upscale``, ``medsr.upscale`` and the web app use when none is named.
-DEFAULT_MODEL = "swift-srresnet-xray-x4"
+DEFAULT_MODEL = "xray-x4"
 
 ModelLike = str | Path | nn.Module | None
 _CACHE: dict[tuple[str, int, str], nn.Module] = {}
