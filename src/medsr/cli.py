@@ -33,7 +33,7 @@ from medsr.app import APP_FILE
 from medsr.data import download as dl
 from medsr.data import manifest as mf
 from medsr.degrade.files import degrade_files
-from medsr.errors import ConfigError, MedsrError
+from medsr.errors import ConfigError, MedsrError, escape
 from medsr.infer import InferenceSettings, export_onnx, parse_memory
 from medsr.infer.files import Outcome, collect_sources, upscale_files
 from medsr.models import DEFAULT_MODEL, list_bundled_models, load_model, model_name
@@ -67,18 +67,13 @@ def _root(
     """Medical image super-resolution."""
 
 
-def one_line(text: str) -> str:
-    """``text`` with control characters (newlines in a file name, say) escaped, so a report stays one line."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
-
-
 def report_failures(failures: list[tuple[str, str]]) -> None:
     """Print the files a batch command skipped, one line each, at the end of its output."""
     if not failures:
         return
     err_console.print(f"[bold red]{len(failures)} file(s) failed:[/]")
     for path, reason in failures:
-        err_console.print(f"  {one_line(path)}: {one_line(reason)}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"  {escape(path)}: {escape(reason)}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _finish(failures: list[tuple[str, str]]) -> None:
@@ -124,7 +119,7 @@ def upscale_table(outcomes: list[Outcome], out: Path, model: torch.nn.Module) ->
         (w, h), (ow, oh) = o.in_size, o.out_size
         name = o.target.relative_to(out) if o.target.is_relative_to(out) else o.target
         frames = f" x{o.frames}" if o.frames > 1 else ""
-        table.add_row(one_line(str(name)), f"{w}x{h}{frames}", f"{ow}x{oh}", f"{o.seconds:.2f}")
+        table.add_row(escape(str(name)), f"{w}x{h}{frames}", f"{ow}x{oh}", f"{o.seconds:.2f}")
     return table
 
 
@@ -305,7 +300,7 @@ def prepare(
     if skipped:
         console.print(f"skipped: {len(skipped)} file(s), listed in {skipped_csv}", highlight=False, soft_wrap=True)
         for item in skipped[:20]:
-            console.print(f"  {one_line(os.path.relpath(item.path))}: {one_line(item.reason)}", markup=False,
+            console.print(f"  {escape(os.path.relpath(item.path))}: {escape(item.reason)}", markup=False,
                           highlight=False, soft_wrap=True)
         if len(skipped) > 20:
             console.print(f"  ... and {len(skipped) - 20} more", highlight=False)
