@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup browser clean
+.PHONY: demo test setup browser dicomtools clean
 
 # PyTorch first, pinned to the release this machine keeps on local disk (pip takes it from there; elsewhere
 # it comes from PyPI); then medsr itself, editable, with its test extras.
@@ -26,13 +26,19 @@ browser:
 	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || \
 	  echo "chromium could not be installed: the browser test will skip"; }
 
+# dciodvfy (Debian dicom3tools) checks every derived DICOM the tests write (skipped where apt is not available).
+dicomtools:
+	@command -v dciodvfy >/dev/null || { command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq dicom3tools >/dev/null) || \
+	  echo "dicom3tools could not be installed: the DICOM validity test will skip"; }
+
 # The main job: super-resolve the bundled sample chest X-rays (4x) with the default bundled model, then score
 # the model beside bicubic and Lanczos on the same images (each downscaled 4x first, so the original is the truth).
 demo: $(STAMP)
 	$(BIN)/medsr upscale src/medsr/samples -o out/demo
 	$(BIN)/medsr evaluate --model xray-x4 src/medsr/samples --out out/demo/scores.csv
 
-test: $(STAMP) browser
+test: $(STAMP) browser dicomtools
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
 

@@ -25,11 +25,11 @@ from pydicom.uid import (
     JPEGExtended12Bit,
     generate_uid,
 )
-from pydicom.valuerep import DS
 
 from medsr import __version__
 from medsr.atomic import atomic_path
 from medsr.errors import ImageReadError, ImageWriteError
+from medsr.io.dicom_grid import move_to_grid
 from medsr.io.image import MedicalImage
 from medsr.io.raster import check_pixel_limit, to_integers
 
@@ -42,12 +42,23 @@ _STALE = (
     "LargestPixelValueInSeries",
     "IconImageSequence",
 )
+# A palette maps stored values to colours: it still holds for a greyscale result in the source's encoding (a
+# supplemental palette), not for colour written as RGB (medsr never writes palette colour).
 _PALETTE = tuple(
     f"{kind}{colour}PaletteColorLookupTable{part}"
     for colour in ("Red", "Green", "Blue", "Alpha")
     for kind, part in (("", "Descriptor"), ("", "Data"), ("Segmented", "Data"))
-) + ("PaletteColorLookupTableUID",)  # medsr writes colour as RGB, never as palette
+) + ("PaletteColorLookupTableUID",)
 _GREY_ONLY = ("RescaleSlope", "RescaleIntercept", "RescaleType", "WindowCenter", "WindowWidth")
+# Enhanced MR attributes "required if Image Type value 1 is ORIGINAL or MIXED, may be present otherwise" (PS3.3
+# C.8.13.4, C.7.6.18.3); dciodvfy (dicom3tools 2022) counts them as errors in a DERIVED image, so they go.
+_ORIGINAL_ONLY = (
+    "PulseSequenceName", "MRAcquisitionType", "EchoPulseSequence", "MultipleSpinEcho", "MultiPlanarExcitation",
+    "PhaseContrast", "TimeOfFlightContrast", "SteadyStatePulseSequence", "EchoPlanarPulseSequence",
+    "SaturationRecovery", "SpectrallySelectedSuppression", "OversamplingPhase", "GeometryOfKSpaceTraversal",
+    "RectilinearPhaseEncodeReordering", "SegmentedKSpaceTraversal", "CoverageOfKSpace",
+    "NumberOfKSpaceTrajectories", "BulkMotionCompensationTechnique", "BulkMotionSignalSource",
+)
 
 
 def stored_range(bits_stored: int, pixel_representation: int) -> tuple[int, int]:
@@ -233,30 +244,6 @@ def _copy_header(src: Dataset) -> Dataset:
     return ds
 
 
-def _scale_regions(ds: Dataset, sy: float, sx: float) -> None:
-    """Ultrasound regions are given in pixels and mm per pixel: move them to the new grid."""
-    for region in ds.get("SequenceOfUltrasoundRegions", []):
-        for keyword, s in (("RegionLocationMinX0", sx), ("RegionLocationMinY0", sy)):
-            if keyword in region:
-                region[keyword].value = int(region[keyword].value * s)
-        for keyword, s in (("RegionLocationMaxX1", sx), ("RegionLocationMaxY1", sy)):
-            if keyword in region:
-                region[keyword].value = int(round((region[keyword].value + 1) * s)) - 1
-        for keyword, s in (("ReferencePixelX0", sx), ("ReferencePixelY0", sy)):
-            if keyword in region:
-                region[keyword].value = int(round(region[keyword].value * s))
-        for keyword, s in (("PhysicalDeltaX", sx), ("PhysicalDeltaY", sy)):
-            if keyword in region:
-                region[keyword].value = region[keyword].value / s
-
-
-def _scale_spacing(item: Dataset, sy: float, sx: float) -> None:
-    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
-        if keyword in item and item[keyword].VM == 2:
-            row, col = (float(v) for v in item[keyword].value)
-            item[keyword].value = [DS(row / sy, auto_format=True), DS(col / sx, auto_format=True)]
-
-
 def _format_scale(sy: float, sx: float) -> str:
     fmt = "{:g}".format
     return f"x{fmt(sy)}" if sy == sx else f"x{fmt(sy)} (rows) x{fmt(sx)} (columns)"
@@ -274,11 +261,13 @@ def write_derived_dicom(
     """Write ``image`` as a derived DICOM instance of ``source`` (default: ``image.dataset``).
 
     Pixels are mapped back to the source's stored range and encoding (BitsAllocated, BitsStored,
-    PixelRepresentation, MONOCHROME1/2, rescale); colour images become 8-bit RGB. ``scale`` (rows, columns)
-    defaults to the size ratio between ``image`` and the source; pixel spacings are divided by it. The
-    instance gets a new SOPInstanceUID and SeriesInstanceUID (pass ``series_uid``, e.g. from
-    :class:`SeriesUIDMap`, to keep a whole input series together), keeps the study and patient, is marked
-    DERIVED\\SECONDARY, and is written uncompressed (Explicit VR Little Endian) via a temporary file.
+    PixelRepresentation, MONOCHROME1/2, rescale); colour images become 8-bit RGB (palette attributes go). ``scale``
+    (rows, columns) defaults to the size ratio between ``image`` and the source; the header follows the new grid
+    (:func:`medsr.io.dicom_grid.move_to_grid`: spacings, positions, regions, overlays). The instance gets a new
+    SOPInstanceUID and SeriesInstanceUID (pass ``series_uid``, e.g. from :class:`SeriesUIDMap`, to keep a whole
+    input series together), keeps the study and patient, is marked DERIVED\\SECONDARY (enhanced multi-frame
+    IODs: DERIVED\\PRIMARY, frames too), and is written uncompressed (Explicit VR Little Endian) via a temporary
+    file.
     ``model_name`` defaults to the model :func:`medsr.infer.upscale` records in ``image.extra``.
     """
     src = image.dataset if source is None else source
@@ -313,8 +302,13 @@ def _derive(
     arr, photometric, bits_stored = _stored_pixels(image, src)
 
     ds = _copy_header(src)
-    for keyword in _STALE + _PALETTE + (_GREY_ONLY if photometric == "RGB" else ()):
+    keeps_palette = photometric == str(src.PhotometricInterpretation)  # greyscale in the source's encoding
+    enhanced = _is_enhanced(src)
+    drop = _STALE + (() if keeps_palette else _PALETTE) + (_GREY_ONLY if photometric == "RGB" else ())
+    for keyword in drop + (_ORIGINAL_ONLY if enhanced else ()):
         ds.pop(keyword, None)
+    if not keeps_palette:
+        _set_pixel_presentation(ds, "TRUE_COLOR" if photometric == "RGB" else "MONOCHROME")
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = src.SOPClassUID
@@ -324,9 +318,9 @@ def _derive(
         ds.NumberOfFrames = 1
 
     ds.SeriesInstanceUID = series_uid or generate_uid()
-    old_type = src.get("ImageType") or []
-    old_type = [old_type] if isinstance(old_type, str) else list(old_type)
-    ds.ImageType = ["DERIVED", "SECONDARY", *old_type[2:]]
+    ds.ImageType = _derived_type(src.get("ImageType"), enhanced)
+    for item in _frame_type_items(ds):
+        item.FrameType = _derived_type(item.FrameType, True)
     what = _format_scale(sy, sx)
     process = "super-resolution" if min(sy, sx) >= 1 else "resampling"
     model = f", model {model_name}" if model_name else ""
@@ -342,13 +336,44 @@ def _derive(
         ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = src.SOPClassUID, src.SOPInstanceUID
         ds.SourceImageSequence = [ref]
 
-    groups = [*ds.get("SharedFunctionalGroupsSequence", []), *ds.get("PerFrameFunctionalGroupsSequence", [])]
-    for item in [ds, *(measures for group in groups for measures in group.get("PixelMeasuresSequence", []))]:
-        _scale_spacing(item, sy, sx)
-    _scale_regions(ds, sy, sx)
-    if "PixelAspectRatio" in ds and (sy != sx):
-        vertical, horizontal = (float(v) for v in ds.PixelAspectRatio)
-        ratio = (vertical / sy) / (horizontal / sx)
-        ds.PixelAspectRatio = [round(ratio * 1000), 1000]
+    move_to_grid(ds, sy, sx)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     return ds
+
+
+def _is_enhanced(src: Dataset) -> bool:
+    """An enhanced multi-frame IOD: functional groups, and Image/Frame Type values of its own (PS3.3 C.8.16.1)."""
+    name = getattr(src.get("SOPClassUID"), "name", "")
+    groups = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
+    return any(keyword in src for keyword in groups) or "Enhanced" in name
+
+
+def _derived_type(value: object, enhanced: bool) -> list[str]:
+    """Image Type (or Frame Type) value 1 DERIVED. Value 2 becomes SECONDARY in classic IODs; enhanced CT, MR and
+    PET allow PRIMARY only (PS3.3 C.8.16.1.2), so enhanced IODs keep the source's value. Values 3 and on stay."""
+    old = [value] if isinstance(value, str) else list(value or [])
+    second = (old[1] if len(old) > 1 and old[1] else "PRIMARY") if enhanced else "SECONDARY"
+    return ["DERIVED", second, *old[2:]]
+
+
+def _functional_groups(ds: Dataset) -> list[Dataset]:
+    return [*ds.get("SharedFunctionalGroupsSequence", []), *ds.get("PerFrameFunctionalGroupsSequence", [])]
+
+
+def _frame_type_items(ds: Dataset) -> list[Dataset]:
+    """The items of each functional group's <Modality> Frame Type Sequence (they hold Frame Type)."""
+    return [
+        item
+        for group in _functional_groups(ds)
+        for element in group
+        if element.VR == "SQ"
+        for item in element.value
+        if "FrameType" in item
+    ]
+
+
+def _set_pixel_presentation(ds: Dataset, value: str) -> None:
+    """Pixel Presentation COLOR or MIXED promises a palette: say what the pixels are once the palette is gone."""
+    for item in [ds, *_frame_type_items(ds)]:
+        if item.get("PixelPresentation") in ("COLOR", "MIXED"):
+            item.PixelPresentation = value
