@@ -19,7 +19,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_windowing
 
-from medsr.app import APP_FILE, logic
+from medsr.app import APP_FILE, diffs, logic
 from medsr.errors import ConfigError, ImageReadError
 from medsr.io import read_image
 from medsr.io.image import MedicalImage
@@ -42,25 +42,6 @@ def sample_crop(size: int) -> np.ndarray:
     pixels = np.asarray(Image.open(SAMPLE))
     top, left = (pixels.shape[0] - size) // 2, (pixels.shape[1] - size) // 2
     return pixels[top:top + size, left:left + size]
-
-
-@pytest.fixture(scope="module")
-def tiny_model() -> torch.nn.Module:
-    from medsr.models import build_generator
-
-    torch.manual_seed(0)
-    return build_generator("swift-srgan", in_channels=1, scale=4, global_skip=True, num_channels=8,
-                           num_blocks=1).eval()
-
-
-@pytest.fixture()
-def models_dir(tmp_path: Path, tiny_model: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from medsr.models import save_model
-
-    folder = tmp_path / "models"
-    save_model(tiny_model, folder / "tiny.safetensors", {"name": "tiny"})
-    monkeypatch.setenv("MEDSR_MODELS_DIR", str(folder))
-    return folder
 
 
 # --- display logic ------------------------------------------------------------------------------------------
@@ -115,14 +96,14 @@ def test_abs_error_and_heatmap_colours() -> None:
     with pytest.raises(ValueError):
         logic.abs_error(a, b[:, :8])
     error = np.linspace(0.0, 0.2, 50, dtype=np.float32).reshape(5, 10)
-    heat = logic.heatmap(error, full_scale=0.1)
+    heat = diffs.error_map(error, 0.1, border=0)
     assert heat.shape == (5, 10, 3) and heat.dtype == np.uint8
     assert tuple(heat[0, 0]) == (0, 0, 0)  # no error: black
     assert tuple(heat[-1, -1]) == (255, 255, 0)  # at or over full scale: yellow
     brightness = heat.astype(int).sum(axis=-1).ravel()
     assert np.all(np.diff(brightness) >= 0)  # more error, hotter colour
     with pytest.raises(ValueError):
-        logic.heatmap(error, 0.0)
+        diffs.error_map(error, 0.0, border=0)
 
 
 def test_heatmap_full_scale_follows_the_errors() -> None:
@@ -132,49 +113,6 @@ def test_heatmap_full_scale_follows_the_errors() -> None:
     tiny[0, 0] = 0.3  # one outlier pixel does not set the scale
     assert logic.suggest_full_scale(tiny) == logic.HEATMAP_SCALES[0]
     assert logic.suggest_full_scale(np.ones((4, 4))) == logic.HEATMAP_SCALES[-1]
-
-
-def test_wipe_takes_left_columns_from_the_first_image() -> None:
-    left = np.zeros((4, 10), dtype=np.uint8)
-    right = np.full((4, 10), 200, dtype=np.uint8)
-    out = logic.wipe(left, right, 0.3)
-    assert np.all(out[:, :3] == 0) and np.all(out[:, 3:] == 200)
-    np.testing.assert_array_equal(logic.wipe(left, right, 0.0), right)
-    np.testing.assert_array_equal(logic.wipe(left, right, 1.0), left)
-    marked = logic.wipe(left, right, 0.5, divider=True)
-    assert marked.shape == (4, 10, 3) and tuple(marked[0, 4]) == (255, 220, 0)
-    assert tuple(marked[0, 0]) == (0, 0, 0) and tuple(marked[0, 9]) == (200, 200, 200)
-    with pytest.raises(ValueError):
-        logic.wipe(left, right[:, :9], 0.5)
-
-
-def test_linked_zoom_shows_the_same_region_in_every_panel() -> None:
-    rng = np.random.default_rng(1)
-    lr = rng.integers(0, 256, (16, 24), dtype=np.uint8)
-    hr = np.kron(lr, np.ones((4, 4), dtype=np.uint8))  # the LR seen at the HR's size, pixel for pixel
-    box = logic.zoom_box(hr.shape, (0.5, 0.25), 32)
-    assert (box.height, box.width) == (32, 32) and box.top % 4 == 0 and box.left % 4 == 0
-    zoom_hr = logic.zoom_crop(hr, hr.shape, box, 96)
-    zoom_lr = logic.zoom_crop(lr, hr.shape, box, 96)
-    assert zoom_hr.shape == zoom_lr.shape == (96, 96)
-    np.testing.assert_array_equal(zoom_hr, zoom_lr)
-    region = hr[box.top:box.top + 32, box.left:box.left + 32]
-    np.testing.assert_array_equal(zoom_hr, np.kron(region, np.ones((3, 3), dtype=np.uint8)))  # nearest
-    corner = logic.zoom_box(hr.shape, (1.0, 1.0), 40)  # kept inside the image
-    assert corner.top + corner.height == 64 and corner.left + corner.width == 96
-    whole = logic.zoom_box(hr.shape, (0.5, 0.5), 500)  # larger than the image: the whole image
-    assert (whole.top, whole.left, whole.height, whole.width) == (0, 0, 64, 96)
-
-
-def test_thumbnail_and_box_outline() -> None:
-    display = np.full((400, 200), 100, dtype=np.uint8)
-    small = logic.thumbnail(display, 100)
-    assert small.shape == (100, 50) and np.all(small == 100)
-    assert logic.thumbnail(display, 1000) is display
-    box = logic.Box(top=100, left=40, height=200, width=120)
-    drawn = logic.draw_box(small, box, display.shape)
-    assert drawn.shape == (100, 50, 3)
-    assert tuple(drawn[25, 20]) == (255, 220, 0) and tuple(drawn[40, 20]) == (100, 100, 100)
 
 
 # --- inputs, models, runs, downloads ------------------------------------------------------------------------
@@ -320,7 +258,7 @@ def test_enhance_downloads_keep_bit_depth_and_dicom(tiny_model: torch.nn.Module,
     ct = read_image(DATA / "ct_small.dcm")
     outcome = logic.run_enhance(ct, tiny_model, device="cpu")
     formats = [o.fmt for o in logic.download_options(outcome, ct, "ct")]
-    assert formats == ["png", "dicom"]
+    assert formats == ["png", "values-tiff", "dicom"]
     path = tmp_path / "ct.dcm"
     path.write_bytes(logic.encode_image(outcome.result, "dicom"))
     ds, src = pydicom.dcmread(path), pydicom.dcmread(DATA / "ct_small.dcm")
@@ -390,9 +328,11 @@ def test_enhance_shows_the_output_and_no_scores(models_dir: Path) -> None:
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "48 x 48 -> 192 x 192" in at.success[0].value and "tiny" in at.success[0].value
     assert len(at.metric) == 0  # no ground truth, no scores
-    assert [t.label for t in at.tabs] == ["Side by side", "Wipe: bicubic | model"]
     assert [b.label for b in at.get("download_button")] == ["Download result (8-bit PNG)"]
-    at.slider(key="zoom_x").set_value(10).run()  # the result stays while the views change
+    viewers = [v for v in at.get("iframe") if "medsrViewer" in v.proto.srcdoc]
+    assert len(viewers) == 3  # the preview, the linked comparison and the differences
+    assert "Model: tiny" in viewers[1].proto.srcdoc and "Model - bicubic" in viewers[2].proto.srcdoc
+    at.select_slider(key="heat_scale").set_value(0.05).run()  # the result stays while the views change
     assert at.success and not at.exception
 
 
@@ -403,17 +343,22 @@ def test_simulate_on_a_dicom_ct_shows_scores_and_window_presets(models_dir: Path
     info = " ".join(m.value for m in at.markdown)
     assert "**Modality:** CT" in info and "128 x 128 px" in info and "0.6615 x 0.6615 mm" in info
     windows = at.selectbox(key="window")
-    assert {"Lung (W 1500 / L -600)", "Mediastinum (W 350 / L 50)", "Bone (W 2000 / L 300)", "Custom"} <= set(
-        windows.options)
+    assert {"Lung (W 1500 / L -600)", "Mediastinum (W 350 / L 50)", "Bone (W 2000 / L 300)",
+            "Brain (W 80 / L 40)", "Custom"} <= set(windows.options)
+    assert windows.value == "Mediastinum (W 350 / L 50)"  # no header window: soft tissue
     at.radio(key="mode").set_value("Simulate").run()
     at.selectbox(key="window").set_value("Custom").run()
     at.number_input(key="window_width").set_value(400.0).run()
     at.button(key="run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert {m.label for m in at.metric} == {"Bicubic PSNR", "Model PSNR", "Bicubic SSIM", "Model SSIM"}
-    assert [t.label for t in at.tabs] == ["Side by side", "Wipe: bicubic | model", "Difference from original"]
+    assert any("Reading the scores" in m.value for m in at.markdown)
+    viewer = next(v for v in at.get("iframe") if "Original (ground truth)" in v.proto.srcdoc)
     at.selectbox(key="window").set_value("Lung (W 1500 / L -600)").run()  # display only: scores unchanged
     assert len(at.metric) == 4 and not at.exception
+    assert (at.number_input(key="window_width").value, at.number_input(key="window_level").value) == (1500, -600)
+    relit = next(v for v in at.get("iframe") if "Original (ground truth)" in v.proto.srcdoc)
+    assert relit.proto.srcdoc != viewer.proto.srcdoc  # every panel re-windowed
 
 
 def test_simulate_bundled_model_beats_bicubic_on_a_sample() -> None:

@@ -1,4 +1,4 @@
-"""What the web app computes, without Streamlit: reading uploads, display windows, zoom, heatmaps, runs.
+"""What the web app computes, without Streamlit: reading uploads, display windows, runs, downloads.
 
 Everything here is a plain function of arrays and :class:`~medsr.io.image.MedicalImage`s, so it is tested
 without a browser. Arrays are ``(H, W, C)`` float32 in [0, 1] (C = 1 or 3) unless a docstring says
@@ -7,7 +7,6 @@ without a browser. Arrays are ``(H, W, C)`` float32 in [0, 1] (C = 1 or 3) unles
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import time
@@ -18,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
 
+from medsr.app import exports
+from medsr.app.exports import Download
 from medsr.degrade import lr_scale
 from medsr.degrade.bicubic import pil_resize
 from medsr.devices import resolve_device
@@ -46,7 +46,8 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
 """CT display windows as (width, level) in Hounsfield units."""
 
 SIMULATE_DEGRADATIONS = ("bicubic", "bicubic-blur-noise", "endoscopy", "ultrasound", "ct-sparse-view")
-"""Degradations offered in Simulate mode (``ct-sinogram`` gives a sinogram, not an image to look at)."""
+"""Degradations Simulate mode can offer (``ct-sinogram`` gives a sinogram, not an image to look at); a model is
+offered those it can undo (:func:`compatible_degradations`)."""
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".tar")
 
@@ -218,15 +219,6 @@ def abs_error(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.abs(pred.astype(np.float32) - target.astype(np.float32)).mean(axis=-1)
 
 
-def heatmap(error: np.ndarray, full_scale: float) -> np.ndarray:
-    """An ``(H, W)`` error map -> ``uint8 (H, W, 3)`` heat colours: black (0), red, yellow (>= full_scale)."""
-    if full_scale <= 0:
-        raise ValueError(f"full_scale must be positive, got {full_scale}")
-    grey = np.rint(np.clip(error / full_scale, 0.0, 1.0) * 255.0).astype(np.uint8)
-    coloured = ImageOps.colorize(Image.fromarray(grey, "L"), black="black", white="yellow", mid="red")
-    return np.asarray(coloured)
-
-
 HEATMAP_SCALES = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 """Full-scale choices for the difference heatmap, as fractions of the intensity range."""
 
@@ -239,96 +231,6 @@ def suggest_full_scale(error: np.ndarray, percentile: float = 99.0) -> float:
     """
     level = float(np.percentile(error, percentile)) if error.size else 0.0
     return next((s for s in HEATMAP_SCALES if s >= level), HEATMAP_SCALES[-1])
-
-
-def as_rgb(display: np.ndarray) -> np.ndarray:
-    """A ``uint8`` display image as ``(H, W, 3)``."""
-    return np.repeat(display[..., None], 3, axis=-1) if display.ndim == 2 else display
-
-
-def wipe(left: np.ndarray, right: np.ndarray, position: float, divider: bool = False) -> np.ndarray:
-    """Columns left of ``position`` (0..1 of the width) from ``left``, the rest from ``right``.
-
-    ``left`` and ``right`` are display images of one shape. ``divider`` marks the split with a yellow
-    line (and returns RGB).
-    """
-    if left.shape != right.shape:
-        raise ValueError(f"shapes differ: {left.shape} vs {right.shape}")
-    split = int(round(float(np.clip(position, 0.0, 1.0)) * left.shape[1]))
-    out = right.copy()
-    out[:, :split] = left[:, :split]
-    if divider:
-        out = as_rgb(out).copy()
-        column = min(max(split - 1, 0), out.shape[1] - 1)
-        out[:, max(column - 1, 0):column + 1] = (255, 220, 0)
-    return out
-
-
-@dataclass(frozen=True)
-class Box:
-    """A rectangle in pixels of a reference image: rows ``top:top+height``, columns ``left:left+width``."""
-
-    top: int
-    left: int
-    height: int
-    width: int
-
-
-def zoom_box(shape: tuple[int, int], centre: tuple[float, float], size: int) -> Box:
-    """A square of ``size`` pixels around ``centre = (y, x)`` (fractions of the image), kept inside ``shape``.
-
-    The square shrinks to the image where the image is smaller.
-    """
-    height, width = shape
-    side_h, side_w = min(size, height), min(size, width)
-    top = int(round(centre[0] * height - side_h / 2))
-    left = int(round(centre[1] * width - side_w / 2))
-    top = min(max(top, 0), height - side_h)
-    left = min(max(left, 0), width - side_w)
-    return Box(top, left, side_h, side_w)
-
-
-def zoom_crop(panel: np.ndarray, reference: tuple[int, int], box: Box, out_size: int) -> np.ndarray:
-    """The part of ``panel`` under ``box`` (given in ``reference`` pixels), enlarged by nearest neighbour.
-
-    ``panel`` may have another size than the reference (an LR input): the box is scaled by the size ratio
-    per axis, so every panel shows the same region. The output's longer side is ``out_size`` and all
-    panels cropped with one box come out the same size.
-    """
-    ph, pw = panel.shape[:2]
-    ry, rx = ph / reference[0], pw / reference[1]
-    top, bottom = math.floor(box.top * ry + 1e-9), math.ceil((box.top + box.height) * ry - 1e-9)
-    left, right = math.floor(box.left * rx + 1e-9), math.ceil((box.left + box.width) * rx - 1e-9)
-    top, left = min(top, ph - 1), min(left, pw - 1)
-    crop = panel[top:max(bottom, top + 1), left:max(right, left + 1)]
-    factor = out_size / max(box.height, box.width)
-    size = (max(1, round(box.width * factor)), max(1, round(box.height * factor)))  # PIL: (width, height)
-    return np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize(size, Image.Resampling.NEAREST))
-
-
-def thumbnail(display: np.ndarray, max_side: int) -> np.ndarray:
-    """A display image shrunk (area average) so that its longer side is at most ``max_side``."""
-    height, width = display.shape[:2]
-    factor = max_side / max(height, width)
-    if factor >= 1:
-        return display
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    return np.asarray(Image.fromarray(display).resize(size, Image.Resampling.BOX))
-
-
-def draw_box(display: np.ndarray, box: Box, reference: tuple[int, int], colour=(255, 220, 0)) -> np.ndarray:
-    """An RGB copy of ``display`` with the outline of ``box`` (in ``reference`` pixels) drawn on it."""
-    out = as_rgb(display).copy()
-    ry, rx = out.shape[0] / reference[0], out.shape[1] / reference[1]
-    top, left = int(box.top * ry), int(box.left * rx)
-    bottom = min(int(math.ceil((box.top + box.height) * ry)), out.shape[0]) - 1
-    right = min(int(math.ceil((box.left + box.width) * rx)), out.shape[1]) - 1
-    for t in range(2):
-        out[min(top + t, bottom), left:right + 1] = colour
-        out[max(bottom - t, top), left:right + 1] = colour
-        out[top:bottom + 1, min(left + t, right)] = colour
-        out[top:bottom + 1, max(right - t, left)] = colour
-    return out
 
 
 # --- models -------------------------------------------------------------------------------------------------
@@ -363,6 +265,43 @@ def model_choices(models_dir: Path | None) -> dict[str, str]:
 def compatible_scales(degradation: str, model_scale: tuple[int, int], candidates=(2, 3, 4, 8)) -> list[int]:
     """The scales at which ``degradation`` makes an LR image that a model of ``model_scale`` can undo."""
     return [s for s in candidates if lr_scale(degradation, s) == tuple(model_scale)]
+
+
+def compatible_degradations(model_scale: tuple[int, int]) -> list[str]:
+    """The Simulate degradations that a model of ``model_scale`` can undo at some scale (only those are offered:
+    an x4 model cannot undo ultrasound's column-only x4 or a sparse-view CT at full size)."""
+    return [d for d in SIMULATE_DEGRADATIONS if compatible_scales(d, model_scale)]
+
+
+SETTING_NAMES = {"frame": "frame", "mode": "mode", "model": "model", "stamp": "model file", "device": "device",
+                 "degradation": "degradation", "scale": "scale", "seed": "noise seed"}
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """What changed between the settings of the last run and now, in one sentence for the page.
+
+    ``"The model (xray-x4 -> tiny.safetensors) changed since the last run: press Run ... to update the result."``
+    Frames are shown 1-based, as the frame slider counts them.
+    """
+    changed = []
+    for key, name in SETTING_NAMES.items():
+        before, after = old.get(key), new.get(key)
+        if before == after or (key == "stamp" and old.get("model") != new.get("model")):
+            continue
+        if key in ("degradation", "scale", "seed") and old.get("mode") != new.get("mode"):
+            continue  # the mode says it: Enhance has none of these
+        if key == "frame":
+            before, after = int(before or 0) + 1, int(after or 0) + 1
+        if key == "stamp":
+            changed.append("the model file (reloaded)")
+        else:
+            changed.append(f"the {name} ({Path(str(before)).name or '-'} -> {Path(str(after)).name or '-'})")
+    if not changed:
+        changed = ["the image"]
+    listed = ", ".join(changed[:-1]) + (" and " if len(changed) > 1 else "") + changed[-1]
+    verb = "have" if len(changed) > 1 else "has"
+    return (f"{listed[:1].upper()}{listed[1:]} {verb} changed since the last run: press Run super-resolution "
+            "to update the result.")
 
 
 # --- running ------------------------------------------------------------------------------------------------
@@ -483,36 +422,20 @@ def run_simulate(
 # --- downloads ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Download:
-    """One download button: label, file name, MIME type and the :func:`encode_image` arguments."""
-
-    label: str
-    file_name: str
-    mime: str
-    fmt: str
-
-
 def download_options(outcome: Outcome, source: MedicalImage, stem: str) -> list[Download]:
-    """What the result can be saved as: PNG at the input's bit depth (TIFF for 16-bit colour), and a derived
-    DICOM for a DICOM input in Enhance mode when the whole image was processed."""
-    result = outcome.result
-    bits = 8 if result.bit_depth <= 8 else 16
-    options = []
-    if result.channels == 3 and bits == 16:
-        options.append(Download("Download result (16-bit TIFF)", f"{stem}_medsr.tiff", "image/tiff", "tiff"))
-    else:
-        options.append(Download(f"Download result ({bits}-bit PNG)", f"{stem}_medsr.png", "image/png", "png"))
-    if source.format == "dicom" and outcome.mode == "enhance" and not outcome.cropped:
-        options.append(Download("Download derived DICOM", f"{stem}_medsr.dcm", "application/dicom", "dicom"))
-    return options
+    """What the result can be saved as (see :func:`medsr.app.exports.download_options`, which also says why
+    a format is withheld or rescaled)."""
+    return exports.download_options(outcome.result, source, outcome.mode, outcome.cropped, stem)[0]
 
 
 def encode_image(image: MedicalImage, fmt: str) -> bytes:
-    """``image`` written by :func:`medsr.io.write_image` as ``fmt``, returned as bytes.
+    """``image`` written by :func:`medsr.io.write_image` as ``fmt``, returned as bytes (``"values-tiff"``:
+    a TIFF of its modality values, :func:`medsr.app.exports.encode_values_tiff`).
 
     The file goes to a private temporary folder that is removed at once: sessions never share a file.
     """
+    if fmt == "values-tiff":
+        return exports.encode_values_tiff(image)
     suffix = {"png": ".png", "tiff": ".tiff", "dicom": ".dcm"}[fmt]
     with tempfile.TemporaryDirectory(prefix="medsr-app-") as folder:
         path = Path(folder) / f"result{suffix}"

@@ -1,9 +1,10 @@
 """medsr web app: see what super-resolution does to a study, in the browser.
 
 Start it with ``medsr demo`` (or ``streamlit run`` on this file). Page layout only: what is computed lives in
-:mod:`medsr.app.logic`. Each browser session keeps its image and results in ``st.session_state`` and writes
-downloads through private temporary folders, so two users never see or overwrite each other's results;
-only loaded models are shared by the process (``st.cache_resource``).
+:mod:`medsr.app.logic` and its neighbours (windows, cards, estimate, viewer, diffs, exports, batch). Each
+browser session keeps its image and results in ``st.session_state`` and writes downloads through private
+temporary folders, so two users never see or overwrite each other's results; only loaded models and
+measured speeds are shared by the process (``st.cache_resource``).
 """
 
 from __future__ import annotations
@@ -16,21 +17,33 @@ import numpy as np
 import streamlit as st
 import torch
 
-from medsr.app import logic
+from medsr.app import batch, cards, diffs, estimate, exports, logic, windows
+from medsr.app.viewer import Panel, viewer_html
+from medsr.devices import resolve_device
 from medsr.errors import MedsrError
 from medsr.io.image import MedicalImage
 from medsr.models import DEFAULT_MODEL, load_model
 
-ZOOM_PANEL = 384  # display pixels of each zoomed panel
-OVERVIEW = 512  # display pixels of a whole-image overview
+VIEWER_HEIGHT = 600  # CSS pixels of the result viewer (toolbar included): fits a 900 px high window
+PREVIEW_HEIGHT = 520
+SOURCES = ["Bundled sample", "Upload a file", "Batch"]
+COMPACT = "<style>.block-container {padding-top: 2.2rem; padding-bottom: 2rem;}</style>"
 
 
-def uploaded_file() -> tuple[str, bytes] | None:
-    """The uploaded file as ``(name, bytes)``, or None before anything is uploaded."""
-    upload = st.file_uploader(
-        "Image file: PNG, JPEG, 8/16-bit PNG or TIFF, DICOM (up to 200 MB and 50 megapixels)", key="upload"
-    )
-    return None if upload is None else (upload.name, upload.getvalue())
+@st.cache_resource
+def speed_book() -> estimate.SpeedBook:
+    """Measured model speeds, shared by every session of this server process."""
+    return estimate.SpeedBook()
+
+
+def model_speed(model: Any, stamp: str, device: str) -> tuple[float, str]:
+    """``(input pixels per second, how measured)`` of ``model`` here: the last run, else a calibration."""
+    book, key = speed_book(), (stamp, device)
+    if book.get(key) is None:
+        side = estimate.CALIBRATION_SIDE
+        speed = estimate.measure_speed(model, logic.SETTINGS, side)
+        book.record(key, side * side, side * side / speed, how=f"timed on a {side} x {side} test image")
+    return book.get(key)
 
 
 def session_image(name: str, data: bytes) -> tuple[str, MedicalImage]:
@@ -44,21 +57,24 @@ def session_image(name: str, data: bytes) -> tuple[str, MedicalImage]:
     return st.session_state["_image"]
 
 
+# --- sidebar: the model and its card --------------------------------------------------------------------------
+
+
 def sidebar_model() -> tuple[Any, str, str, str]:
-    """Model and device pickers; returns ``(model or None, reference, device, stamp key)``."""
+    """Model and device pickers and the model card; returns ``(model or None, reference, device, stamp)``."""
     st.sidebar.header("Model")
     models_dir = logic.models_dir_from_env()
     choices = logic.model_choices(models_dir)
-    where = f"`{models_dir}`" if models_dir else "none (set `MEDSR_MODELS_DIR` or `medsr demo --models-dir`)"
-    st.sidebar.caption(f"Bundled models and checkpoints in the models folder: {where}.")
     devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    device = st.sidebar.selectbox("Device", devices, key="device", help="auto: CUDA if available, else CPU")
     if not choices:
         st.sidebar.error("No model found: the bundled weights are missing and the models folder has none.")
-        return None, "", device, ""
+        return None, "", "auto", ""
     labels = list(choices)
     default = next((i for i, label in enumerate(labels) if label.startswith(f"{DEFAULT_MODEL} ")), 0)
     label = st.sidebar.selectbox("Model", labels, index=default, key="model")
+    device = st.sidebar.selectbox("Device", devices, key="device", help="auto: CUDA if available, else CPU")
+    where = f"`{models_dir}`" if models_dir else "none (set `MEDSR_MODELS_DIR` or `medsr demo --models-dir`)"
+    st.sidebar.caption(f"Bundled models, and checkpoints in the models folder: {where}.")
     ref = choices[label]
     try:
         with st.spinner("Loading the model (once per server process)..."):
@@ -66,34 +82,49 @@ def sidebar_model() -> tuple[Any, str, str, str]:
     except MedsrError as exc:
         st.sidebar.error(str(exc))
         return None, ref, device, ""
-    meta = getattr(model, "meta", {}) or {}
-    sy, sx = model.scale
-    skip = " with global skip" if (meta.get("arch_args") or {}).get("global_skip") else ""
-    st.sidebar.markdown(
-        f"**{meta.get('arch', type(model).__name__)}**{skip}, upsamples x{sy}"
-        + (f" (rows) x{sx} (columns)" if sy != sx else "")
-        + f", {model.in_channels} channel(s)"
-    )
-    if "swift-srgan" in ref and "srresnet" not in ref:
-        st.sidebar.warning("A GAN-trained model may add texture that is not in the patient: view only.")
+    show_card(cards.model_card(ref, getattr(model, "meta", None)), model)
     return model, ref, device, str(id(model))  # a replaced checkpoint loads as a new object
 
 
-def choose_image() -> tuple[str, MedicalImage] | None:
+def show_card(card: cards.ModelCard, model: Any) -> None:
+    """The model card in the sidebar: summary, then architecture, data, test scores and limits."""
+    sy, sx = model.scale
+    st.sidebar.markdown(f"### {card.name}")
+    st.sidebar.caption(f"upsamples x{sy}" + (f" (rows) x{sx} (columns)" if sy != sx else "")
+                       + f", {model.in_channels} channel(s) · " + ("model card" if card.source == "card"
+                                                                     else "from the checkpoint header"))
+    if card.summary.upper().startswith("WARNING"):
+        st.sidebar.warning(card.summary)
+    else:
+        st.sidebar.markdown(card.summary)
+    with st.sidebar.expander("Architecture"):
+        st.markdown(card.architecture or "not stated")
+    with st.sidebar.expander("Training data (sources, licences)"):
+        st.markdown(card.data or "not stated")
+    with st.sidebar.expander("Test scores vs bicubic", expanded=True):
+        for heading, table in card.tests.items() or {"Test split": "not stated"}.items():
+            st.markdown(f"**{heading}**\n\n{table}")
+    with st.sidebar.expander("Known limits", expanded=True):
+        st.markdown(card.limits)
+
+
+# --- input: choose, describe, preview -------------------------------------------------------------------------
+
+
+def choose_image(source: str) -> tuple[str, MedicalImage] | None:
     """Sample or upload, read and described; None (after showing why) when there is nothing to work on."""
-    st.header("1. Image")
-    source = st.radio("Image source", ["Bundled sample", "Upload a file"], horizontal=True, key="source")
     if source == "Bundled sample":
         samples = {path.name: path for path in logic.sample_paths()}
         picked = st.selectbox("Sample chest X-ray (test-split patients, never trained on)", list(samples),
                               key="sample")
         name, data = picked, samples[picked].read_bytes()
     else:
-        upload = uploaded_file()
+        upload = st.file_uploader("PNG, JPEG, TIFF or DICOM image", key="upload",
+                                  help="8- or 16-bit PNG or TIFF, JPEG, DICOM; up to 200 MB and 50 megapixels.")
         if upload is None:
             st.info("Upload an image to start, or pick a bundled sample.")
             return None
-        name, data = upload
+        name, data = upload.name, upload.getvalue()
     try:
         digest, image = session_image(name, data)
     except MedsrError as exc:
@@ -102,6 +133,9 @@ def choose_image() -> tuple[str, MedicalImage] | None:
         return None
     info = logic.describe(image)
     st.markdown(" · ".join(f"**{key}:** {value}" for key, value in info.items()))
+    if max(image.height, image.width) > logic.DEMO_MAX_SIDE:
+        st.caption(f"Larger than {logic.DEMO_MAX_SIDE} px per side: this page works on its centre "
+                   f"{logic.DEMO_MAX_SIDE} x {logic.DEMO_MAX_SIDE} crop (`medsr upscale` does whole files).")
     return digest, image
 
 
@@ -115,93 +149,133 @@ def choose_frame(image: MedicalImage) -> tuple[int, MedicalImage]:
 
 def choose_mode(model: Any) -> tuple[str, str, int, int, bool]:
     """Mode, and for Simulate the degradation, scale and seed; the last value says whether it can run."""
-    st.header("2. Mode")
     mode = st.radio(
-        "What is your image?",
+        "Mode: what is your image?",
         ["Enhance", "Simulate"],
         captions=[
-            "Your image is the low-resolution input. It is upscaled by bicubic interpolation and by "
-            "the model. There is no ground truth, so there are no scores.",
-            "Your image is the ground truth. A low-resolution copy is made with the chosen "
-            "degradation, super-resolved, and bicubic and the model are scored (PSNR/SSIM) against your "
-            "original.",
+            "It is the low-resolution input (no ground truth, no scores).",
+            "It is the ground truth: degrade, super-resolve, score.",
         ],
+        help="Enhance: your image is upscaled by bicubic interpolation and by the model; there is no ground "
+             "truth, so there are no scores. Simulate: a low-resolution copy of your image is made with the "
+             "chosen degradation, super-resolved, and bicubic and the model are scored (PSNR/SSIM) against "
+             "your original.",
         horizontal=True,
         key="mode",
     )
-    st.caption(
-        f"This demo works on at most {logic.DEMO_MAX_SIDE} x {logic.DEMO_MAX_SIDE} input pixels: larger "
-        "images are centre-cropped (the page says so). `medsr upscale` processes whole files of any size "
-        "in tiles."
-    )
     if mode == "Enhance":
         return mode, "", 0, 0, model is not None
+    offered = logic.compatible_degradations(tuple(model.scale)) if model is not None else []
+    if not offered:
+        st.warning(f"No degradation makes an input this model can undo (it upsamples x{model.scale[0]}"
+                   f"x{model.scale[1]}): use Enhance, or choose another model." if model is not None else
+                   "No model loaded.")
+        return mode, "", 0, 0, False
     columns = st.columns(3)
-    degradation = columns[0].selectbox("Degradation", logic.SIMULATE_DEGRADATIONS, key="degradation")
-    scales = logic.compatible_scales(degradation, tuple(model.scale)) if model is not None else []
-    if not scales:
-        if model is not None:
-            st.warning(
-                f"The selected model upsamples x{model.scale[0]}x{model.scale[1]}; the {degradation} "
-                "degradation needs a model made for it. Choose another degradation or model."
-            )
-        return mode, degradation, 0, 0, False
+    degradation = columns[0].selectbox("Degradation", offered, key="degradation",
+                                       help="Only degradations whose low-resolution input this model can undo.")
+    scales = logic.compatible_scales(degradation, tuple(model.scale))
     scale = columns[1].selectbox("Scale", scales, index=len(scales) - 1, key="scale")
     seed = int(columns[2].number_input("Noise seed", 0, 2**31 - 1, 0, key="seed"))
     return mode, degradation, int(scale), seed, True
 
 
-def choose_window(image: MedicalImage) -> tuple[float, float] | None:
-    """Display window (width, level) in modality values, or None for the full range."""
+def reset_window(image: MedicalImage, owner: str) -> None:
+    """Open a newly chosen image in its default window: the header's where present."""
+    if st.session_state.get("_window_for") == owner:
+        return
+    options, default = windows.window_options(image)
+    st.session_state["_window_for"] = owner
+    st.session_state["window"] = default
+    set_wl(options[default], image)
+
+
+def set_wl(window: tuple[float, float] | None, image: MedicalImage) -> None:
+    """Put ``window`` into the W/L fields (clamped to their limits); None leaves them as they are."""
+    if window is None:
+        return
+    (w_lo, w_hi), (l_lo, l_hi) = windows.width_limits(image), windows.level_limits(image)
+    st.session_state["window_width"] = float(min(max(window[0], w_lo), w_hi))
+    st.session_state["window_level"] = float(min(max(window[1], l_lo), l_hi))
+
+
+def choose_window(image: MedicalImage, owner: str) -> tuple[float, float] | None:
+    """Display window (width, level) in modality values for every panel at once; None for colour images."""
     if image.channels != 1:
         return None
-    header = logic.default_window(image)
-    options = ["Full range"]
-    if header is not None:
-        options.append(f"DICOM header (W {header[0]:g} / L {header[1]:g})")
-    if image.modality == "CT":
-        options += [f"{name} (W {w:g} / L {c:g})" for name, (w, c) in logic.WINDOW_PRESETS.items()]
-    options.append("Custom")
-    default = options.index("Mediastinum (W 350 / L 50)") if image.modality == "CT" else 0
-    st.header("3. Display")
-    choice = st.selectbox("Window", options, index=default, key="window",
-                          help="Display only: the model always sees the full-range image.")
-    if choice == "Full range":
-        return None
-    if choice.startswith("DICOM header"):
-        return header
-    if choice == "Custom":
-        low, high = sorted(image.value_range)
-        columns = st.columns(2)
-        width = columns[0].number_input("Window width", 1.0, float(max(high - low, 1.0)),
-                                        float(max((high - low) / 2, 1.0)), key="window_width")
-        level = columns[1].number_input("Window level", float(low), float(high), float((low + high) / 2),
-                                        key="window_level")
-        return float(width), float(level)
-    return logic.WINDOW_PRESETS[choice.split(" (")[0]]
+    reset_window(image, owner)
+    options, _ = windows.window_options(image)
+
+    def preset_changed() -> None:
+        set_wl(options.get(st.session_state["window"]), image)
+
+    def wl_changed() -> None:
+        st.session_state["window"] = windows.CUSTOM
+
+    columns = st.columns([3, 1, 1])
+    columns[0].selectbox("Window", list(options), key="window", on_change=preset_changed,
+                         help="Display only: the model always sees the full-range image. The DICOM header's "
+                              "window is the default where present; W and L fine-tune any preset.")
+    (w_lo, w_hi), (l_lo, l_hi) = windows.width_limits(image), windows.level_limits(image)
+    width = columns[1].number_input("W", w_lo, w_hi, key="window_width", on_change=wl_changed,
+                                    help="Window width (modality units: HU for CT)")
+    level = columns[2].number_input("L", l_lo, l_hi, key="window_level", on_change=wl_changed,
+                                    help="Window level (centre)")
+    return float(width), float(level)
+
+
+def show_estimate(image: MedicalImage, model: Any, stamp: str, device: str, mode: str, scale: int) -> None:
+    """The estimated run time, from the measured speed and the number of input pixels."""
+    if model is None:
+        return
+    side = logic.DEMO_MAX_SIDE
+    height, width = min(image.height, side), min(image.width, side)
+    if mode == "Simulate" and scale:
+        height, width = height // scale, width // scale
+    pixels = estimate.work_pixels(height, width, estimate.passes(image.channels, model.in_channels, logic.SETTINGS))
+    speed, how = model_speed(model, stamp, device)
+    seconds = estimate.estimate_seconds(pixels, speed)
+    st.caption(estimate.format_estimate(seconds, pixels, speed, how, str(resolve_device(device))))
+
+
+def preview(image: MedicalImage, window: tuple[float, float] | None, owner: str) -> None:
+    """The chosen image, windowed and zoomable, before any run (the page is made once per image and window)."""
+    key = (owner, window)
+    held = st.session_state.get("_preview")
+    if held is None or held[0] != key:
+        shown = logic.to_display(logic.limit_side(image.pixels)[0], image.value_range, window)
+        page = viewer_html([Panel(f"Input ({image.width} x {image.height})", shown)], height=PREVIEW_HEIGHT,
+                           viewer_id="preview")
+        st.session_state["_preview"] = held = (key, page)
+    st.iframe(held[1], height=PREVIEW_HEIGHT)
+
+
+# --- running and results --------------------------------------------------------------------------------------
 
 
 def run(image: MedicalImage, model: Any, settings: dict[str, Any]) -> None:
-    """Run the chosen mode with a spinner and a tile progress bar; keep the outcome in the session."""
+    """Run the chosen mode with a tile progress bar; keep the outcome in the session."""
     bar = st.progress(0.0, text="Super-resolving...")
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / total, text=f"Super-resolving: tile {done} of {total}")
 
-    with st.spinner("Super-resolving..."):
-        try:
-            if settings["mode"] == "Enhance":
-                outcome = logic.run_enhance(image, model, device=settings["device"], progress=progress)
-            else:
-                outcome = logic.run_simulate(
-                    image, model, degradation=settings["degradation"], scale=settings["scale"],
-                    device=settings["device"], seed=settings["seed"], progress=progress,
-                )
-        except (MedsrError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. out of GPU memory
-            bar.empty()
-            st.error(f"The run failed: {exc}")
-            return
+    try:
+        if settings["mode"] == "Enhance":
+            outcome = logic.run_enhance(image, model, device=settings["device"], progress=progress)
+        else:
+            outcome = logic.run_simulate(
+                image, model, degradation=settings["degradation"], scale=settings["scale"],
+                device=settings["device"], seed=settings["seed"], progress=progress,
+            )
+    except (MedsrError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. out of GPU memory
+        bar.empty()
+        st.error(f"The run failed: {exc}")
+        return
     bar.empty()
+    channels = estimate.passes(outcome.lr.shape[-1], model.in_channels, logic.SETTINGS)
+    pixels = estimate.work_pixels(outcome.lr.shape[0], outcome.lr.shape[1], channels)
+    speed_book().record((settings["stamp"], settings["device"]), pixels, outcome.seconds)
     st.session_state["_outcome"] = {"key": settings, "outcome": outcome, "display": {}, "downloads": {}}
 
 
@@ -209,7 +283,7 @@ def panels(outcome: logic.Outcome) -> dict[str, np.ndarray]:
     """The images to compare, by caption."""
     lr, out = outcome.lr, outcome.sr
     shown = {
-        f"Low-resolution input ({lr.shape[1]} x {lr.shape[0]})": lr,
+        f"Input ({lr.shape[1]} x {lr.shape[0]})": lr,
         f"Bicubic ({out.shape[1]} x {out.shape[0]})": outcome.bicubic,
         f"Model: {outcome.model_name}": out,
     }
@@ -219,7 +293,7 @@ def panels(outcome: logic.Outcome) -> dict[str, np.ndarray]:
 
 
 def show_scores(outcome: logic.Outcome) -> None:
-    """PSNR/SSIM of bicubic and the model against the original, side by side."""
+    """PSNR/SSIM of bicubic and the model against the original, and what they mean."""
     scores = outcome.scores or {}
     bicubic, model = scores["Bicubic"], scores["Model"]
     columns = st.columns(4)
@@ -233,14 +307,15 @@ def show_scores(outcome: logic.Outcome) -> None:
         "Scores against the original on the image's own intensity scale, outputs rounded to the input's bit "
         f"depth as a saved file would be, {max(sy, sx)} border pixels excluded (medsr evaluate's protocol)."
     )
+    st.markdown(diffs.SCORES_EXPLAINED)
 
 
 def show_results(state: dict[str, Any], image: MedicalImage, window: tuple[float, float] | None) -> None:
-    """Timing, scores, the linked-zoom comparison, the difference heatmaps, the wipe, and downloads."""
+    """Timing, scores, the linked viewer, the difference maps, and downloads."""
     outcome: logic.Outcome = state["outcome"]
     sy, sx = outcome.scale
     (h, w), (oh, ow) = outcome.lr.shape[:2], outcome.sr.shape[:2]
-    st.header("4. Result")
+    st.header("Result")
     st.success(
         f"Model {outcome.model_name} on {outcome.device}: {outcome.seconds:.2f} s "
         f"({w} x {h} -> {ow} x {oh}, x{sy}" + (f" x{sx}" if sx != sy else "") + ")."
@@ -252,68 +327,57 @@ def show_results(state: dict[str, Any], image: MedicalImage, window: tuple[float
         )
     if outcome.scores:
         show_scores(outcome)
-
     window_key = repr(window)
-    if state["display"].get("window") != window_key:  # display images, made once per window
-        pairs = panels(outcome).items()
-        shown = {name: logic.to_display(arr, image.value_range, window) for name, arr in pairs}
-        state["display"] = {"window": window_key, **shown}
-    display = {name: arr for name, arr in state["display"].items() if name != "window"}
-    reference = outcome.sr.shape[:2]
-
-    st.subheader("Zoom (linked across all panels)")
-    columns = st.columns(3)
-    cx = columns[0].slider("Centre x (%)", 0, 100, 50, key="zoom_x") / 100
-    cy = columns[1].slider("Centre y (%)", 0, 100, 50, key="zoom_y") / 100
-    largest = max(16, min(reference))
-    size = columns[2].slider("Region (output pixels)", 16, largest, min(128, largest), key="zoom_size")
-    box = logic.zoom_box(reference, (cy, cx), size)
-    zoomed = {name: logic.zoom_crop(arr, reference, box, ZOOM_PANEL) for name, arr in display.items()}
-    model_caption = next(name for name in display if name.startswith("Model"))
-
-    views = ["Side by side", "Wipe: bicubic | model"]
-    if outcome.hr is not None:
-        views.append("Difference from original")
-    tabs = st.tabs(views)
-    with tabs[0]:
-        overview = logic.draw_box(logic.thumbnail(display[model_caption], OVERVIEW), box, reference)
-        st.image(overview, caption="Model output, whole image: the yellow box is the zoomed region")
-        for column, (name, crop) in zip(st.columns(len(zoomed)), zoomed.items(), strict=True):
-            column.image(crop, caption=f"{name} (zoom)", width="stretch")
-    with tabs[1]:
-        position = st.slider("Wipe position (%)", 0, 100, 50, key="wipe") / 100
-        bicubic_caption = next(name for name in display if name.startswith("Bicubic"))
-        wiped = logic.wipe(zoomed[bicubic_caption], zoomed[model_caption], position, divider=True)
-        caption = "Left of the line: bicubic. Right of the line: the model."
-        st.image(wiped, caption=caption, width=2 * ZOOM_PANEL)
-    if outcome.hr is not None:
-        with tabs[2]:
-            show_differences(outcome, box, reference)
+    if state["display"].get("window") != window_key:  # the viewer page, made once per window
+        shown = [Panel(name, logic.to_display(arr, image.value_range, window))
+                 for name, arr in panels(outcome).items()]
+        state["display"] = {"window": window_key, "html": viewer_html(shown, height=VIEWER_HEIGHT,
+                                                                      viewer_id="result", wipe=(1, 2))}
+    st.subheader("Compare (linked: zoom and pan move every panel)")
+    st.iframe(state["display"]["html"], height=VIEWER_HEIGHT)
+    show_differences(state, outcome, image)
     show_downloads(state, image)
 
 
-def show_differences(outcome: logic.Outcome, box: logic.Box, reference: tuple[int, int]) -> None:
-    """Absolute-difference heatmaps of bicubic and the model against the original, whole and zoomed."""
-    errors = {name: logic.abs_error(out, outcome.hr) for name, out in (("Bicubic", outcome.bicubic),
-                                                                       ("Model", outcome.sr))}
+def show_differences(state: dict[str, Any], outcome: logic.Outcome, image: MedicalImage) -> None:
+    """Difference maps with colour bars: |bicubic - original|, |model - original| and model - bicubic."""
+    st.subheader("Differences")
+    border = max(outcome.scale) if outcome.hr is not None else 0
+    errors = {}
+    if outcome.hr is not None:
+        errors = {name: logic.abs_error(out, outcome.hr) for name, out in (("Bicubic", outcome.bicubic),
+                                                                           ("Model", outcome.sr))}
+    change = diffs.signed_difference(outcome.sr, outcome.bicubic)
+    if "heat_default" not in state:  # each result opens at the scale that fits its own errors
+        state["heat_default"] = logic.suggest_full_scale(errors["Bicubic"] if errors else np.abs(change))
+        st.session_state["heat_scale"] = state["heat_default"]
     scale = st.select_slider(
-        "Heatmap full scale (of the intensity range)", logic.HEATMAP_SCALES,
-        value=logic.suggest_full_scale(errors["Bicubic"]), format_func=lambda s: f"{s:.1%}", key="heat_scale",
+        "Colour scale: full scale (of the intensity range)", logic.HEATMAP_SCALES,
+        format_func=lambda s: f"{s:.1%} ({diffs.in_units(s, image)})", key="heat_scale",
     )
-    st.caption(f"Black: identical to the original; red to yellow: differences up to {scale:.1%} and above.")
-    for column, (name, error) in zip(st.columns(2), errors.items(), strict=True):
-        heat = logic.heatmap(error, scale)
-        column.image(logic.zoom_crop(heat, reference, box, ZOOM_PANEL), caption=f"|{name} - original| (zoom)",
-                     width="stretch")
-        column.image(logic.thumbnail(heat, OVERVIEW), caption=f"|{name} - original| (whole image)",
-                     width="stretch")
+    key = (scale, border)
+    if state.get("diff_key") != key:
+        maps = [Panel(f"|{name} - original|", diffs.error_indices(err, scale, border),
+                      diffs.heat_legend(scale, image, f"|{name.lower()} - original|"), diffs.HEAT_PALETTE)
+                for name, err in errors.items()]
+        maps.append(Panel("Model - bicubic", diffs.signed_indices(change, scale, border),
+                          diffs.signed_legend(scale, image, "what the model changed over bicubic"),
+                          diffs.SIGNED_PALETTE))
+        state["diff_key"] = key
+        state["diff_html"] = viewer_html(maps, height=VIEWER_HEIGHT, viewer_id="diff",
+                                         wipe=(0, 1) if len(maps) == 3 else None)
+    what = ("Black: no difference. " + ("Heat maps: error against the original; " if errors else "")
+            + "model - bicubic: blue where the model is darker than bicubic, orange where brighter.")
+    st.caption(what + (f" Grey frame: the {border} border pixels the scores leave out." if border else ""))
+    st.iframe(state["diff_html"], height=VIEWER_HEIGHT)
 
 
 def show_downloads(state: dict[str, Any], image: MedicalImage) -> None:
-    """Download buttons; each file is encoded once per result, in memory via a private temporary folder."""
+    """Download buttons, and why a format is withheld or rescaled; each file is encoded once per result."""
     outcome: logic.Outcome = state["outcome"]
     stem = Path(image.path or "image").stem
-    options = logic.download_options(outcome, image, stem)
+    options, notes = exports.download_options(outcome.result, image, outcome.mode, outcome.cropped, stem)
+    st.subheader("Download")
     columns = st.columns(len(options))
     for column, option in zip(columns, options, strict=True):
         if option.fmt not in state["downloads"]:
@@ -323,38 +387,108 @@ def show_downloads(state: dict[str, Any], image: MedicalImage) -> None:
                 column.error(str(exc))
                 continue
         column.download_button(option.label, state["downloads"][option.fmt], file_name=option.file_name,
-                               mime=option.mime, key=f"download_{option.fmt}")
-    if image.format == "dicom" and outcome.mode == "simulate":
-        st.caption("A derived DICOM is offered in Enhance mode: a simulated result is a test, not an image.")
+                               mime=option.mime, key=f"download_{option.fmt}",
+                               on_click="ignore")  # no rerun: the page would resend every image
+    for note in notes:
+        st.caption(note)
+
+
+# --- batch ----------------------------------------------------------------------------------------------------
+
+
+def batch_page(model: Any, stamp: str, device: str) -> None:
+    """Several files (or a DICOM series) upscaled whole, each with its status, and one zip."""
+    kind = st.radio("Upload", ["Files", "A folder (e.g. a DICOM series)"], horizontal=True, key="batch_kind")
+    if kind == "Files":
+        uploads = st.file_uploader("Image files (PNG, JPEG, TIFF, DICOM; select several)",
+                                   accept_multiple_files=True, key="batch_upload")
+    else:
+        uploads = st.file_uploader("A folder: every image in it and its subfolders",
+                                   accept_multiple_files="directory", key="batch_folder")
+    st.caption("Enhance only: every file is upscaled whole, as `medsr upscale` does. Derived DICOMs of one input "
+               "series stay one series (one new SeriesInstanceUID) in a folder of their own in the zip.")
+    formats = {"Same as each input (JPEG becomes PNG)": None, "TIFF": "tiff", "PNG": "png"}
+    fmt = formats[st.selectbox("Output format", list(formats), key="batch_format")]
+    if not uploads:
+        return
+    files = [(u.name, u.getvalue()) for u in uploads]
+    if model is not None:
+        speed, how = model_speed(model, stamp, device)
+        pixels = sum(batch.pixel_count(data) for _, data in files)
+        st.caption(f"{len(files)} file(s), {sum(len(d) for _, d in files) / 2**20:.1f} MB. "
+                   + estimate.format_estimate(estimate.estimate_seconds(pixels, speed), pixels, speed, how,
+                                              str(resolve_device(device))))
+    if st.button("Run batch", type="primary", key="run_batch", disabled=model is None):
+        bar = st.progress(0.0, text="Starting...")
+        table = st.empty()
+        shown: list[dict[str, Any]] = []
+
+        def on_file(done: int, total: int, row: batch.BatchRow) -> None:
+            bar.progress(done / total, text=f"File {done} of {total}: {row.file} ({row.status})")
+            shown.append(vars(row))
+            table.dataframe(shown, hide_index=True)
+
+        result = batch.run_batch(files, model, fmt=fmt, on_file=on_file)
+        st.session_state["_batch"] = {"files": [n for n, _ in files], "result": result}
+        bar.empty()
+    held = st.session_state.get("_batch")
+    if held is None or held["files"] != [n for n, _ in files]:
+        return
+    result: batch.BatchResult = held["result"]
+    st.dataframe([vars(r) for r in result.rows], hide_index=True, key="batch_table")
+    skipped = [r for r in result.rows if r.status != "done"]
+    (st.warning if skipped else st.success)(
+        f"{result.written} of {len(result.rows)} file(s) upscaled" + (f"; {len(skipped)} skipped (see the "
+                                                                       "table for why)." if skipped else "."))
+    if result.written:
+        st.download_button(f"Download all results (zip, {len(result.zip_bytes) / 2**20:.1f} MB)", result.zip_bytes,
+                           file_name="medsr_results.zip", mime="application/zip", key="download_zip",
+                           on_click="ignore")
+
+
+# --- the page -------------------------------------------------------------------------------------------------
 
 
 def main() -> None:
     st.set_page_config(page_title="medsr: super-resolution", layout="wide")
+    st.markdown(COMPACT, unsafe_allow_html=True)
     st.title("medsr: medical image super-resolution")
-    st.markdown(
-        "Compare bicubic interpolation with a super-resolution model on your own image. Everything runs on "
-        "the machine that serves this page; each browser session keeps its own image and results. Research "
-        "software: not for diagnosis."
-    )
+    st.caption("Compare bicubic interpolation with a super-resolution model on your own image. Everything runs "
+               "on the machine that serves this page; each browser session keeps its own images and results. "
+               "Research software: not for diagnosis.")
     model, ref, device, stamp = sidebar_model()
-    chosen = choose_image()
-    if chosen is None:
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        source = st.radio("Image source", SOURCES, horizontal=True, key="source")
+    if source == SOURCES[2]:  # full width: a table of files, not a preview
+        batch_page(model, stamp, device)
         return
-    digest, source = chosen
-    frame, image = choose_frame(source)
-    mode, degradation, scale, seed, runnable = choose_mode(model)
-    window = choose_window(image)
+    with left:
+        chosen = choose_image(source)
+        if chosen is None:
+            return
+        digest, whole = chosen
+        frame, image = choose_frame(whole)
+        mode, degradation, scale, seed, runnable = choose_mode(model)
+        show_estimate(image, model, stamp, device, mode, scale)
+        clicked = st.button("Run super-resolution", type="primary", key="run", disabled=not runnable)
+    with right:
+        window = choose_window(image, digest)  # kept while stepping through the frames of one file
+        preview(image, window, f"{digest}:{frame}")
     settings = {
         "image": digest, "frame": frame, "mode": mode, "model": ref, "stamp": stamp, "device": device,
         "degradation": degradation, "scale": scale, "seed": seed,
     }
-    if st.button("Run super-resolution", type="primary", key="run", disabled=not runnable):
+    if clicked:
         run(image, model, settings)
     state = st.session_state.get("_outcome")
     if state is None:
         return
+    if state["key"]["image"] != digest:  # a new image: its preview is the news, the old result goes
+        del st.session_state["_outcome"]
+        return
     if state["key"] != settings:
-        st.info("The settings changed since the last run: press Run super-resolution to update the result.")
+        st.info(logic.describe_changes(state["key"], settings))
         return
     show_results(state, image, window)
 

@@ -1,0 +1,139 @@
+"""Batch mode of the web app: several uploads (or a whole DICOM series) upscaled as ``medsr upscale`` does,
+one result per file, and one zip to download.
+
+The uploads are stored under their safe names in a private temporary folder and run through
+:func:`medsr.infer.files.upscale_files`, so whole images are processed (no centre crop), each file keeps its
+format, and the derived DICOMs of one input series share one new series (one SeriesInstanceUID). In the zip
+each derived series is a folder of its own.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from PIL import Image
+
+from medsr.app.logic import SETTINGS, upload_name
+from medsr.infer.files import Outcome, Source, upscale_files
+
+
+@dataclass
+class BatchRow:
+    """What happened to one uploaded file, for the page's table."""
+
+    file: str
+    status: str
+    size: str = ""
+    seconds: float = 0.0
+    archived_as: str = ""
+
+
+@dataclass
+class BatchResult:
+    """All rows, in upload order, and the zip of every written result."""
+
+    rows: list[BatchRow]
+    zip_bytes: bytes
+    written: int
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Safe base names (:func:`medsr.app.logic.upload_name`), with ``-2``, ``-3``... added to repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        safe = upload_name(name)
+        stem, dot, suffix = safe.rpartition(".")
+        if not dot:
+            stem, suffix = safe, ""
+        candidate, n = safe, 1
+        while candidate.lower() in seen:
+            n += 1
+            candidate = f"{stem}-{n}.{suffix}" if suffix else f"{stem}-{n}"
+        seen[candidate.lower()] = 1
+        out.append(candidate)
+    return out
+
+
+def pixel_count(data: bytes) -> int:
+    """Pixels (frames and colour samples included) of an uploaded file, from its header only; 0 if unknown.
+
+    For the run-time estimate before a batch: reading headers costs milliseconds, decoding whole files not.
+    """
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        return int(ds.Rows) * int(ds.Columns) * frames * int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    except Exception:  # not a DICOM: try the raster readers' header
+        pass
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.width * im.height * (3 if im.mode in ("RGB", "RGBA", "P", "YCbCr") else 1)
+    except Exception:  # unreadable: the batch itself will say why
+        return 0
+
+
+def series_folder(path: Path) -> str:
+    """The zip folder of a derived DICOM: its series (number, description, end of the UID), else ""."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # not a DICOM (PNG, TIFF results): no folder
+        return ""
+    uid = str(getattr(ds, "SeriesInstanceUID", ""))
+    number = str(getattr(ds, "SeriesNumber", "") or "")
+    description = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(getattr(ds, "SeriesDescription",
+                                                                                         "") or ""))[:40]
+    parts = [p for p in ("series", number, description, uid.rsplit(".", 1)[-1][-8:]) if p]
+    return "_".join(parts)
+
+
+def run_batch(
+    files: Sequence[tuple[str, bytes]],
+    model: Any,
+    *,
+    fmt: str | None = None,
+    on_file: Callable[[int, int, BatchRow], None] | None = None,
+) -> BatchResult:
+    """Upscale every ``(name, bytes)`` upload with ``model``; ``on_file(done, total, row)`` after each file.
+
+    ``fmt``: output format (``None`` keeps each input's, JPEG becomes PNG; ``"tiff"``, ``"png"``, ``"dcm"``).
+    A file that cannot be read or written is one row with its reason; the others go on.
+    """
+    names = unique_names([name for name, _ in files])
+    rows: list[BatchRow] = []
+    buffer = io.BytesIO()
+    written = 0
+    with tempfile.TemporaryDirectory(prefix="medsr-app-batch-") as folder:
+        inbox, outbox = Path(folder) / "in", Path(folder) / "out"
+        inbox.mkdir()
+        sources = []
+        for name, (_, data) in zip(names, files, strict=True):
+            (inbox / name).write_bytes(data)
+            sources.append(Source(inbox / name, Path(name)))
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for index, outcome in enumerate(upscale_files(sources, outbox, model, fmt=fmt, settings=SETTINGS)):
+                row = _row(outcome, names[index])
+                if outcome.target is not None and outcome.target.is_file():
+                    folder_name = series_folder(outcome.target)
+                    row.archived_as = f"{folder_name}/{outcome.target.name}" if folder_name else outcome.target.name
+                    archive.write(outcome.target, row.archived_as)
+                    written += 1
+                rows.append(row)
+                if on_file is not None:
+                    on_file(index + 1, len(sources), row)
+    return BatchResult(rows, buffer.getvalue(), written)
+
+
+def _row(outcome: Outcome, name: str) -> BatchRow:
+    if outcome.error is not None:
+        return BatchRow(name, f"skipped: {outcome.error}")
+    (w, h), (ow, oh) = outcome.in_size or (0, 0), outcome.out_size or (0, 0)
+    frames = f", {outcome.frames} frames" if outcome.frames > 1 else ""
+    return BatchRow(name, "done", f"{w} x {h} -> {ow} x {oh}{frames}", round(outcome.seconds, 2))
