@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from medsr.atomic import atomic_path
 from medsr.degrade import lr_scale
 from medsr.errors import ConfigError, MedsrError
 from medsr.infer import InferenceSettings, get_predictor, upscale_array
+from medsr.intensity import model_value_range
 from medsr.io import write_image
 from medsr.io.image import MedicalImage
 from medsr.models import ModelLike, load_model, model_name
@@ -232,12 +234,18 @@ def resolve_scale(model_scale: tuple[int, int], degradation: str, scale: int | N
 
 
 def output_names(paths: Sequence[Path]) -> dict[Path, Path]:
-    """A distinct relative name (suffix ``.png``) per input: its path below the inputs' common folder."""
+    """A distinct relative name (suffix ``.png``) per input: its path below the inputs' common folder.
+
+    Where two inputs would share a name (``a.jpg`` and ``a.png``), the others keep their suffix: ``a.jpg.png``.
+    """
     if not paths:
         return {}
     absolute = [p.absolute() for p in paths]
     root = Path(os.path.commonpath([p.parent for p in absolute]))
-    return {p: a.relative_to(root).with_suffix(".png") for p, a in zip(paths, absolute, strict=True)}
+    relative = [a.relative_to(root) for a in absolute]
+    taken = Counter(r.with_suffix(".png") for r in relative)
+    return {p: r.with_suffix(".png") if taken[r.with_suffix(".png")] == 1 or r.suffix == ".png"
+            else r.with_name(r.name + ".png") for p, r in zip(paths, relative, strict=True)}
 
 
 def save_output(image: MedicalImage, pixels: np.ndarray, path: Path) -> Path:
@@ -290,9 +298,11 @@ def evaluate_model(
     settings = settings or InferenceSettings()
     net = load_model(model, settings.device)
     model_scale = (int(net.scale[0]), int(net.scale[1]))
+    meta = getattr(net, "meta", None) or {}
     protocol = Protocol(
         scale=resolve_scale(model_scale, degradation, scale), degradation=degradation,
         degradation_params=dict(degradation_params or {}), border=border, seed=seed, max_size=max_size,
+        value_range=model_value_range(meta), raster_offset=float(meta.get("raster_offset", 0.0)),
     )
     baselines = list(dict.fromkeys(baselines))
     interpolation_methods(baselines, 8)  # rejects unknown names before any work

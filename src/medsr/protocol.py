@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from medsr.data.manifest import read_manifest
-from medsr.degrade import get_degradation, hr_multiple
+from medsr.degrade import check_size, get_degradation, hr_multiple
 from medsr.degrade.bicubic import crop_to_multiple, pil_resize
 from medsr.errors import MedsrError
+from medsr.intensity import to_value_range
 from medsr.io import read_image
 from medsr.io.find import expand_inputs
 from medsr.io.image import MedicalImage
@@ -123,6 +124,9 @@ class Protocol:
     border: int | None = None  # None: the scale
     seed: int = 0
     max_size: int | None = None
+    # models that work in fixed modality units (CT in HU): see medsr.intensity
+    value_range: Sequence[float] | None = None
+    raster_offset: float = 0.0
 
     def __post_init__(self) -> None:
         get_degradation(self.degradation)  # an unknown name fails here, naming the valid ones
@@ -138,14 +142,19 @@ class Protocol:
 
     def pair(self, image: MedicalImage, key: str = "") -> Pair:
         """Steps 1-2: the HR (first frame, cropped) and its quantised LR. ValueError if too small."""
+        if self.value_range is not None:
+            image = to_value_range(image, self.value_range, self.raster_offset)
         pixels = image.pixels[0] if image.is_multiframe else image.pixels
-        pixels = crop_to_multiple(centre_crop(pixels, self.max_size), hr_multiple(self.degradation, self.scale))
+        pixels = centre_crop(pixels, self.max_size)
+        check_size(self.degradation, self.scale, pixels.shape[0], pixels.shape[1])
+        pixels = crop_to_multiple(pixels, hr_multiple(self.degradation, self.scale))
         hr = np.ascontiguousarray(pixels, dtype=np.float32)
-        if hr.shape[0] == 0 or hr.shape[1] == 0:
-            raise ValueError(f"image too small for x{self.scale} ({image.width}x{image.height} pixels)")
         params = dict(self.degradation_params)
-        if self.degradation.startswith("ct-") and image.modality == "CT" and "value_range" not in params:
-            params["value_range"] = tuple(image.value_range)  # as medsr.degrade.degrade_image
+        if self.degradation.startswith("ct-") and "value_range" not in params:
+            if self.value_range is not None:  # the pixels are on this fixed HU range now
+                params["value_range"] = tuple(float(v) for v in self.value_range)
+            elif image.modality == "CT":
+                params["value_range"] = tuple(image.value_range)  # as medsr.degrade.degrade_image
         bit_depth = resize_bit_depth(image)
         lr = get_degradation(self.degradation)(hr, self.scale, bit_depth=bit_depth, rng=self.rng(key), **params)
         levels = quantisation_levels(image)

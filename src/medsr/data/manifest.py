@@ -19,6 +19,7 @@ its split when other files are added.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fnmatch
 import hashlib
@@ -35,10 +36,12 @@ from PIL import Image
 
 from medsr.atomic import atomic_path
 from medsr.errors import ConfigError, ImageReadError, ManifestError, ManifestWriteError, os_reason
-from medsr.io import read_image
-from medsr.io.find import IMAGE_SUFFIXES, RASTER_SUFFIXES
+from medsr.io import read_image, sniff_format
+from medsr.io.dicom import InvalidRescaleError, rescale
+from medsr.io.find import IMAGE_SUFFIXES, is_regular_file
 from medsr.io.find import find_images as find_in_folder
-from medsr.io.image import DEFAULT_MAX_PIXELS
+from medsr.io.image import DEFAULT_MAX_PIXELS, empty_reason
+from medsr.io.quiet import collect_warnings
 
 SPLITS = ("train", "val", "test")
 REQUIRED_COLUMNS = ("path", "patient_id", "split", "modality", "width", "height", "channels", "bit_depth")
@@ -323,9 +326,18 @@ def _dicom_text(ds: object, keyword: str) -> str | None:
 
 
 def _probe_header(path: Path, max_pixels: int) -> ImageInfo | None:
-    """Sizes from the file header alone, or None when only a full read can tell."""
-    suffix = path.suffix.lower()
-    if suffix in RASTER_SUFFIXES:
+    """Sizes from the file header alone, or None when only a full read can tell.
+
+    The reader follows the content, as in :func:`medsr.io.read_image`; anything but a regular file that starts
+    like an image (a FIFO, which would block a reader; an empty or unknown file) is left to that full read.
+    """
+    fmt = None
+    if is_regular_file(path):  # a FIFO would block the header readers
+        with contextlib.suppress(OSError), open(path, "rb") as handle:
+            fmt = sniff_format(handle.read(132))
+    if fmt is None:
+        return None
+    if fmt != "dicom":
         try:
             with Image.open(path) as im:
                 mode, (width, height) = im.mode, im.size
@@ -334,6 +346,7 @@ def _probe_header(path: Path, max_pixels: int) -> ImageInfo | None:
         if mode not in _HEADER_MODES:
             return None
         channels, bits = _HEADER_MODES[mode]
+        modality = patient = None
     else:
         try:
             ds = pydicom.dcmread(path, defer_size="1 KB")  # large values (pixels) are skipped, not read
@@ -344,17 +357,20 @@ def _probe_header(path: Path, max_pixels: int) -> ImageInfo | None:
         photometric = _dicom_text(ds, "PhotometricInterpretation") or ""
         if photometric == "PALETTE COLOR" or "Rows" not in ds or "Columns" not in ds:
             return None
+        try:
+            rescale(ds)
+        except InvalidRescaleError as exc:
+            raise ImageReadError(path, str(exc)) from None
         width, height = int(ds.Columns), int(ds.Rows)
         channels = 3 if int(ds.get("SamplesPerPixel", 1) or 1) == 3 else 1
         bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
-        if width * height > max_pixels:
-            raise ImageReadError(path, f"image of {width}x{height} pixels exceeds the limit of {max_pixels}")
-        return ImageInfo(
-            path, width, height, channels, bits, _dicom_text(ds, "Modality"), _dicom_text(ds, "PatientID")
-        )
+        modality, patient = _dicom_text(ds, "Modality"), _dicom_text(ds, "PatientID")
     if width * height > max_pixels:
         raise ImageReadError(path, f"image of {width}x{height} pixels exceeds the limit of {max_pixels}")
-    return ImageInfo(path, width, height, channels, bits)
+    reason = empty_reason((height, width, channels))
+    if reason:
+        raise ImageReadError(path, reason)
+    return ImageInfo(path, width, height, channels, bits, modality, patient)
 
 
 def probe_image(path: str | Path, *, headers_only: bool = False, max_pixels: int | None = None) -> ImageInfo:
@@ -367,7 +383,8 @@ def probe_image(path: str | Path, *, headers_only: bool = False, max_pixels: int
     path = Path(path)
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if headers_only:
-        info = _probe_header(path, limit)
+        with collect_warnings():  # library warnings are not printed (as while reading a whole image)
+            info = _probe_header(path, limit)
         if info is not None:
             return info
     image = read_image(path, max_pixels=limit)

@@ -100,6 +100,24 @@ def hr_multiple(name: str, scale: int) -> tuple[int, int]:
     return (1, 1) if name.startswith("ct-") else lr_scale(name, scale)
 
 
+def check_size(name: str, scale: int, height: int, width: int) -> None:
+    """Refuse an HR image too small for ``name`` at ``scale`` (under one :func:`hr_multiple` a side, or empty).
+
+    Raises ``ValueError("image too small for x4 (2x2 pixels)")`` (width x height): one message for every
+    command, given before anything is degraded or written.
+    """
+    multiple_y, multiple_x = hr_multiple(name, scale)
+    if height < max(multiple_y, 1) or width < max(multiple_x, 1):
+        raise ValueError(f"image too small for x{scale} ({width}x{height} pixels)")
+
+
+def degrades_whole_image(name: str) -> bool:
+    """True for degradations that only make sense on a whole image (CT: streaks come from the whole slice),
+    so training degrades each image once and cuts patches from the pair instead of degrading patches."""
+    _check_name(name)
+    return name == "ct-sparse-view"
+
+
 def degradation_params(name: str) -> dict[str, Any]:
     """The model-specific parameters of ``name`` and their defaults (not ``bit_depth``/``rng``)."""
     signature = inspect.signature(get_degradation(name))
@@ -163,9 +181,8 @@ def degrade_image(
     function = get_degradation(name)
     if name.startswith("ct-") and image.modality == "CT" and "value_range" not in params:
         params = {**params, "value_range": tuple(image.value_range)}
+    check_size(name, scale, image.height, image.width)
     hr = crop_to_multiple(image.pixels, hr_multiple(name, scale))
-    if hr.shape[-3] == 0 or hr.shape[-2] == 0:
-        raise ValueError(f"image too small for x{scale} ({image.width}x{image.height} pixels)")
     frames = hr if image.is_multiframe else hr[None]
     lr = np.stack([function(frame, scale, bit_depth=image.bit_depth, rng=rng, **params) for frame in frames])
     spacing = image.pixel_spacing
@@ -178,6 +195,7 @@ def degrade_image(
 __all__ = [
     "DEFAULT_DEGRADATION",
     "DEGRADATIONS",
+    "check_size",
     "degradation_params",
     "degrade_image",
     "get_degradation",

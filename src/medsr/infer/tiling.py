@@ -19,6 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
+from medsr.io.image import empty_reason
+
 
 class Predictor(Protocol):
     """A model ready to run: ``(N, C, h, w)`` float32 in [0, 1] -> ``(N, C, h*sy, w*sx)`` float32."""
@@ -130,6 +132,9 @@ def axis_weights(length: int, tile: int, overlap: int, scale: int) -> list[np.nd
 def _check_image(lr: np.ndarray) -> np.ndarray:
     if lr.ndim != 3:
         raise ValueError(f"expected an (H, W, C) image, got shape {lr.shape}")
+    reason = empty_reason(lr.shape)
+    if reason:
+        raise ValueError(reason)
     return np.asarray(lr, dtype=np.float32)
 
 

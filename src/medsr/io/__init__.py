@@ -13,7 +13,7 @@ from typing import Any
 from medsr.errors import ImageReadError, ImageWriteError, MedsrError, os_reason
 from medsr.io import dicom, raster
 from medsr.io.find import DICOM_SUFFIXES, find_images, is_regular_file
-from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage
+from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage, empty_reason
 from medsr.io.quiet import collect_warnings
 
 __all__ = ["DEFAULT_MAX_PIXELS", "MedicalImage", "find_images", "read_image", "sniff_format", "write_image"]
@@ -48,8 +48,9 @@ def sniff_format(head: bytes) -> str | None:
 def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> MedicalImage:
     """Read PNG, JPEG, TIFF or DICOM into a :class:`MedicalImage` (pixels float32 in [0, 1]).
 
-    Images over ``max_pixels`` (width * height * frames) are refused before their pixels are decoded.
-    Raises :class:`ImageReadError` for anything that cannot be read.
+    Images over ``max_pixels`` (width * height * frames) are refused before their pixels are decoded, and
+    images without pixels (a TIFF of 0 rows) after. Raises :class:`ImageReadError` for anything that cannot
+    be read.
     """
     path = Path(path)
     if path.exists() and not path.is_dir() and not is_regular_file(path):
@@ -75,8 +76,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     with collect_warnings() as caught:  # library warnings are not printed; the first may explain a failure
         try:
             if fmt == "dicom":
-                return dicom.read_dicom(path, max_pixels)
-            return raster.read_raster(path, fmt, max_pixels)
+                image = dicom.read_dicom(path, max_pixels)
+            else:
+                image = raster.read_raster(path, fmt, max_pixels)
         except MedsrError:
             raise
         except Exception as exc:  # Pillow, tifffile and pydicom raise many kinds; the user gets one line
@@ -84,6 +86,10 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
             if caught:
                 detail += f"; warning: {_first_line(caught[0])}"
             raise ImageReadError(path, f"corrupt or truncated {fmt} file ({detail})") from exc
+    reason = empty_reason(image.pixels.shape)
+    if reason:
+        raise ImageReadError(path, reason)
+    return image
 
 
 def _first_line(text: str, limit: int = 200) -> str:
@@ -106,6 +112,9 @@ def write_image(
     if fmt not in ("png", "jpeg", "tiff", "dicom"):
         wanted = format or path.suffix or "(no suffix)"
         raise ImageWriteError(path, f"unknown output format {wanted!r} (use png, jpeg, tiff or dcm)")
+    reason = empty_reason(image.pixels.shape)
+    if reason:
+        raise ImageWriteError(path, reason)
     if fmt == "dicom":
         dicom.write_derived_dicom(image, path, **dicom_options)
         return

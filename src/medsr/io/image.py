@@ -11,6 +11,16 @@ DEFAULT_MAX_PIXELS = 50_000_000
 """Images larger than this are refused (decompression-bomb guard); override per call."""
 
 
+def empty_reason(shape: tuple[int, ...]) -> str | None:
+    """``"image has no pixels (5x0)"`` (width x height) for an image shape ``(H, W, C)`` or ``(F, H, W, C)`` that
+    holds no pixel, else None. Readers and writers refuse such images: no command reads or writes one."""
+    if all(shape):
+        return None
+    height, width = shape[-3:-1] if len(shape) >= 3 else (0, 0)
+    frames = f", {shape[0]} frames" if len(shape) == 4 else ""
+    return f"image has no pixels ({width}x{height}{frames})"
+
+
 @dataclass
 class MedicalImage:
     """Pixels as float32 in [0, 1] plus what is needed to write them back exactly.

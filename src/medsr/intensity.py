@@ -1,0 +1,87 @@
+"""Fixed modality-value ranges for models that work in physical units (CT in Hounsfield units).
+
+An X-ray model sees each image on its own scale ([0, 1] spans the file's stored range). A CT model must not:
+-1000 HU is air in every scanner's file, whatever its RescaleSlope/Intercept or bit depth. Such a model is
+trained and run on one fixed mapping, ``value_range = (HU at 0, HU at 1)`` (e.g. ``(-1024, 3071)``), stored
+in its header; :func:`to_value_range` puts any image on it (clipping values outside) and keeps the image's
+writer able to write the result back in the same units (DICOM keeps its slope and intercept).
+
+PNG/TIFF carry no units: a 16-bit raster is read as ``HU + raster_offset`` (1024 for the common
+"HU + 1024" export, the convention of ``../shared/data/ct-slices``). 8-bit rasters hold display values,
+not HU, and are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from medsr.errors import ConfigError
+from medsr.io.image import MedicalImage
+
+SOURCE_RANGE = "medsr_source_value_range"
+"""Key of ``MedicalImage.extra`` under which :func:`for_model` keeps the file's own ``value_range``."""
+
+
+def remap(image: MedicalImage, value_range: Sequence[float]) -> MedicalImage:
+    """``image`` with pixels re-expressed on ``value_range`` (same units as its own ``value_range``), clipped."""
+    low, high = (float(v) for v in value_range)
+    src_low, src_high = image.value_range
+    values = src_low + image.pixels.astype(np.float64) * (src_high - src_low)
+    return image.with_pixels(np.clip((values - low) / (high - low), 0.0, 1.0), value_range=(low, high))
+
+
+def to_value_range(
+    image: MedicalImage, value_range: Sequence[float], raster_offset: float = 0.0
+) -> MedicalImage:
+    """``image`` re-expressed so that pixel 0 is ``value_range[0]`` and 1 is ``value_range[1]`` (clipped).
+
+    DICOM: modality values are what the file's rescale gives. PNG/TIFF: modality value = stored value -
+    ``raster_offset``, and the returned ``value_range`` is in stored units (``+ raster_offset``). A model's
+    output goes back on the file's own range (:func:`for_model` then :func:`restore`) before it is written:
+    PNG/TIFF writers store pixels on the full integer range. ConfigError for an 8-bit raster or a range
+    that does not increase.
+    """
+    low, high = (float(v) for v in value_range)
+    if not high > low:
+        raise ConfigError(f"value range {low:g}..{high:g} must increase")
+    offset = 0.0 if image.format == "dicom" else float(raster_offset)
+    if image.format != "dicom" and image.bit_depth <= 8:
+        raise ConfigError(
+            f"a model that works in modality values ({low:g}..{high:g}) needs a DICOM or a 16-bit PNG/TIFF "
+            f"of value + {offset:g}, not an {image.bit_depth}-bit {image.format.upper()}"
+        )
+    return remap(image, (low + offset, high + offset))
+
+
+def restore(result: MedicalImage) -> MedicalImage:
+    """A model's output back on the value range its input file had (recorded by :func:`for_model`),
+    ready to be written; images that were not re-mapped come back unchanged."""
+    original = result.extra.get(SOURCE_RANGE)
+    if original is None or tuple(result.value_range) == tuple(original):
+        return result
+    extra = {k: v for k, v in result.extra.items() if k != SOURCE_RANGE}
+    restored = remap(result, original)
+    restored.extra = extra
+    return restored
+
+
+def model_value_range(meta: Mapping[str, Any] | None) -> tuple[float, float] | None:
+    """The fixed ``(low, high)`` a model's header asks for, or None (the image's own range)."""
+    found = (meta or {}).get("value_range")
+    return None if found is None else (float(found[0]), float(found[1]))
+
+
+def for_model(image: MedicalImage, meta: Mapping[str, Any] | None) -> MedicalImage:
+    """``image`` on the value range of the model whose header is ``meta`` (unchanged for most models).
+
+    The file's own range is kept in ``extra`` so that :func:`restore` can put the output back on it.
+    """
+    value_range = model_value_range(meta)
+    if value_range is None:
+        return image
+    mapped = to_value_range(image, value_range, float((meta or {}).get("raster_offset", 0.0)))
+    mapped.extra = {**image.extra, SOURCE_RANGE: tuple(image.value_range)}
+    return mapped
