@@ -7,6 +7,11 @@ degradation (the model with its bicubic/Lanczos baselines; optionally the publis
     python bench/make_model_card.py NAME RUN_DIR --manifest M.csv --eval LABEL=JSON [--eval LABEL=JSON]...
         [--peer LABEL=JSON]... --description TEXT --data TEXT [--not-for TEXT]... [--image PATH CAPTION]...
         [--checkpoint FILE] [--earlier-run DIR]... [--command "..."]... [--note TEXT]...
+        [--io TEXT] [--baseline-name TEXT] [--scoring TEXT] [--section FILE]...
+
+``--io`` replaces the network's input/output sentence, ``--baseline-name`` the name of the "bicubic" column (for
+CT: the sparse-view FBP, which the protocol's interpolation only resizes to itself), ``--scoring`` the scoring
+paragraph, and each ``--section`` (a markdown file a bench script wrote) is added after the test tables.
 
 The first ``--eval`` is the model's headline protocol (``medsr models`` shows it). ``--earlier-run`` names runs
 that RUN_DIR continued from, in order: their curves come first, and steps and minutes count from the first start.
@@ -75,11 +80,13 @@ def _scores(evaluation: dict, peer: dict | None) -> dict[str, dict[str, dict[str
     return out
 
 
-def _table(name: str, scores: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+def _table(name: str, scores: dict[str, dict[str, dict[str, float]]], baseline: str = "bicubic") -> list[str]:
     columns = [c for c in ("bicubic", "lanczos", "published", "model") if c in next(iter(scores.values()))]
-    titles = {"bicubic": "bicubic", "lanczos": "Lanczos", "published": "published Swift-SRGAN",
+    if baseline != "bicubic":  # the interpolations only resize the input to itself: one column for it
+        columns = [c for c in columns if c != "lanczos"]
+    titles = {"bicubic": baseline, "lanczos": "Lanczos", "published": "published Swift-SRGAN",
               "model": f"**{name}**"}
-    lines = ["| source | images | " + " | ".join(titles[c] for c in columns) + " | model - bicubic |",
+    lines = ["| source | images | " + " | ".join(titles[c] for c in columns) + f" | model - {baseline} |",
              "|---|---|" + "---|" * (len(columns) + 1)]
     for group, row in scores.items():
         cells = [f"{row[c]['psnr']:.2f} / {row[c]['ssim']:.4f}" for c in columns]
@@ -104,6 +111,14 @@ def main() -> None:
     parser.add_argument("--earlier-run", action="append", type=Path, default=[])
     parser.add_argument("--command", action="append", default=[], help="training and scoring commands, in order")
     parser.add_argument("--note", action="append", default=[])
+    parser.add_argument("--io", default="Input: one grayscale channel in [0, 1] (the image's own intensity range); "
+                        "output 4x larger.")
+    parser.add_argument("--baseline-name", default="bicubic")
+    parser.add_argument("--scoring", default=(
+        "Scored per image with medsr's protocol (`medsr.protocol`: 8-bit scale, border 4, outputs rounded to 8 "
+        "bits, random degradations seeded by each file's path), averaged per source; the mean of sources weighs "
+        "each hospital alike."))
+    parser.add_argument("--section", action="append", type=Path, default=[])
     args = parser.parse_args()
 
     checkpoint = args.checkpoint or args.run_dir / "checkpoints" / "best.safetensors"
@@ -135,8 +150,7 @@ def main() -> None:
         f"# {args.name}", "", args.description, "",
         "## Network", "",
         f"`{header['arch']}` generator, {header.get('arch_args')}: {parameters:,} parameters in its training form "
-        "(collapsed for inference into plain 3x3 convolutions). Input: one grayscale channel in [0, 1] (the image's "
-        "own intensity range); output 4x larger.", "",
+        f"(collapsed for inference into plain 3x3 convolutions). {args.io}", "",
         "## Data", "", args.data, "",
         "| source | train (patients / images) | val | test |", "|---|---|---|---|",
         *[f"| {source} | " + " | ".join(f"{p} / {i}" for p, i in split.values()) + " |"
@@ -145,17 +159,16 @@ def main() -> None:
         "and the test split was scored once, for this card.", "",
     ]
     for label, table in scores.items():
-        lines += [f"## Test split, LR by {label} (PSNR dB / SSIM)", "", *_table(args.name, table), ""]
-    lines += [
-        "Scored per image with medsr's protocol (`medsr.protocol`: 8-bit scale, border 4, outputs rounded to 8 "
-        "bits, random degradations seeded by each file's path), averaged per source; the mean of sources weighs "
-        "each hospital alike.", "",
-    ]
+        lines += [f"## Test split, LR by {label} (PSNR dB / SSIM)", "",
+                  *_table(args.name, table, args.baseline_name), ""]
+    lines += [args.scoring, ""]
+    for section in args.section:
+        lines += [section.read_text().strip(), ""]
     for path, caption in args.image:
         lines += [f"![{caption}]({path})", "", caption, ""]
     lines += [
         "## Training", "",
-        f"CPU only ({platform.processor() or platform.machine()}, 2 cores shared by two training runs and other "
+        f"CPU only ({platform.processor() or platform.machine()}, 2 cores shared with other training runs and "
         f"work, PyTorch {torch.__version__}, {config.get('threads') or 'default'} thread(s) per run). "
         f"{minutes:.0f} minutes (validation included) for {curve[-1]['step']} steps. The bundled weights are "
         f"`{checkpoint.name}` of `{args.run_dir.name}`: the EMA generator after epoch "

@@ -6,6 +6,9 @@
 # GAN model: bash bench/train_bundled.sh gan (from the default model's weights).
 # Three-source models (issue 10): bash bench/train_bundled.sh xray-x4 | xray-x4-bicubic, on the manifest of all
 # three hospitals (runs/xray3-manifest.csv); continue an interrupted one with `medsr train --resume runs/NAME`.
+# xray-x4-swift: the paper's network (Swift-SRGAN + global skip) on the same manifest, started from the
+# Hannover-only swift-srresnet-xray-x4 weights. More training of a bundled plainrep model: xray-x4-more |
+# xray-x4-bicubic-more (a new cosine schedule from the bundled weights, seed 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/data/chest-xray
@@ -16,10 +19,31 @@ mkdir -p runs
     --source 'hannover-*=hannover' --source 'nih-*=nih' --source 'kermany-*=kermany' --out runs/xray3-manifest.csv
 .venv/bin/medsr prepare "$DATA/hannover-640" "$DATA/hannover-2000" --patients "$DATA/hannover-640.metadata.csv" \
     --patients "$DATA/hannover-2000.metadata.csv" --out runs/xray-manifest.csv
+US=../shared/data/ultrasound-lung
+CT=../shared/data/ct-slices
 case "${1:-pretrain}" in
+  ct-sparse-view)
+    .venv/bin/medsr prepare "$CT" --patients "$CT/tcia-covid19-ny-sbu/metadata.csv" \
+        --patients "$CT/totalsegmentator-example/metadata.csv" --patient-column patient_or_video_id \
+        --source 'tcia-*=tcia' --source 'totalseg*=totalsegmentator' --out runs/ct-manifest.csv
+    .venv/bin/medsr train --config src/medsr/configs/ct-sparse-view.yaml --manifest runs/ct-manifest.csv \
+        --out runs/ct-sparse-view ;;
+  ultrasound-lateral-x4)
+    # split by source video (the metadata's source_file column): frames of one video never straddle splits
+    .venv/bin/medsr prepare "$US/frames" "$US/images" --patients "$US/metadata.csv" --patient-column source_file \
+        --out runs/us-manifest.csv
+    .venv/bin/medsr train --config src/medsr/configs/ultrasound-lateral-x4.yaml --manifest runs/us-manifest.csv \
+        --out runs/ultrasound-lateral-x4 ;;
   xray-x4|xray-x4-bicubic)
     .venv/bin/medsr train --config "src/medsr/configs/$1.yaml" --manifest runs/xray3-manifest.csv \
         --out "runs/$1" ;;
+  xray-x4-swift)
+    .venv/bin/medsr train --config src/medsr/configs/xray-x4-swift.yaml --manifest runs/xray3-manifest.csv \
+        --init-from swift-srresnet-xray-x4 --out runs/xray-x4-swift ;;
+  xray-x4-more|xray-x4-bicubic-more)
+    name="${1%-more}"
+    .venv/bin/medsr train --config "src/medsr/configs/$name.yaml" --manifest runs/xray3-manifest.csv \
+        --init-from "$name" --lr "${LR:-2e-4}" --epochs "${EPOCHS:-26}" --seed 1 --out "runs/$name-more" ;;
   pretrain)
     .venv/bin/medsr train --config src/medsr/configs/swift-srresnet-xray-x4.yaml \
         --manifest runs/xray-manifest.csv --out runs/swift-srresnet-xray-x4 ;;

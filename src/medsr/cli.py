@@ -9,12 +9,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
-import webbrowser
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
@@ -30,12 +26,14 @@ from medsr import degrade as degradations
 from medsr import evaluate as ev
 from medsr.allocator import tune_allocator
 from medsr.app import APP_FILE
+from medsr.app import server as app_server
 from medsr.data import download as dl
 from medsr.data import manifest as mf
 from medsr.degrade.files import degrade_files
 from medsr.errors import ConfigError, MedsrError, escape
 from medsr.infer import InferenceSettings, export_onnx, parse_memory
-from medsr.infer.files import Outcome, collect_sources, upscale_files
+from medsr.infer.files import Outcome, Source, collect_sources, upscale_files
+from medsr.infer.modality import modality_warnings, plan_models
 from medsr.models import DEFAULT_MODEL, list_bundled_models, load_model, model_name
 from medsr.protocol import BASELINE_METHODS, Item, Protocol, items_from_inputs, items_from_manifest
 from medsr.train.config import TrainConfig
@@ -156,6 +154,8 @@ OverlapOption = Annotated[int, typer.Option(min=0, help="Context pixels each til
 BatchOption = Annotated[int, typer.Option(min=1, help="Tiles or same-size files run together (helps on GPU).")]
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
 PrecisionOption = Annotated[str, typer.Option(help="fp32 | bf16 (bf16: faster only on CPUs with AMX).")]
+ColourOption = Annotated[str, typer.Option(
+    help="luminance | per-channel: a grey model on colour runs on Y, chroma bicubic (one pass), or on R, G and B.")]
 
 # --- commands (thin: each calls the Python API) ------------------------------------------------------------
 
@@ -365,28 +365,52 @@ def upscale(
     clip: Annotated[bool, typer.Option(
         "--clip/--no-clip", help="Clip each output to its input's value range, per channel (--no-clip: raw).")
     ] = _DEFAULTS.clip_to_input,
+    colour: ColourOption = _DEFAULTS.colour,
+    modality: Annotated[str | None, typer.Option(
+        help="CT | US | CR | DX: the bundled model for this modality for every file (default: each DICOM's "
+             "Modality; PNG/TIFF get the chest model).")] = None,
 ) -> None:
-    """Super-resolve images with a model; DICOM in gives a derived DICOM out."""
+    """Super-resolve images with a model; DICOM in gives a derived DICOM out.
+
+    Without --model each DICOM gets the bundled model for its Modality (CT, US, CR/DX); the choice is printed.
+    """
     tune_allocator()
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
     settings = InferenceSettings(tile, overlap, batch_size, device, backend, precision, max_memory=max_memory,
-                                 clip_to_input=clip)
-    net = load_model(model, settings.device)
+                                 clip_to_input=clip, colour=colour)
     sources, failures = collect_sources(inputs)
-    outcomes: list[Outcome] = []
-    with _progress("upscaling", len(sources)) as advance:
-        for outcome in upscale_files(sources, out, net, fmt=fmt, settings=settings):
-            outcomes.append(outcome)
-            advance()
+    groups, notes = plan_models(sources, model, modality)
+    for line in notes:
+        console.print(escape(line), highlight=False)
+    outcomes = _upscale_groups(groups, out, fmt, settings)
     failures += [(str(o.source), o.error) for o in outcomes if o.error is not None]
     done = [o for o in outcomes if o.error is None]
-    if done:
-        console.print(upscale_table(done, out, net))
     console.print(f"upscaled {len(done)} of {len(done) + len(failures)} file(s) into {out} in "
                   f"{time.perf_counter() - started:.1f} s", highlight=False)
     _finish(failures)
+
+
+def _upscale_groups(
+    groups: list[tuple[str | None, list[Source]]], out: Path, fmt: str | None, settings: InferenceSettings
+) -> list[Outcome]:
+    """Run each group of files with its model (see medsr.infer.modality); print each model's table."""
+    outcomes: list[Outcome] = []
+    with _progress("upscaling", sum(len(group) for _, group in groups)) as advance:
+        for name, group in groups:
+            net = load_model(name, settings.device)
+            for line in modality_warnings(group, net.meta, model_name(net)):
+                console.print(escape(line), highlight=False)
+            found = []
+            for outcome in upscale_files(group, out, net, fmt=fmt, settings=settings):
+                found.append(outcome)
+                advance()
+            done = [o for o in found if o.error is None]
+            if done:
+                console.print(upscale_table(done, out, net))
+            outcomes += found
+    return outcomes
 
 
 @app.command()
@@ -472,6 +496,7 @@ def evaluate(
     overlap: OverlapOption = _DEFAULTS.overlap,
     device: DeviceOption = _DEFAULTS.device,
     precision: PrecisionOption = _DEFAULTS.precision,
+    colour: ColourOption = _DEFAULTS.colour,
 ) -> None:
     """Score a model beside the bicubic/Lanczos baselines: PSNR, SSIM and seconds per image, per source."""
     arguments = {key: (str(v) if isinstance(v, Path) else [str(p) for p in v] if isinstance(v, list) else v)
@@ -488,7 +513,7 @@ def evaluate(
             model, items, scale=scale, baselines=names, border=border, degradation=degradation,
             degradation_params=params, seed=seed, max_size=max_size, save_images=save_images,
             settings=InferenceSettings(tile=tile, overlap=overlap, device=device, precision=precision,
-                                       max_memory=max_memory),
+                                       max_memory=max_memory, colour=colour),
             progress=lambda done, total: advance(),
         )
     console.print(ev.summary_table(result.summary, title=result.title(), seconds=True, sources=result.sources))
@@ -518,25 +543,10 @@ def demo(
         if not models_dir.is_dir():
             raise ConfigError(f"--models-dir {models_dir}: no such folder")
         env["MEDSR_MODELS_DIR"] = str(models_dir.resolve())
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(APP_FILE),
-        "--server.port", str(port), "--server.address", host, "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--server.maxUploadSize", "200",
-        "--server.fileWatcherType", "none", "--global.developmentMode", "false",
-        "--client.toolbarMode", "viewer",
-    ]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     console.print(f"medsr demo: open {url} in a browser (Ctrl-C stops the server)", highlight=False)
-    server = subprocess.Popen(command, env=env)
-    signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # stopping medsr demo stops the server
-    if not no_browser:
-        threading.Timer(3.0, lambda: server.poll() is None and webbrowser.open(url)).start()
-    try:
-        code = server.wait()
-    except KeyboardInterrupt:
-        server.terminate()
-        code = server.wait()
-    if code not in (0, -signal.SIGTERM, -signal.SIGINT):
+    code = app_server.serve(app_server.streamlit_command(APP_FILE, host, port), env, None if no_browser else url)
+    if code != 0:
         raise typer.Exit(code)
 
 

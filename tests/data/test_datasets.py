@@ -129,3 +129,39 @@ def test_patch_candidates_steer_patches_to_detail_and_stay_reproducible(tmp_path
                                                          patch_candidates=8)[3][1])
     with pytest.raises(ValueError, match="patch_candidates"):
         PatchDataset([path], patch_candidates=0)
+
+
+def test_sparse_view_ct_patches_are_cut_from_the_degraded_whole_slice_with_the_same_flips(tmp_path):
+    from scipy.ndimage import gaussian_filter
+
+    from medsr.degrade.ct import sparse_view_fbp
+
+    hu = gaussian_filter(np.random.default_rng(3).random((48, 40)), 2.0) * 1500 - 900
+    Image.fromarray(np.uint16(np.rint(hu + 1024))).save(tmp_path / "ct.png")
+    value_range = (-1024.0, 3071.0)
+    kw = dict(scale=4, patch_size=16, degradation="ct-sparse-view", degradation_params={"n_angles": 36},
+              patches_per_image=6, value_range=value_range, raster_offset=1024.0)
+    plain = PatchDataset([tmp_path / "ct.png"], augment=False, **kw)
+    whole_hr = (np.clip(np.rint(hu), -1024, 3071) + 1024) / 4095
+    whole_lr = sparse_view_fbp(whole_hr[..., None].astype(np.float32), 4, bit_depth=16, n_angles=36,
+                               value_range=value_range)
+    np.testing.assert_allclose(plain.whole_lr(0), whole_lr, atol=2e-5)  # degraded once, as a whole slice
+    augmented = PatchDataset([tmp_path / "ct.png"], augment=True, **kw)
+    for index in range(6):
+        lr, hr = (t[0].numpy() for t in augmented[index])
+        # the LR patch is the same window of the whole FBP as the HR patch, under the same flips/transpose
+        matches = [
+            (top, left, k) for top in range(48 - 16 + 1) for left in range(40 - 16 + 1)
+            for k, (view_hr, view_lr) in enumerate(zip(_views(whole_hr[top:top + 16, left:left + 16]),
+                                                       _views(whole_lr[top:top + 16, left:left + 16, 0]), strict=True))
+            if np.allclose(view_hr, hr, atol=1e-4) and np.allclose(view_lr, lr, atol=1e-4)
+        ]
+        assert matches, f"patch {index}: LR and HR are not the same window"
+
+
+def _views(patch: np.ndarray) -> list[np.ndarray]:
+    """The 8 flips/transposes of a square patch."""
+    out = []
+    for p in (patch, patch.T):
+        out += [p, p[:, ::-1], p[::-1, :], p[::-1, ::-1]]
+    return out

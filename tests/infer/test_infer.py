@@ -228,7 +228,7 @@ def test_three_channel_model_on_grayscale_returns_gray_mean() -> None:
 def test_gray_model_on_rgb_runs_each_channel() -> None:
     model = calibrated("swift-srgan")
     rgb = textured(30, 30, channels=3)
-    out = upscale_array(model, rgb, InferenceSettings(tile=64, overlap=16, device="cpu"))
+    out = upscale_array(model, rgb, InferenceSettings(tile=64, overlap=16, device="cpu", colour="per-channel"))
     assert out.shape == (120, 120, 3)
     for c in range(3):
         np.testing.assert_allclose(out[..., c], whole_image(model, rgb[..., c : c + 1])[..., 0], atol=1e-5)

@@ -85,7 +85,9 @@ def test_tile_shrinks_with_the_budget_and_never_exceeds_the_setting() -> None:
                 assert predictor.memory(1, 1, th, tw) <= budget
     settings = InferenceSettings(max_memory=300 * 2**20, device="cpu")
     grey = tile_for(model, shape, settings)
-    assert tile_for(model, (700, 600, 3), settings) < grey  # a grey model runs colour as three images
+    per_channel = settings.with_(colour="per-channel")
+    assert tile_for(model, (700, 600, 3), per_channel) < grey  # a grey model runs colour as three images
+    assert tile_for(model, (700, 600, 3), settings) == grey  # or, by default, as its luminance
     assert tile_for(model, shape, settings.with_(batch_size=4)) < grey  # four tiles at once
     assert tile_for(model, (100, 80, 1), settings) == 100  # a small image stays whole
 

@@ -18,15 +18,23 @@ import torch
 from torch.utils.data import Dataset
 
 from medsr.data.manifest import read_manifest
-from medsr.degrade import get_degradation
+from medsr.degrade import degrades_whole_image, get_degradation
+from medsr.intensity import to_value_range
 from medsr.io import read_image
 
 DEFAULT_CACHE_BYTES = 4 * 1024**3
 
 
-def _load_first_frame(path: Path) -> tuple[np.ndarray, int]:
-    """Read an image as (H, W, C) float32 in [0, 1] and its bit depth; multi-frame files give frame 0."""
+def _load_first_frame(
+    path: Path, value_range: Sequence[float] | None = None, raster_offset: float = 0.0
+) -> tuple[np.ndarray, int]:
+    """Read an image as (H, W, C) float32 in [0, 1] and its bit depth; multi-frame files give frame 0.
+
+    With ``value_range`` the pixels are on that fixed modality range (CT in HU, :mod:`medsr.intensity`).
+    """
     image = read_image(path)
+    if value_range is not None:
+        image = to_value_range(image, value_range, raster_offset)
     pixels = image.pixels[0] if image.is_multiframe else image.pixels
     return pixels, image.bit_depth
 
@@ -43,8 +51,13 @@ def _to_channels(pixels: np.ndarray, channels: int | None) -> np.ndarray:
 class _ImageStore:
     """Decoded images by index, cached in memory as integers while the cache has room."""
 
-    def __init__(self, paths: Sequence[Path], channels: int | None, cache_bytes: int) -> None:
+    def __init__(
+        self, paths: Sequence[Path], channels: int | None, cache_bytes: int,
+        value_range: Sequence[float] | None = None, raster_offset: float = 0.0,
+    ) -> None:
         self.paths = [Path(p) for p in paths]
+        self.value_range = value_range
+        self.raster_offset = raster_offset
         self.channels = channels
         self.cache_bytes = cache_bytes
         self._cache: dict[int, tuple[np.ndarray, float, int]] = {}
@@ -57,7 +70,7 @@ class _ImageStore:
         """(H, W, C) integer image, the peak that maps it to [0, 1], and its bit depth."""
         if index in self._cache:
             return self._cache[index]
-        pixels, bit_depth = _load_first_frame(self.paths[index])
+        pixels, bit_depth = _load_first_frame(self.paths[index], self.value_range, self.raster_offset)
         pixels = _to_channels(pixels, self.channels)
         dtype, peak = (np.uint8, 255.0) if bit_depth <= 8 else (np.uint16, 65535.0)
         stored = np.rint(pixels * peak).astype(dtype)
@@ -83,15 +96,19 @@ def patch_detail(patch: np.ndarray) -> float:
     return float(np.abs(np.diff(values, axis=0)).mean() + np.abs(np.diff(values, axis=1)).mean())
 
 
-def _augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random horizontal/vertical flips and 90-degree rotation of an (H, W, C) patch."""
-    if rng.random() < 0.5:
-        patch = patch[:, ::-1]
-    if rng.random() < 0.5:
-        patch = patch[::-1, :]
-    if rng.random() < 0.5:
-        patch = np.transpose(patch, (1, 0, 2))
-    return np.ascontiguousarray(patch)
+def _augment(*patches: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random horizontal/vertical flips and 90-degree rotation of each (H, W, C) patch."""
+    flip_x, flip_y, transpose = (rng.random() < 0.5 for _ in range(3))
+    out = []
+    for patch in patches:
+        if flip_x:
+            patch = patch[:, ::-1]
+        if flip_y:
+            patch = patch[::-1, :]
+        if transpose:
+            patch = np.transpose(patch, (1, 0, 2))
+        out.append(np.ascontiguousarray(patch))
+    return out
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -105,7 +122,10 @@ class PatchDataset(Dataset):
     Item ``i`` is ``(lr, hr)``: float32 tensors ``(C, h, w)`` and ``(C, H, W)`` in [0, 1], where
     ``(h, w) = lr_shape(degradation, (H, W), scale)`` (e.g. 24x24 for a 96x96 patch at x4 bicubic;
     96x24 for ``ultrasound``). Flips and 90-degree rotations are applied to the HR patch before it is
-    degraded, except for ``ultrasound``, whose two axes differ physically. With ``patch_candidates`` > 1 each
+    degraded, except for ``ultrasound``, whose two axes differ physically. Degradations of the whole image
+    (:func:`medsr.degrade.degrades_whole_image`: sparse-view CT, whose streaks come from the whole slice) are
+    applied once per image (deterministic, cached) and the patch is cut from both HR and LR, then augmented.
+    With ``patch_candidates`` > 1 each
     patch is the one with the largest mean absolute gradient (:func:`patch_detail`) among that many random
     positions: most of a radiograph is smooth, and a step on flat background teaches the network little.
     """
@@ -124,15 +144,21 @@ class PatchDataset(Dataset):
         channels: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         seed: int = 0,
+        value_range: Sequence[float] | None = None,
+        raster_offset: float = 0.0,
     ) -> None:
-        if patch_size % scale:
+        self.whole_image = degrades_whole_image(degradation)
+        if patch_size % scale and not self.whole_image:
             raise ValueError(f"patch size {patch_size} is not a multiple of scale {scale}")
-        self.store = _ImageStore([Path(p) for p in paths], channels, cache_bytes)
+        self.store = _ImageStore([Path(p) for p in paths], channels, cache_bytes, value_range, raster_offset)
         self.scale = scale
         self.patch_size = patch_size
         self.degradation = degradation
         self.degrade = get_degradation(degradation)
         self.degradation_params = dict(degradation_params or {})
+        if value_range is not None and degradation.startswith("ct-"):
+            self.degradation_params.setdefault("value_range", tuple(float(v) for v in value_range))
+        self._whole_lr: dict[int, np.ndarray] = {}
         self.patches_per_image = patches_per_image
         if patch_candidates < 1:
             raise ValueError(f"patch_candidates must be at least 1, not {patch_candidates}")
@@ -163,10 +189,24 @@ class PatchDataset(Dataset):
         top, left = corners[0] if len(corners) == 1 else max(
             corners, key=lambda c: patch_detail(stored[c[0]:c[0] + size, c[1]:c[1] + size]))
         hr = stored[top:top + size, left:left + size].astype(np.float32) / peak
+        if self.whole_image:
+            lr = self.whole_lr(index // self.patches_per_image)[top:top + size, left:left + size]
+            hr, lr = _augment(hr, lr, rng=rng) if self.augment else (hr, lr)
+            return _to_tensor(lr), _to_tensor(hr)
         if self.augment:
-            hr = _augment(hr, rng)
+            (hr,) = _augment(hr, rng=rng)
         lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
         return _to_tensor(lr), _to_tensor(hr)
+
+    def whole_lr(self, image_index: int) -> np.ndarray:
+        """The degraded whole image ``image_index`` (a whole-image degradation), made once and kept."""
+        if image_index not in self._whole_lr:
+            stored, peak, bit_depth = self.store.get_stored(image_index)
+            hr = stored.astype(np.float32) / peak
+            rng = np.random.default_rng([self.seed, image_index])
+            lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
+            self._whole_lr[image_index] = np.asarray(lr, dtype=np.float32)
+        return self._whole_lr[image_index]
 
 
 def manifest_paths(manifest: str | Path, split: str, *, min_size: int = 0) -> list[Path]:

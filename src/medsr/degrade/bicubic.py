@@ -46,7 +46,8 @@ def pil_resize(
             (width, height), resample))
         for c in range(image.shape[2])
     ]
-    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+    out = np.stack(channels, axis=-1).astype(np.float32, copy=False)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def bicubic(hr: np.ndarray, scale: int, bit_depth: int = 8) -> np.ndarray:

@@ -11,9 +11,11 @@ import numpy as np
 from torch import nn
 
 from medsr.errors import ConfigError
+from medsr.infer.colour import luminance, runs_on_luminance, upscale_luminance, with_chroma
 from medsr.infer.runtime import OnnxPredictor, TorchPredictor, get_predictor
 from medsr.infer.settings import InferenceSettings
 from medsr.infer.tiling import MemoryCost, fit_tile, upscale_many, upscale_tiled
+from medsr.intensity import for_model, restore
 from medsr.io import read_image
 from medsr.io.image import MedicalImage
 from medsr.models import ModelLike, load_model, model_name
@@ -32,8 +34,10 @@ def tile_for(model: ModelLike, shape: tuple[int, ...], settings: InferenceSettin
     whole image fits; see :func:`medsr.infer.tiling.fit_tile`). The model's memory is measured on first use."""
     settings = settings or InferenceSettings()
     height, width, channels = shape
-    predictor = get_predictor(load_model(model, settings.device), settings)
-    return fit_tile(height, width, channels, **_budget(predictor, settings))
+    net = load_model(model, settings.device)
+    if runs_on_luminance(channels, int(net.in_channels), settings.colour):
+        channels = 1
+    return fit_tile(height, width, channels, **_budget(get_predictor(net, settings), settings))
 
 
 def clip_to_input(sr: np.ndarray, lr: np.ndarray) -> np.ndarray:
@@ -56,12 +60,16 @@ def upscale_array(
     :mod:`medsr.infer.tiling`); the result equals whole-image inference to well within one 8-bit grey level.
     ``progress(done, total)`` follows the tiles. This is the model's own output, as the scoring protocol
     scores it: not clipped to the input's range (``settings.clip_to_input`` is applied by :func:`upscale`
-    and :func:`upscale_arrays`, or with :func:`clip_to_input`).
+    and :func:`upscale_arrays`, or with :func:`clip_to_input`). A 1-channel model meets an RGB image as
+    ``settings.colour`` says (:mod:`medsr.infer.colour`).
     """
     settings = settings or InferenceSettings()
     net = load_model(model, settings.device)
     predictor = get_predictor(net, settings)
-    return upscale_tiled(predictor, lr, progress=progress, **_budget(predictor, settings))
+    budget = _budget(predictor, settings)
+    if lr.ndim == 3 and runs_on_luminance(lr.shape[2], int(net.in_channels), settings.colour):
+        return upscale_luminance(lr, lambda y: upscale_tiled(predictor, y, progress=progress, **budget))
+    return upscale_tiled(predictor, lr, progress=progress, **budget)
 
 
 def upscale_arrays(
@@ -70,12 +78,17 @@ def upscale_arrays(
     """Super-resolve many ``(H, W, C)`` images; same-size ones that fit one tile run in batches.
 
     Tiles fit ``settings.max_memory``; with ``settings.clip_to_input`` (the default) each output is clipped,
-    per channel, to its own input's [min, max] (:func:`clip_to_input`).
+    per channel, to its own input's [min, max] (:func:`clip_to_input`). RGB images meet a 1-channel model as
+    ``settings.colour`` says (:mod:`medsr.infer.colour`); their luminances batch with grey images of their size.
     """
     settings = settings or InferenceSettings()
     net = load_model(model, settings.device)
     predictor = get_predictor(net, settings)
-    results = upscale_many(predictor, images, **_budget(predictor, settings))
+    on_y = [np.ndim(im) == 3 and runs_on_luminance(np.shape(im)[2], int(net.in_channels), settings.colour)
+            for im in images]
+    inputs = [luminance(im) if y else im for im, y in zip(images, on_y, strict=True)]
+    results = upscale_many(predictor, inputs, **_budget(predictor, settings))
+    results = [with_chroma(sr, im) if y else sr for sr, im, y in zip(results, images, on_y, strict=True)]
     if settings.clip_to_input:
         results = [clip_to_input(sr, np.asarray(lr, dtype=np.float32)) for sr, lr in zip(results, images, strict=True)]
     return results
@@ -144,9 +157,10 @@ def upscale(
         image = image_or_path
     else:
         raise ConfigError(f"cannot upscale a {type(image_or_path).__name__}; pass an array, image or path")
+    image = for_model(image, getattr(net, "meta", None))  # a CT model's fixed HU range (medsr.intensity)
     frames = list(image.pixels) if image.is_multiframe else [image.pixels]
     results = upscale_arrays(net, frames, settings)
-    return upscaled_image(image, np.stack(results) if image.is_multiframe else results[0], net)
+    return restore(upscaled_image(image, np.stack(results) if image.is_multiframe else results[0], net))
 
 
 def upscaled_image(image: MedicalImage, pixels: np.ndarray, model: nn.Module) -> MedicalImage:

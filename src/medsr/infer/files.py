@@ -20,6 +20,7 @@ from torch import nn
 from medsr.errors import ConfigError, MedsrError
 from medsr.infer.api import upscale_arrays, upscaled_image
 from medsr.infer.settings import InferenceSettings
+from medsr.intensity import for_model, restore
 from medsr.io import read_image, write_image
 from medsr.io.dicom import SeriesUIDMap
 from medsr.io.find import find_images
@@ -125,7 +126,7 @@ def upscale_files(
         images: list[tuple[Source, MedicalImage, Path, str]] = []
         for source in chunk:
             try:  # read and choose the output before any inference, so a doomed file costs nothing
-                image = read_image(source.path)
+                image = for_model(read_image(source.path), getattr(model, "meta", None))
                 out_fmt = output_format(image.format, fmt)
                 target = output_path(source, outdir, image.format, out_fmt)
                 if target.resolve() == source.path.resolve():
@@ -156,7 +157,7 @@ def upscale_files(
             count = image.pixels.shape[0] if image.is_multiframe else 1
             done = results[position : position + count]
             position += count
-            result = upscaled_image(image, np.stack(done) if image.is_multiframe else done[0], model)
+            result = restore(upscaled_image(image, np.stack(done) if image.is_multiframe else done[0], model))
             outcome = Outcome(
                 source.path,
                 in_size=(image.width, image.height),

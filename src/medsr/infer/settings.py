@@ -1,4 +1,4 @@
-"""How a model is run: tile, memory budget, overlap, batch, device, backend, precision and clipping, as one object.
+"""How a model is run: tile, memory, overlap, batch, device, backend, precision, colour and clipping, as one object.
 
 Built once at the edge (the CLI, the web app, a user's script) and passed down, as MONAI's
 ``SlidingWindowInferer`` holds its roi size, overlap, batch size and device.
@@ -14,6 +14,7 @@ from medsr.errors import ConfigError
 
 BACKENDS = ("torch", "onnxruntime")
 PRECISIONS = ("fp32", "bf16")
+COLOURS = ("luminance", "per-channel")
 DEFAULT_MAX_MEMORY = 3 * 2**29  # 1.5 GiB of activations
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _UNLIMITED = ("none", "unlimited", "inf")
@@ -44,7 +45,9 @@ class InferenceSettings:
     ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``backend``: ``torch`` or ``onnxruntime``;
     ``precision``: ``fp32`` or ``bf16`` (CPU autocast: faster only on CPUs with AMX or AVX512-BF16);
     ``clip_to_input``: :func:`medsr.infer.upscale` and ``upscale_arrays`` clip each output, per image and per
-    channel, to its input's [min, max] (a CT spanning -1000..1500 HU stays within it).
+    channel, to its input's [min, max] (a CT spanning -1000..1500 HU stays within it); ``colour``: how a
+    1-channel model meets an RGB image, ``luminance`` (the model on Y, chroma by bicubic, one forward: see
+    :mod:`medsr.infer.colour`) or ``per-channel`` (the model on R, G and B: three forwards).
     """
 
     tile: int = 512
@@ -55,6 +58,7 @@ class InferenceSettings:
     precision: str = "fp32"
     max_memory: int | None = DEFAULT_MAX_MEMORY
     clip_to_input: bool = True
+    colour: str = "luminance"
 
     def __post_init__(self) -> None:
         if self.overlap < 0 or self.tile < 8 or 2 * self.overlap >= self.tile:
@@ -66,6 +70,8 @@ class InferenceSettings:
             raise ConfigError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        if self.colour not in COLOURS:
+            raise ConfigError(f"unknown colour mode {self.colour!r}; choose one of: {', '.join(COLOURS)}")
         if self.backend == "onnxruntime" and self.precision != "fp32":
             raise ConfigError(f"precision {self.precision} is only available with the torch backend")
         if self.max_memory is not None and (isinstance(self.max_memory, bool) or not isinstance(

@@ -48,6 +48,11 @@ class TrainConfig:
     # validation scores whole images by default, as `medsr evaluate` does; a size centre-crops them for speed
     # (then `medsr evaluate --max-size` with the same size reproduces the logged numbers)
     val_max_size: int | None = flag(None, "Centre-crop validation images to this many pixels a side (speed).")
+    # models that work in physical units (CT): the modality values (e.g. HU) at the network's 0 and 1, and the
+    # offset of PNG/TIFF inputs (value = stored - offset; 1024 for "HU + 1024" PNGs); both go into the header
+    value_range: list[float] | None = None
+    raster_offset: float = 0.0
+    modality: str | None = None  # DICOM Modality the model is for (CT, US, ...), recorded in its header
     # model
     model: str = flag("swift-srgan", "Architecture: plainrep | srresnet | srgan | swift-srgan.")
     scale: int = flag(4, "Upscaling factor (2, 3, 4, 8).")
@@ -98,7 +103,10 @@ class TrainConfig:
             raise ConfigError(f"pixel_loss must be mse or l1, not {self.pixel_loss!r}")
         if self.in_channels not in (1, 3):
             raise ConfigError(f"in_channels must be 1 or 3, not {self.in_channels}")
-        if self.patch_size % self.scale:
+        low_high = self.value_range
+        if low_high is not None and (len(low_high) != 2 or not low_high[1] > low_high[0]):
+            raise ConfigError(f"value_range must be [low, high] with low < high, not {self.value_range}")
+        if self.patch_size % self.scale and not self.degradation.startswith("ct-"):
             raise ConfigError(f"patch_size {self.patch_size} must be a multiple of scale {self.scale}")
         if not self.manifest:
             raise ConfigError("no manifest given: pass --manifest (made by `medsr prepare`)")

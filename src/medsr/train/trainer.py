@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from medsr.atomic import atomic_path
 from medsr.data.datasets import PatchDataset, manifest_paths
+from medsr.degrade import lr_scale
 from medsr.devices import resolve_device
 from medsr.errors import ConfigError, MedsrError
 from medsr.infer import upscale_array
@@ -93,8 +94,10 @@ class Trainer:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         torch.manual_seed(config.seed)
         random.seed(config.seed)
+        # the network's (sy, sx) follows the degradation: (1, s) for ultrasound, (1, 1) for sparse-view CT
         self.generator = build_generator(
-            config.model, in_channels=config.in_channels, scale=config.scale, global_skip=config.global_skip
+            config.model, in_channels=config.in_channels, scale=lr_scale(config.degradation, config.scale),
+            global_skip=config.global_skip,
         ).to(self.device, memory_format=self.memory_format)
         if config.sync_bn and self.dist.enabled:
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
@@ -120,7 +123,7 @@ class Trainer:
             train_paths, scale=config.scale, patch_size=config.patch_size, degradation=config.degradation,
             degradation_params=config.degradation_params, patches_per_image=config.patches_per_image,
             patch_candidates=config.patch_candidates, channels=channels, cache_bytes=config.cache_bytes,
-            seed=config.seed,
+            seed=config.seed, value_range=config.value_range, raster_offset=config.raster_offset,
         )
         # decode once here, before DataLoader workers fork and share the cache
         self.train_set.store.preload()
@@ -129,7 +132,8 @@ class Trainer:
         self.val_items = items_from_manifest(config.manifest, config.val_split) if self.dist.is_main else []
         self.val_protocol = Protocol(scale=config.scale, degradation=config.degradation,
                                      degradation_params=dict(config.degradation_params),
-                                     max_size=config.val_max_size)
+                                     max_size=config.val_max_size, value_range=config.value_range,
+                                     raster_offset=config.raster_offset)
         self._val_pairs: list[Pair] | None = None
         self._bicubic_scores: tuple[float, float] | None = None
         self.writer = None
@@ -283,6 +287,11 @@ class Trainer:
                          "stage": self.config.stages[self.stage_index][0], "manifest": self.config.manifest},
             "metrics": metrics,
         }
+        if self.config.value_range is not None:
+            meta["value_range"] = [float(v) for v in self.config.value_range]
+            meta["raster_offset"] = float(self.config.raster_offset)
+        if self.config.modality:
+            meta["modality"] = self.config.modality
         save_model(model, path, meta)
 
     def _save_step_state(self) -> None:
