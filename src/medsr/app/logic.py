@@ -25,6 +25,7 @@ from medsr.degrade.bicubic import pil_resize
 from medsr.devices import resolve_device
 from medsr.errors import ConfigError, ImageReadError, os_reason
 from medsr.infer import InferenceSettings, clip_to_input, upscale_array, upscaled_image
+from medsr.intensity import for_model, model_value_range, restore
 from medsr.io import read_image, write_image
 from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage
 from medsr.models import list_bundled_models, model_name
@@ -359,10 +360,12 @@ def run_enhance(
     lr = np.ascontiguousarray(lr, dtype=np.float32)
     sy, sx = (int(s) for s in model.scale)
     levels = quantisation_levels(image)
-    sr, seconds = _super_resolve(model, lr, progress)
+    # a CT model runs on its fixed HU range (medsr.intensity), and its output comes back on the image's own
+    mapped = for_model(image.with_pixels(lr), getattr(model, "meta", None))
+    sr, seconds = _super_resolve(model, mapped.pixels, progress)
     if SETTINGS.clip_to_input:  # as `medsr upscale` writes it (Simulate mode scores the raw output, as evaluate)
-        sr = clip_to_input(sr, lr)
-    sr = quantise(sr, levels)
+        sr = clip_to_input(sr, mapped.pixels)
+    sr = quantise(restore(mapped.with_pixels(sr)).pixels, levels)
     size = (lr.shape[0] * sy, lr.shape[1] * sx)
     bicubic = quantise(pil_resize(lr, size, "bicubic", resize_bit_depth(image)), levels)
     result = upscaled_image(image.with_pixels(lr), sr, model)
@@ -398,7 +401,9 @@ def run_simulate(
             f"scale {scale} needs x{needed[0]}x{needed[1]}"
         )
     cropped = max(image.height, image.width) > max_side
-    protocol = Protocol(scale=scale, degradation=degradation, seed=seed, max_size=max_side)
+    meta = getattr(model, "meta", None) or {}
+    protocol = Protocol(scale=scale, degradation=degradation, seed=seed, max_size=max_side,
+                        value_range=model_value_range(meta), raster_offset=float(meta.get("raster_offset", 0.0)))
     pair = protocol.pair(image, image_key(image.path))
     outputs: dict[str, np.ndarray] = {}
     timing: dict[str, float] = {}
@@ -410,12 +415,16 @@ def run_simulate(
     rows = protocol.run(pair, {"Bicubic": protocol.baselines(["bicubic"], pair)["bicubic"], "Model": model_method},
                         outputs.__setitem__)
     scores = {row["method"]: {"psnr": row["psnr"], "ssim": row["ssim"]} for row in rows}
-    truth = image.with_pixels(pair.hr)
+    # shown on the image's own range (a CT model scored them on its fixed HU range, as evaluate does)
+    mapped = for_model(image, meta)  # only its value range and the source's are used below
+    hr, lr, bicubic, sr = (restore(mapped.with_pixels(a)).pixels
+                           for a in (pair.hr, pair.lr, outputs["Bicubic"], outputs["Model"]))
+    truth = image.with_pixels(hr)
     return Outcome(
-        mode="simulate", lr=pair.lr, bicubic=outputs["Bicubic"], sr=outputs["Model"],
-        result=truth.with_pixels(outputs["Model"]), model_name=model_name(model),
+        mode="simulate", lr=lr, bicubic=bicubic, sr=sr,
+        result=truth.with_pixels(sr), model_name=model_name(model),
         scale=(int(needed[0]), int(needed[1])), seconds=timing["seconds"], device=str(resolve_device(device)),
-        cropped=cropped, hr=pair.hr, scores=scores,
+        cropped=cropped, hr=hr, scores=scores,
     )
 
 
