@@ -345,3 +345,18 @@ def test_compressed_dicom_cut_short_is_named_truncated(tmp_path: Path, capsys: p
             read_image(path)
     assert caught == []  # pydicom's "End of file reached before delimiter" is not passed on
     assert capsys.readouterr().err == ""
+
+
+def test_a_source_whose_sop_uids_live_only_in_its_file_meta_still_gives_a_valid_derived_file(tmp_path):
+    """Some exports (a TotalSegmentator test series) leave SOPClassUID/SOPInstanceUID empty in the data set."""
+    source = pydicom.dcmread(Path(__file__).parents[1] / "data" / "ct_small.dcm")
+    sop_class, sop_instance = source.SOPClassUID, source.SOPInstanceUID
+    source.file_meta.MediaStorageSOPClassUID, source.file_meta.MediaStorageSOPInstanceUID = sop_class, sop_instance
+    source.SOPClassUID, source.SOPInstanceUID = "", ""
+    source.save_as(tmp_path / "in.dcm")
+    image = read_image(tmp_path / "in.dcm")
+    write_image(image.with_pixels(np.repeat(np.repeat(image.pixels, 2, 0), 2, 1)), tmp_path / "out.dcm")
+    out = pydicom.dcmread(tmp_path / "out.dcm")
+    assert out.SOPClassUID == sop_class == out.file_meta.MediaStorageSOPClassUID
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID != sop_instance
+    assert out.SourceImageSequence[0].ReferencedSOPInstanceUID == sop_instance

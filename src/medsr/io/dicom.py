@@ -309,9 +309,12 @@ def _derive(
         ds.pop(keyword, None)
     if not keeps_palette:
         _set_pixel_presentation(ds, "TRUE_COLOR" if photometric == "RGB" else "MONOCHROME")
+    sop_class = _sop_class(src)
+    if sop_class and not ds.get("SOPClassUID"):  # some files carry it only in their file meta
+        ds.SOPClassUID = sop_class
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = src.SOPClassUID
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.set_pixel_data(arr, photometric, bits_stored)  # Rows, Columns, bits, frames, new SOPInstanceUID
     if "NumberOfFrames" in src and "NumberOfFrames" not in ds:  # a multi-frame IOD requires it, even for 1
@@ -333,12 +336,20 @@ def _derive(
         ds.LossyImageCompression = "01"  # once lossy, always lossy (PS3.3 C.7.6.1.1.5)
     if "SharedFunctionalGroupsSequence" not in src:  # enhanced IODs reference sources per frame instead
         ref = Dataset()
-        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = src.SOPClassUID, src.SOPInstanceUID
+        ref.ReferencedSOPClassUID = sop_class
+        ref.ReferencedSOPInstanceUID = str(src.get("SOPInstanceUID", "") or "") or str(
+            getattr(src, "file_meta", Dataset()).get("MediaStorageSOPInstanceUID", "") or "")
         ds.SourceImageSequence = [ref]
 
     move_to_grid(ds, sy, sx)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     return ds
+
+
+def _sop_class(src: Dataset) -> str:
+    """The source's SOP Class UID: its own element, else its file meta's Media Storage SOP Class UID."""
+    own = str(src.get("SOPClassUID", "") or "")
+    return own or str(getattr(src, "file_meta", Dataset()).get("MediaStorageSOPClassUID", "") or "")
 
 
 def _is_enhanced(src: Dataset) -> bool:
