@@ -149,8 +149,10 @@ def main() -> None:
     lines = [
         f"# {args.name}", "", args.description, "",
         "## Network", "",
-        f"`{header['arch']}` generator, {header.get('arch_args')}: {parameters:,} parameters in its training form "
-        f"(collapsed for inference into plain 3x3 convolutions). {args.io}", "",
+        f"`{header['arch']}` generator, {header.get('arch_args')}: {parameters:,} parameters"
+        + (" in its training form (collapsed for inference into plain 3x3 convolutions). "
+           if header["arch"] == "plainrep" else " (BatchNorm folded into the convolutions for inference). ")
+        + args.io, "",
         "## Data", "", args.data, "",
         "| source | train (patients / images) | val | test |", "|---|---|---|---|",
         *[f"| {source} | " + " | ".join(f"{p} / {i}" for p, i in split.values()) + " |"
