@@ -248,15 +248,20 @@ def test_dicom_round_trip(page, tmp_path: Path) -> None:
     assert abs(hu.mean() - src_hu.mean()) < 0.05 * (src_hu.max() - src_hu.min())  # the same HU, 4x larger
 
 
+def _run_batch(page, count: int) -> bytes:
+    """Press Run batch, wait for every file's result, and return the downloaded zip's bytes."""
+    page.get_by_role("button", name="Run batch").click()
+    page.get_by_text(f"{count} of {count} file(s) upscaled").wait_for()
+    with page.expect_download() as info:
+        page.get_by_role("button", name=re.compile(r"^Download all results \(zip")).click()
+    return Path(info.value.path()).read_bytes()
+
+
 def test_batch_upload_gives_per_file_status_and_a_zip(page, tmp_path: Path) -> None:
     page.get_by_text("Batch", exact=True).click()
     files = [chest_crop(tmp_path, 32, "a.png"), chest_crop(tmp_path, 40, "b.png"), DATA / "ct_small.dcm"]
     page.locator("input[type=file]").set_input_files([str(f) for f in files])
-    page.get_by_role("button", name="Run batch").click()
-    page.get_by_text("3 of 3 file(s) upscaled").wait_for()
-    with page.expect_download() as info:
-        page.get_by_role("button", name=re.compile(r"^Download all results \(zip")).click()
-    with zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes())) as archive:
+    with zipfile.ZipFile(io.BytesIO(_run_batch(page, 3))) as archive:
         names = sorted(archive.namelist())
     assert names[:2] == ["a.png", "b.png"] and names[2].startswith("series") and names[2].endswith("ct_small.dcm")
 
@@ -271,11 +276,7 @@ def test_a_dicom_series_folder_becomes_one_derived_series(page, tmp_path: Path) 
     page.get_by_text("Batch", exact=True).click()
     page.get_by_text("A folder (e.g. a DICOM series)").click()
     page.locator("input[type=file][webkitdirectory]").set_input_files(str(folder))
-    page.get_by_role("button", name="Run batch").click()
-    page.get_by_text("2 of 2 file(s) upscaled").wait_for()
-    with page.expect_download() as info:
-        page.get_by_role("button", name=re.compile(r"^Download all results \(zip")).click()
-    with zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes())) as archive:
+    with zipfile.ZipFile(io.BytesIO(_run_batch(page, 2))) as archive:
         names = sorted(archive.namelist())
         derived = [pydicom.dcmread(io.BytesIO(archive.read(n))) for n in names]
     assert len(names) == 2 and len({n.rsplit("/", 1)[0] for n in names}) == 1  # one folder
