@@ -142,6 +142,8 @@ def test_sparse_view_ct_patches_are_cut_from_the_degraded_whole_slice_with_the_s
     kw = dict(scale=4, patch_size=16, degradation="ct-sparse-view", degradation_params={"n_angles": 36},
               patches_per_image=6, value_range=value_range, raster_offset=1024.0)
     plain = PatchDataset([tmp_path / "ct.png"], augment=False, **kw)
+    plain.preload()  # degrades each whole slice now, before DataLoader workers would fork
+    plain.degrade = None  # so any later degradation would fail
     whole_hr = (np.clip(np.rint(hu), -1024, 3071) + 1024) / 4095
     whole_lr = sparse_view_fbp(whole_hr[..., None].astype(np.float32), 4, bit_depth=16, n_angles=36,
                                value_range=value_range)

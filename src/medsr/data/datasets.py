@@ -198,6 +198,14 @@ class PatchDataset(Dataset):
         lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
         return _to_tensor(lr), _to_tensor(hr)
 
+    def preload(self) -> None:
+        """Decode every image, and degrade each whole image once for whole-image degradations, now: before
+        DataLoader workers fork, so that they share the results instead of each making its own."""
+        self.store.preload()
+        if self.whole_image:
+            for index in range(len(self.store)):
+                self.whole_lr(index)
+
     def whole_lr(self, image_index: int) -> np.ndarray:
         """The degraded whole image ``image_index`` (a whole-image degradation), made once and kept."""
         if image_index not in self._whole_lr:

@@ -126,7 +126,7 @@ class Trainer:
             seed=config.seed, value_range=config.value_range, raster_offset=config.raster_offset,
         )
         # decode once here, before DataLoader workers fork and share the cache
-        self.train_set.store.preload()
+        self.train_set.preload()
         # validation is medsr evaluate's protocol on the same images and keys: the numbers a run logs are the
         # ones `medsr evaluate --split val` (with the same --max-size) prints for the saved checkpoint
         self.val_items = items_from_manifest(config.manifest, config.val_split) if self.dist.is_main else []
