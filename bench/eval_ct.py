@@ -21,7 +21,7 @@ import numpy as np
 from skimage.restoration import denoise_tv_chambolle
 
 from medsr.infer import upscale_array
-from medsr.intensity import model_value_range
+from medsr.intensity import model_units
 from medsr.metrics import psnr, ssim
 from medsr.models import load_model, model_name
 from medsr.protocol import Pair, Protocol, items_from_manifest, read_images
@@ -74,12 +74,12 @@ def main() -> None:
     args = parser.parse_args()
     net = load_model(args.model, "cpu")
     training = net.meta.get("training", {}).get("config", {})
-    value_range = model_value_range(net.meta)
+    units = model_units(net.meta)
+    value_range = units["value_range"]
     if value_range is None:
         raise SystemExit(f"{args.model} has no value_range in its header: not a CT model")
     protocol = Protocol(scale=args.step or int(training.get("scale", 4)), degradation="ct-sparse-view",
-                        degradation_params=dict(training.get("degradation_params") or {}), border=BORDER,
-                        value_range=value_range, raster_offset=float(net.meta.get("raster_offset", 0.0)))
+                        degradation_params=dict(training.get("degradation_params") or {}), border=BORDER, **units)
     val = pairs(protocol, args.manifest, "val")
     by_weight = {w: np.mean([psnr(tv(p.lr, w), p.hr, 1.0, BORDER) for _, p in val]) for w in TV_WEIGHTS}
     weight = max(by_weight, key=by_weight.get)

@@ -384,7 +384,7 @@ def upscale(
     groups, notes = plan_models(sources, model, modality)
     for line in notes:
         console.print(escape(line), highlight=False)
-    outcomes = _upscale_groups(groups, out, fmt, settings)
+    outcomes = _upscale_groups(groups, out, fmt, settings, warn=model is not None)
     failures += [(str(o.source), o.error) for o in outcomes if o.error is not None]
     done = [o for o in outcomes if o.error is None]
     console.print(f"upscaled {len(done)} of {len(done) + len(failures)} file(s) into {out} in "
@@ -393,14 +393,19 @@ def upscale(
 
 
 def _upscale_groups(
-    groups: list[tuple[str | None, list[Source]]], out: Path, fmt: str | None, settings: InferenceSettings
+    groups: list[tuple[str | None, list[Source]]], out: Path, fmt: str | None, settings: InferenceSettings,
+    *, warn: bool,
 ) -> list[Outcome]:
-    """Run each group of files with its model (see medsr.infer.modality); print each model's table."""
+    """Run each group of files with its model (see medsr.infer.modality); print each model's table.
+
+    ``warn``: the user named the model, so say which files are of another modality (a model chosen from the
+    modality needs no warning: plan_models already said what it picked and why).
+    """
     outcomes: list[Outcome] = []
     with _progress("upscaling", sum(len(group) for _, group in groups)) as advance:
         for name, group in groups:
             net = load_model(name, settings.device)
-            for line in modality_warnings(group, net.meta, model_name(net)):
+            for line in modality_warnings(group, net.meta, model_name(net)) if warn else ():
                 console.print(escape(line), highlight=False)
             found = []
             for outcome in upscale_files(group, out, net, fmt=fmt, settings=settings):

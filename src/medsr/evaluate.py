@@ -25,7 +25,7 @@ from medsr.atomic import atomic_path
 from medsr.degrade import lr_scale
 from medsr.errors import ConfigError, MedsrError
 from medsr.infer import InferenceSettings, get_predictor, upscale_array
-from medsr.intensity import model_value_range
+from medsr.intensity import model_units
 from medsr.io import write_image
 from medsr.io.image import MedicalImage
 from medsr.models import ModelLike, load_model, model_name
@@ -302,13 +302,12 @@ def evaluate_model(
     protocol = Protocol(
         scale=resolve_scale(model_scale, degradation, scale), degradation=degradation,
         degradation_params=dict(degradation_params or {}), border=border, seed=seed, max_size=max_size,
-        value_range=model_value_range(meta), raster_offset=float(meta.get("raster_offset", 0.0)),
+        **model_units(meta),
     )
     baselines = list(dict.fromkeys(baselines))
     interpolation_methods(baselines, 8)  # rejects unknown names before any work
     name = model_name(net)
     label = f"model:{name}" if name in BASELINE_METHODS else name
-    meta = getattr(net, "meta", None) or {}
     is_file = isinstance(model, str | os.PathLike) and Path(model).is_file()
     result = Evaluation(
         model_name=name, model_path=str(Path(model).absolute()) if is_file else None,

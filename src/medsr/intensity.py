@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from medsr.errors import ConfigError
-from medsr.io.image import MedicalImage
+from medsr.io.image import MedicalImage, modality_values
 
 SOURCE_RANGE = "medsr_source_value_range"
 """Key of ``MedicalImage.extra`` under which :func:`for_model` keeps the file's own ``value_range``."""
@@ -28,8 +28,7 @@ SOURCE_RANGE = "medsr_source_value_range"
 def remap(image: MedicalImage, value_range: Sequence[float]) -> MedicalImage:
     """``image`` with pixels re-expressed on ``value_range`` (same units as its own ``value_range``), clipped."""
     low, high = (float(v) for v in value_range)
-    src_low, src_high = image.value_range
-    values = src_low + image.pixels.astype(np.float64) * (src_high - src_low)
+    values = modality_values(image.pixels, image.value_range)
     return image.with_pixels(np.clip((values - low) / (high - low), 0.0, 1.0), value_range=(low, high))
 
 
@@ -74,14 +73,20 @@ def model_value_range(meta: Mapping[str, Any] | None) -> tuple[float, float] | N
     return None if found is None else (float(found[0]), float(found[1]))
 
 
+def model_units(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``value_range`` and ``raster_offset`` of a model's header, as :class:`medsr.protocol.Protocol` takes them
+    (None and 0 for models that work on each image's own range)."""
+    return {"value_range": model_value_range(meta), "raster_offset": float((meta or {}).get("raster_offset", 0.0))}
+
+
 def for_model(image: MedicalImage, meta: Mapping[str, Any] | None) -> MedicalImage:
     """``image`` on the value range of the model whose header is ``meta`` (unchanged for most models).
 
     The file's own range is kept in ``extra`` so that :func:`restore` can put the output back on it.
     """
-    value_range = model_value_range(meta)
-    if value_range is None:
+    units = model_units(meta)
+    if units["value_range"] is None:
         return image
-    mapped = to_value_range(image, value_range, float((meta or {}).get("raster_offset", 0.0)))
+    mapped = to_value_range(image, units["value_range"], units["raster_offset"])
     mapped.extra = {**image.extra, SOURCE_RANGE: tuple(image.value_range)}
     return mapped

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import tifffile
 
-from medsr.io.image import MedicalImage
+from medsr.io.image import MedicalImage, modality_values
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,7 @@ def modality_array(image: MedicalImage) -> np.ndarray:
     Integer values in int16/uint16 range keep that type; anything else (a fractional rescale) is float32.
     Shape ``(H, W)`` for grey, ``(H, W, 3)`` for colour.
     """
-    low, high = image.value_range
-    values = low + image.pixels.astype(np.float64) * (high - low)
+    values = modality_values(image.pixels, image.value_range)
     rounded = np.rint(values)
     if np.allclose(values, rounded, atol=1e-3):
         lo, hi = float(rounded.min(initial=0)), float(rounded.max(initial=0))

@@ -25,9 +25,9 @@ from medsr.degrade.bicubic import pil_resize
 from medsr.devices import resolve_device
 from medsr.errors import ConfigError, ImageReadError, os_reason
 from medsr.infer import InferenceSettings, clip_to_input, upscale_array, upscaled_image
-from medsr.intensity import for_model, model_value_range, restore
+from medsr.intensity import for_model, model_units, restore
 from medsr.io import read_image, write_image
-from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage
+from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage, modality_values
 from medsr.models import list_bundled_models, model_name
 from medsr.protocol import Protocol, image_key, quantisation_levels, quantise, resize_bit_depth
 
@@ -155,12 +155,6 @@ def limit_side(pixels: np.ndarray, max_side: int = DEMO_MAX_SIDE) -> tuple[np.nd
 
 
 # --- display ------------------------------------------------------------------------------------------------
-
-
-def modality_values(pixels: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """Working pixels in [0, 1] -> modality values (HU for CT), by the image's linear ``value_range``."""
-    low, high = value_range
-    return low + pixels.astype(np.float64) * (high - low)
 
 
 def window_level(values: np.ndarray, width: float, level: float) -> np.ndarray:
@@ -401,9 +395,8 @@ def run_simulate(
             f"scale {scale} needs x{needed[0]}x{needed[1]}"
         )
     cropped = max(image.height, image.width) > max_side
-    meta = getattr(model, "meta", None) or {}
-    protocol = Protocol(scale=scale, degradation=degradation, seed=seed, max_size=max_side,
-                        value_range=model_value_range(meta), raster_offset=float(meta.get("raster_offset", 0.0)))
+    meta = getattr(model, "meta", None)
+    protocol = Protocol(scale=scale, degradation=degradation, seed=seed, max_size=max_side, **model_units(meta))
     pair = protocol.pair(image, image_key(image.path))
     outputs: dict[str, np.ndarray] = {}
     timing: dict[str, float] = {}

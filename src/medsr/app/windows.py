@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from medsr.app.logic import WINDOW_PRESETS, default_window
-from medsr.io.image import MedicalImage
+from medsr.io.image import MedicalImage, modality_values
 
 Window = tuple[float, float]
 
@@ -34,8 +34,7 @@ def auto_window(image: MedicalImage, low_pct: float = 0.5, high_pct: float = 99.
     An MR or a 12-bit CR without a header window uses a small part of its stored range, so "full range"
     shows it grey and flat; the percentiles of its own pixels show its contrast.
     """
-    low_v, high_v = image.value_range
-    values = low_v + image.pixels.astype(np.float64) * (high_v - low_v)
+    values = modality_values(image.pixels, image.value_range)
     low, high = np.percentile(values, [low_pct, high_pct]) if values.size else (0.0, 1.0)
     return round(float(high - low) + 1.0, 1), round(float(low + high + 1.0) / 2, 1)
 

@@ -10,13 +10,14 @@ default unless ``--modality`` says otherwise.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pydicom
 
 from medsr.errors import ConfigError
 from medsr.infer.files import Source
-from medsr.io.find import has_dicom_marker
+from medsr.io.find import RASTER_SUFFIXES, has_dicom_marker
 from medsr.models import DEFAULT_MODEL
 
 MODALITY_MODELS: dict[str, str] = {
@@ -41,7 +42,7 @@ _BUNDLED_MODALITIES: dict[str, tuple[str, ...]] = {
 def file_modality(path: Any) -> str | None:
     """A DICOM file's Modality (upper case), read from its header only; None for rasters or when absent."""
     try:
-        if not has_dicom_marker(path) and str(path).lower().endswith((".png", ".jpg", ".jpeg", ".tif", ".tiff")):
+        if not has_dicom_marker(path) and Path(path).suffix.lower() in RASTER_SUFFIXES:
             return None
         header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"], force=True)
     except Exception:  # noqa: BLE001 - an unreadable file is reported by the reader itself, with its reason

@@ -21,6 +21,12 @@ def empty_reason(shape: tuple[int, ...]) -> str | None:
     return f"image has no pixels ({width}x{height}{frames})"
 
 
+def modality_values(pixels: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Working pixels in [0, 1] -> modality values (HU for CT), float64, by the linear ``value_range``."""
+    low, high = value_range
+    return low + np.asarray(pixels).astype(np.float64) * (high - low)
+
+
 @dataclass
 class MedicalImage:
     """Pixels as float32 in [0, 1] plus what is needed to write them back exactly.
