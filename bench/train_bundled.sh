@@ -13,12 +13,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/data/chest-xray
 mkdir -p runs
-.venv/bin/medsr prepare "$DATA" --patients "$DATA/hannover-640.metadata.csv" \
-    --patients "$DATA/hannover-2000.metadata.csv" --patients "$DATA/nih-chestxray14/metadata.csv" \
-    --patients "$DATA/kermany-pediatric-cxr/metadata.csv" \
-    --source 'hannover-*=hannover' --source 'nih-*=nih' --source 'kermany-*=kermany' --out runs/xray3-manifest.csv
-.venv/bin/medsr prepare "$DATA/hannover-640" "$DATA/hannover-2000" --patients "$DATA/hannover-640.metadata.csv" \
-    --patients "$DATA/hannover-2000.metadata.csv" --out runs/xray-manifest.csv
+case "${1:-pretrain}" in
+  ct-sparse-view|ultrasound-lateral-x4) ;;  # they prepare their own manifests below
+  *)  # the chest manifests: three sources (issue 10 models) and Hannover only (the earlier Swift models)
+    .venv/bin/medsr prepare "$DATA" --patients "$DATA/hannover-640.metadata.csv" \
+        --patients "$DATA/hannover-2000.metadata.csv" --patients "$DATA/nih-chestxray14/metadata.csv" \
+        --patients "$DATA/kermany-pediatric-cxr/metadata.csv" \
+        --source 'hannover-*=hannover' --source 'nih-*=nih' --source 'kermany-*=kermany' --out runs/xray3-manifest.csv
+    .venv/bin/medsr prepare "$DATA/hannover-640" "$DATA/hannover-2000" --patients "$DATA/hannover-640.metadata.csv" \
+        --patients "$DATA/hannover-2000.metadata.csv" --out runs/xray-manifest.csv ;;
+esac
 US=../shared/data/ultrasound-lung
 CT=../shared/data/ct-slices
 case "${1:-pretrain}" in
