@@ -8,7 +8,8 @@
 # three hospitals (runs/xray3-manifest.csv); continue an interrupted one with `medsr train --resume runs/NAME`.
 # xray-x4-swift: the paper's network (Swift-SRGAN + global skip) on the same manifest, started from the
 # Hannover-only swift-srresnet-xray-x4 weights. More training of a bundled plainrep model: xray-x4-more |
-# xray-x4-bicubic-more (a new cosine schedule from the bundled weights, seed 1).
+# xray-x4-bicubic-more (a new cosine schedule from the bundled weights, seed 1). xray-x4-wide |
+# xray-x4-bicubic-wide: a 48-channel, 20-layer plainrep grown from the bundled weights (configs/*-wide.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/data/chest-xray
@@ -44,6 +45,9 @@ case "${1:-pretrain}" in
   xray-x4-swift)
     .venv/bin/medsr train --config src/medsr/configs/xray-x4-swift.yaml --manifest runs/xray3-manifest.csv \
         --init-from swift-srresnet-xray-x4 --out runs/xray-x4-swift ;;
+  xray-x4-wide|xray-x4-bicubic-wide)  # a larger plainrep grown from the bundled weights (issue 10)
+    .venv/bin/medsr train --config "src/medsr/configs/$1.yaml" --manifest runs/xray3-manifest.csv \
+        --init-from "${1%-wide}" --out "runs/$1" ;;
   xray-x4-more|xray-x4-bicubic-more)
     name="${1%-more}"
     .venv/bin/medsr train --config "src/medsr/configs/$name.yaml" --manifest runs/xray3-manifest.csv \

@@ -245,3 +245,36 @@ def test_bf16_predictor_is_close_to_fp32():
     assert np.abs(got - want).max() < 2e-2
     fp32 = TorchPredictor(model, torch.device("cpu"), precision="fp32")(x.numpy())
     np.testing.assert_allclose(fp32, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("in_channels, scale", [(1, 4), (3, 4), (1, (1, 4)), (1, 2)])
+@pytest.mark.parametrize("collapsed_source", [False, True])
+def test_grown_model_computes_the_source_function(in_channels, scale, collapsed_source):
+    # 3 channels x4 needs 48 output channels at the last layer: equal to the grown width, which must not make
+    # the source's output layer look like one with an identity branch
+    source = _model(in_channels, scale, noise=0.1).eval()
+    grown = build_generator("plainrep", in_channels=in_channels, scale=scale, num_channels=48, num_convs=7)
+    grown.grow_from(source.collapse() if collapsed_source else source)
+    x = _input(2, in_channels, 9, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(grown.eval()(x), source(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(grown.collapse()(x), source(x), rtol=0, atol=1e-5)
+
+
+def test_grown_model_learns_with_its_new_channels_and_layers():
+    source = _model(1, 4, noise=0.1)
+    grown = build_generator("plainrep", in_channels=1, scale=4, num_channels=12, num_convs=6)
+    grown.grow_from(source)
+    loss = (grown.train()(_input(2, 1, 8, 8)) - _input(2, 1, 32, 32, seed=5)).abs().mean()
+    loss.backward()
+    # the new channels' weights into the output layer and the inserted layers' weights all get gradient
+    assert grown.convs[-1].conv3.weight.grad[:, 8:].abs().sum() > 0
+    assert grown.convs[4].conv3.weight.grad.abs().sum() > 0
+
+
+def test_grow_refuses_to_shrink_or_change_scale():
+    source = _model(1, 4)
+    with pytest.raises(ValueError, match="cannot shrink"):
+        build_generator("plainrep", in_channels=1, scale=4, num_channels=4, num_convs=4).grow_from(source)
+    with pytest.raises(ValueError, match="scale"):
+        build_generator("plainrep", in_channels=1, scale=2, num_channels=8, num_convs=4).grow_from(source)

@@ -23,7 +23,7 @@ from medsr.cli import app
 from medsr.errors import ConfigError
 from medsr.models import load_model
 from medsr.train.config import TrainConfig
-from medsr.train.trainer import METRIC_COLUMNS, TrainingError, train
+from medsr.train.trainer import METRIC_COLUMNS, Trainer, TrainingError, train
 
 COLUMNS = ("path", "patient_id", "split", "modality", "width", "height", "channels", "bit_depth")
 
@@ -285,3 +285,18 @@ def test_a_ct_run_learns_on_the_fixed_hu_range_and_records_it_in_the_header(tmp_
         row = list(csv.DictReader(handle))[-1]
     # validation scores the sparse-view FBP itself as "bicubic" (scale 1): far from perfect, not NaN
     assert 10.0 < float(row["bicubic_psnr"]) < 60.0
+
+
+def test_a_larger_plainrep_grows_from_a_smaller_checkpoint_and_records_its_size(tmp_path):
+    small = train(_config(tmp_path, "small", model="plainrep", epochs=1,
+                          model_args={"num_channels": 8, "num_convs": 3}))
+    init = small / "checkpoints" / "best.safetensors"
+    config = _config(tmp_path, "large", model="plainrep", epochs=1, init_from=str(init),
+                     model_args={"num_channels": 12, "num_convs": 5})
+    trainer = Trainer(config)
+    x = torch.rand(1, 1, 12, 12)
+    with torch.no_grad():  # it starts with the small model's function
+        torch.testing.assert_close(trainer.generator.eval()(x), load_model(init)(x), rtol=0, atol=1e-5)
+    run_dir = train(config)
+    grown = load_model(run_dir / "checkpoints" / "best.safetensors")
+    assert grown.meta["arch_args"]["num_channels"] == 12 and len(grown.convs) == 5

@@ -108,6 +108,52 @@ class PlainRep(nn.Module):
         return out if self.training else out.clamp(0.0, 1.0)
 
     @torch.no_grad()
+    def grow_from(self, source: PlainRep, new_scale: float = 0.1) -> None:
+        """Take a trained, narrower and/or shallower PlainRep's function as this one's starting point (Net2Net).
+
+        Follows Net2Net (Chen, Goodfellow & Shlens, ICLR 2016): the grown network computes exactly the
+        source's function, so training continues from its quality instead of from bicubic. The source's
+        channels are the first ``C`` of each layer; new channels take inputs from all channels (small random
+        weights, ``new_scale`` times the default initialisation) but feed nothing yet (zero weights into the
+        old channels and into the output layer). Extra layers go in before the output layer as exact
+        identities: both branches zero, so only the identity branch passes, and a PReLU slope of 1.
+        """
+        if self.collapsed:
+            raise ValueError("grow the training form (collapsed=False), not the inference form")
+        if (source.in_channels, source.scale, source.global_skip) != (self.in_channels, self.scale, self.global_skip):
+            raise ValueError("source and target differ in channels, scale or global skip")
+        src_hidden = len(source.convs) - 1
+        if src_hidden > len(self.convs) - 1 or _width(source) > _width(self):
+            raise ValueError(f"cannot shrink: source has {src_hidden + 1} layers of {_width(source)} channels, "
+                             f"this network {len(self.convs)} of {_width(self)}")
+        reference = next(self.parameters())
+        last_index = len(source.convs) - 1
+        layers = [_branches(conv, reference, identity=0 < k < last_index) for k, conv in enumerate(source.convs)]
+        width = _width(source)
+        for k, (w3, b3, w1, b1) in enumerate(layers[:-1]):
+            conv = self.convs[k]
+            for branch, weight in ((conv.conv3, w3), (conv.conv1, w1)):
+                branch.weight.mul_(new_scale)
+                branch.bias.mul_(new_scale)
+                branch.weight[:width, width:].zero_()  # new channels feed no old one (none exist in layer 0)
+                branch.weight[:width, : weight.shape[1]].copy_(weight)
+            conv.conv3.bias[:width].copy_(b3)
+            conv.conv1.bias[:width].copy_(b1)
+            self.acts[k].weight.fill_(0.25)
+            self.acts[k].weight[:width].copy_(source.acts[k].weight)
+        for k in range(src_hidden, len(self.convs) - 1):  # inserted layers: the identity branch alone, PReLU = x
+            for branch in (self.convs[k].conv3, self.convs[k].conv1):
+                branch.weight.zero_()
+                branch.bias.zero_()
+            self.acts[k].weight.fill_(1.0)
+        w3, b3, w1, b1 = layers[-1]
+        last = self.convs[-1]
+        for branch, weight, bias in ((last.conv3, w3, b3), (last.conv1, w1, b1)):
+            branch.weight.zero_()
+            branch.weight[:, :width].copy_(weight)
+            branch.bias.copy_(bias)
+
+    @torch.no_grad()
     def collapse(self) -> PlainRep:
         """The inference form: each layer's branches summed into one 3x3 conv; same function, in eval mode."""
         if self.collapsed:
@@ -119,6 +165,27 @@ class PlainRep(nn.Module):
         plain = plain.to(device=reference.device, dtype=reference.dtype)
         plain.acts.load_state_dict(self.acts.state_dict())
         return plain.eval()
+
+
+def _width(model: PlainRep) -> int:
+    first = model.convs[0]
+    return (first.conv3 if isinstance(first, RepConv) else first).out_channels
+
+
+def _branches(layer: nn.Module, like: torch.Tensor, identity: bool) -> tuple[torch.Tensor, ...]:
+    """(3x3 weight, bias, 1x1 weight, bias) of a layer; a collapsed conv is all 3x3, its 1x1 branch zero.
+
+    A collapsed hidden layer (``identity``) holds its identity branch in the centre tap; it is taken out,
+    because the grown layer keeps its own identity branch.
+    """
+    if isinstance(layer, RepConv):
+        tensors = (layer.conv3.weight, layer.conv3.bias, layer.conv1.weight, layer.conv1.bias)
+    else:
+        weight = layer.weight.detach().clone()
+        if identity:
+            weight[:, :, 1, 1] -= torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        tensors = (weight, layer.bias, torch.zeros_like(weight[:, :, 1:2, 1:2]), torch.zeros_like(layer.bias))
+    return tuple(t.detach().to(like) for t in tensors)
 
 
 def build_generator(

@@ -97,7 +97,7 @@ class Trainer:
         # the network's (sy, sx) follows the degradation: (1, s) for ultrasound, (1, 1) for sparse-view CT
         self.generator = build_generator(
             config.model, in_channels=config.in_channels, scale=lr_scale(config.degradation, config.scale),
-            global_skip=config.global_skip,
+            global_skip=config.global_skip, **config.model_args,
         ).to(self.device, memory_format=self.memory_format)
         if config.sync_bn and self.dist.enabled:
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
@@ -152,7 +152,14 @@ class Trainer:
     # --- set-up per stage -------------------------------------------------------------------------------
 
     def _load_init_weights(self, path: str) -> None:
+        """Start from a checkpoint of this architecture; a smaller plainrep is grown into this one (same function)."""
         source = load_model(path, cache=False)
+        target = self.generator.state_dict()
+        same_shapes = source.state_dict().keys() == target.keys() and all(
+            value.shape == target[key].shape for key, value in source.state_dict().items())
+        if not same_shapes and hasattr(self.generator, "grow_from"):
+            self.generator.grow_from(source)
+            return
         self.generator.load_state_dict(source.state_dict(), strict=True)
 
     def _new_ema(self) -> nn.Module | None:
