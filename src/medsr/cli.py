@@ -442,19 +442,22 @@ def models() -> None:
     if not bundled:
         console.print("no bundled models")
         return
-    table = Table(title="Bundled models")
+    table = Table(title="Bundled models (test split)")
     table.add_column("name", no_wrap=True)
-    for column in ("arch", "scale", "channels", "test PSNR (bicubic)", "card"):
+    for column in ("arch", "scale", "channels", "PSNR dB", "baseline dB", "LR made by", "card"):
         table.add_column(column, overflow="fold")
     for entry in bundled:
         meta = entry["meta"]
         test = meta.get("metrics", {}).get("test", {})
-        scores = f"{test['psnr']:.2f} ({test['bicubic_psnr']:.2f}) dB" if test else "-"
-        scores += f", LR by {test['protocol']}" if "protocol" in test else ""
-        skip = " +skip" if meta.get("arch_args", {}).get("global_skip") else ""
         sy, sx = meta["scale"]
+        # a scale-1 model (sparse-view CT) has no interpolation baseline: its baseline is its input as it is
+        baseline = "input" if (sy, sx) == (1, 1) else "bicubic"
+        score = f"{test['psnr']:.2f}" if test else "-"
+        base = f"{baseline} {test['bicubic_psnr']:.2f}" if test else "-"
+        skip = " +skip" if meta.get("arch_args", {}).get("global_skip") else ""
         table.add_row(entry["name"], f"{meta.get('arch', '?')}{skip}", f"x{sy}" if sy == sx else f"{sy}x{sx}",
-                      str(meta.get("in_channels", "?")), scores, entry["card"].name if entry["card"] else "-")
+                      str(meta.get("in_channels", "?")), score, base, test.get("protocol", "bicubic"),
+                      entry["card"].name if entry["card"] else "-")
     console.print(table)
 
 

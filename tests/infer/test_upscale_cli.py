@@ -225,4 +225,7 @@ def test_models_command_lists_the_bundled_models_with_their_test_scores() -> Non
     for entry in bundled:
         test = entry["meta"]["metrics"]["test"]
         assert entry["name"] in result.output and entry["card"] is not None
-        assert f"{test['psnr']:.2f} ({test['bicubic_psnr']:.2f}) dB" in result.output
+        row = next(line for line in result.output.splitlines()
+                   if "│" in line and line.split("│")[1].strip() == entry["name"])
+        baseline = "input" if entry["meta"]["scale"] == [1, 1] else "bicubic"
+        assert f"{test['psnr']:.2f}" in row and f"{baseline} {test['bicubic_psnr']:.2f}" in row
