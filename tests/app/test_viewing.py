@@ -250,6 +250,25 @@ def test_batch_keeps_a_dicom_series_together_and_reports_bad_files(tiny_model: t
         DATA / "ct_small.dcm").SeriesInstanceUID
 
 
+def test_batch_by_modality_runs_a_ct_slice_on_the_ct_model_and_the_rest_on_the_chosen_one() -> None:
+    from medsr.models import build_generator
+
+    chest = build_generator("plainrep", in_channels=1, scale=4, num_channels=4, num_convs=2).eval()
+    chest.meta = {"name": "tiny-chest", "modality": "CR"}
+    files = [("slice.dcm", (DATA / "ct_small.dcm").read_bytes()), ("crop.png", png_bytes(sample_crop(16)))]
+    result = batch.run_batch(files, chest, by_modality=True)
+    assert [(r.file, r.status, r.model) for r in result.rows] == [
+        ("slice.dcm", "done", "ct-sparse-view"), ("crop.png", "done", "tiny-chest")]
+    assert result.rows[0].size == "128 x 128 -> 128 x 128"  # scale 1: the CT model, not x4
+    with zipfile.ZipFile(io.BytesIO(result.zip_bytes)) as archive:
+        derived = pydicom.dcmread(io.BytesIO(archive.read(result.rows[0].archived_as)))
+    assert "ct-sparse-view" in derived.DerivationDescription
+    # off: every file on the chosen model; a model of unknown modality is never replaced
+    assert {r.model for r in batch.run_batch(files, chest).rows} == {"tiny-chest"}
+    chest.meta = {"name": "mine"}
+    assert {r.model for r in batch.run_batch(files, chest, by_modality=True).rows} == {"mine"}
+
+
 def test_page_batch_upload_gives_a_table_and_a_zip(models_dir: Path) -> None:
     at = start_app()
     pick_tiny_model(at)

@@ -22,6 +22,8 @@ from PIL import Image
 
 from medsr.app.logic import SETTINGS, upload_name
 from medsr.infer.files import Outcome, Source, upscale_files
+from medsr.infer.modality import MODALITY_MODELS, file_modality, model_modalities
+from medsr.models import load_model, model_name
 
 
 @dataclass
@@ -33,6 +35,7 @@ class BatchRow:
     size: str = ""
     seconds: float = 0.0
     archived_as: str = ""
+    model: str = ""
 
 
 @dataclass
@@ -94,20 +97,37 @@ def series_folder(path: Path) -> str:
     return "_".join(parts)
 
 
+def model_for_file(path: Path, model: Any, device: str = "cpu") -> Any:
+    """``model``, or the bundled model for the file's DICOM Modality when ``model`` was trained for another.
+
+    As ``medsr upscale`` chooses without ``--model``: a CT slice gets ``ct-sparse-view`` and an ultrasound frame
+    ``ultrasound-lateral-x4`` even when a chest model is selected. A model whose modalities are unknown (a
+    user's checkpoint without one in its header) is the user's choice and is kept, as are rasters.
+    """
+    found = file_modality(path)
+    trained = model_modalities(getattr(model, "meta", None))
+    if found in MODALITY_MODELS and trained and found not in trained:
+        return load_model(MODALITY_MODELS[found], device)
+    return model
+
+
 def run_batch(
     files: Sequence[tuple[str, bytes]],
     model: Any,
     *,
     fmt: str | None = None,
     on_file: Callable[[int, int, BatchRow], None] | None = None,
+    by_modality: bool = False,
+    device: str = "cpu",
 ) -> BatchResult:
     """Upscale every ``(name, bytes)`` upload with ``model``; ``on_file(done, total, row)`` after each file.
 
     ``fmt``: output format (``None`` keeps each input's, JPEG becomes PNG; ``"tiff"``, ``"png"``, ``"dcm"``).
-    A file that cannot be read or written is one row with its reason; the others go on.
+    ``by_modality``: DICOM files get the bundled model of their Modality (:func:`model_for_file`, on
+    ``device``); files are then run one model at a time, and rows keep upload order. A file that cannot be
+    read or written is one row with its reason; the others go on.
     """
     names = unique_names([name for name, _ in files])
-    rows: list[BatchRow] = []
     buffer = io.BytesIO()
     written = 0
     with tempfile.TemporaryDirectory(prefix="medsr-app-batch-") as folder:
@@ -117,17 +137,27 @@ def run_batch(
         for name, (_, data) in zip(names, files, strict=True):
             (inbox / name).write_bytes(data)
             sources.append(Source(inbox / name, Path(name)))
+        groups: dict[int, tuple[Any, list[int]]] = {}
+        for index, source in enumerate(sources):
+            chosen = model_for_file(source.path, model, device) if by_modality else model
+            groups.setdefault(id(chosen), (chosen, []))[1].append(index)
+        by_index: dict[int, BatchRow] = {}
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for index, outcome in enumerate(upscale_files(sources, outbox, model, fmt=fmt, settings=SETTINGS)):
-                row = _row(outcome, names[index])
-                if outcome.target is not None and outcome.target.is_file():
-                    folder_name = series_folder(outcome.target)
-                    row.archived_as = f"{folder_name}/{outcome.target.name}" if folder_name else outcome.target.name
-                    archive.write(outcome.target, row.archived_as)
-                    written += 1
-                rows.append(row)
-                if on_file is not None:
-                    on_file(index + 1, len(sources), row)
+            for chosen, indices in groups.values():
+                outcomes = upscale_files([sources[i] for i in indices], outbox, chosen, fmt=fmt, settings=SETTINGS)
+                for index, outcome in zip(indices, outcomes, strict=True):
+                    row = _row(outcome, names[index])
+                    row.model = model_name(chosen)
+                    if outcome.target is not None and outcome.target.is_file():
+                        folder_name = series_folder(outcome.target)
+                        row.archived_as = (f"{folder_name}/{outcome.target.name}" if folder_name
+                                           else outcome.target.name)
+                        archive.write(outcome.target, row.archived_as)
+                        written += 1
+                    by_index[index] = row
+                    if on_file is not None:
+                        on_file(len(by_index), len(sources), row)
+        rows = [by_index[i] for i in range(len(sources))]
     return BatchResult(rows, buffer.getvalue(), written)
 
 

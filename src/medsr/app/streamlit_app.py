@@ -409,6 +409,11 @@ def batch_page(model: Any, stamp: str, device: str) -> None:
                "series stay one series (one new SeriesInstanceUID) in a folder of their own in the zip.")
     formats = {"Same as each input (JPEG becomes PNG)": None, "TIFF": "tiff", "PNG": "png"}
     fmt = formats[st.selectbox("Output format", list(formats), key="batch_format")]
+    by_modality = st.checkbox(
+        "DICOM files of another modality get its bundled model", value=True, key="batch_by_modality",
+        help="As `medsr upscale` without --model: CT -> ct-sparse-view, US -> ultrasound-lateral-x4, CR/DX -> "
+             f"{DEFAULT_MODEL}, when the model in the sidebar was trained for another modality. PNG, JPEG and "
+             "TIFF files, and models of unknown modality, always use the sidebar's model.")
     if not uploads:
         return
     files = [(u.name, u.getvalue()) for u in uploads]
@@ -428,7 +433,7 @@ def batch_page(model: Any, stamp: str, device: str) -> None:
             shown.append(vars(row))
             table.dataframe(shown, hide_index=True)
 
-        result = batch.run_batch(files, model, fmt=fmt, on_file=on_file)
+        result = batch.run_batch(files, model, fmt=fmt, on_file=on_file, by_modality=by_modality, device=device)
         st.session_state["_batch"] = {"files": [n for n, _ in files], "result": result}
         bar.empty()
     held = st.session_state.get("_batch")
