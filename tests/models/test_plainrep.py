@@ -278,3 +278,6 @@ def test_grow_refuses_to_shrink_or_change_scale():
         build_generator("plainrep", in_channels=1, scale=4, num_channels=4, num_convs=4).grow_from(source)
     with pytest.raises(ValueError, match="scale"):
         build_generator("plainrep", in_channels=1, scale=2, num_channels=8, num_convs=4).grow_from(source)
+    swift = build_generator("swift-srgan", in_channels=1, scale=4, num_channels=8, num_blocks=1)
+    with pytest.raises(ValueError, match="only from a plainrep"):
+        build_generator("plainrep", in_channels=1, scale=4, num_channels=8, num_convs=4).grow_from(swift)

@@ -120,6 +120,8 @@ class PlainRep(nn.Module):
         """
         if self.collapsed:
             raise ValueError("grow the training form (collapsed=False), not the inference form")
+        if not isinstance(source, PlainRep):
+            raise ValueError(f"a plainrep grows only from a plainrep, not from {type(source).__name__}")
         if (source.in_channels, source.scale, source.global_skip) != (self.in_channels, self.scale, self.global_skip):
             raise ValueError("source and target differ in channels, scale or global skip")
         src_hidden = len(source.convs) - 1

@@ -158,7 +158,10 @@ class Trainer:
         same_shapes = source.state_dict().keys() == target.keys() and all(
             value.shape == target[key].shape for key, value in source.state_dict().items())
         if not same_shapes and hasattr(self.generator, "grow_from"):
-            self.generator.grow_from(source)
+            try:
+                self.generator.grow_from(source)
+            except ValueError as e:
+                raise ConfigError(f"cannot start from {path}: {e}") from e
             return
         self.generator.load_state_dict(source.state_dict(), strict=True)
 
