@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import binary_dilation
 
+from medsr.degrade.bicubic import crop_to_multiple
 from medsr.io import read_image
 
 
@@ -40,6 +41,7 @@ def main() -> None:
                         help="a --save-images folder of medsr evaluate (one subfolder per method)")
     parser.add_argument("--step", type=float, default=40.0, help="grey levels of an 8-bit image")
     parser.add_argument("--radius", type=int, default=4)
+    parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--border", type=int, default=4, help="edge pixels left out, as the protocol does")
     args = parser.parse_args()
 
@@ -52,7 +54,7 @@ def main() -> None:
     share: dict[str, list[float]] = {name: [] for name in methods}
     cover = []
     for path in args.hr:
-        hr = read_image(path).pixels[..., 0].astype(np.float64)
+        hr = crop_to_multiple(read_image(path).pixels, args.scale)[..., 0].astype(np.float64)  # as the protocol
         inner = np.zeros(hr.shape, dtype=bool)
         b = args.border
         inner[b:hr.shape[0] - b, b:hr.shape[1] - b] = True
