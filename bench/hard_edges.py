@@ -9,7 +9,7 @@ the whole image and on the pixels away from hard edges, and gives the share of i
 
 Hard edges: HR pixels whose step to the next pixel (down or right) exceeds ``--step`` grey levels of an 8-bit
 image, dilated by ``--radius`` pixels. Inputs are the outputs that ``medsr evaluate --save-images DIR`` kept
-(``DIR/<method>/<name>.png``) and the HR files. Usage:
+(``DIR/<method>/<path below the inputs' common folder>.png``) and the HR files. Usage:
 
     medsr evaluate HR... --model M --baselines bicubic --save-images runs/edges/M
     python bench/hard_edges.py HR... --outputs runs/edges/M [--outputs runs/edges/OTHER]...
@@ -18,6 +18,7 @@ image, dilated by ``--radius`` pixels. Inputs are the outputs that ``medsr evalu
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,8 @@ def main() -> None:
     away: dict[str, list[float]] = {name: [] for name in methods}
     share: dict[str, list[float]] = {name: [] for name in methods}
     cover = []
+    # medsr evaluate keeps each output's path below the inputs' common folder
+    root = Path(os.path.commonpath([str(path.resolve().parent) for path in args.hr]))
     for path in args.hr:
         hr = crop_to_multiple(read_image(path).pixels, args.scale)[..., 0].astype(np.float64)  # as the protocol
         inner = np.zeros(hr.shape, dtype=bool)
@@ -61,7 +64,8 @@ def main() -> None:
         zone = hard_edge_zone(hr, args.step / 255.0, args.radius) & inner
         cover.append(zone.sum() / inner.sum())
         for name, folder in methods.items():
-            error = (read_image(folder / f"{path.stem}.png").pixels[..., 0].astype(np.float64) - hr) ** 2
+            output = folder / path.resolve().relative_to(root).with_suffix(".png")
+            error = (read_image(output).pixels[..., 0].astype(np.float64) - hr) ** 2
             whole[name].append(10 * np.log10(1.0 / error[inner].mean()))
             away[name].append(10 * np.log10(1.0 / error[inner & ~zone].mean()))
             share[name].append(error[zone].sum() / error[inner].sum())

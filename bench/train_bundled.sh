@@ -10,6 +10,8 @@
 # Hannover-only swift-srresnet-xray-x4 weights. More training of a bundled plainrep model: xray-x4-more |
 # xray-x4-bicubic-more (a new cosine schedule from the bundled weights, seed 1). xray-x4-wide |
 # xray-x4-bicubic-wide: a 48-channel, 20-layer plainrep grown from the bundled weights (configs/*-wide.yaml).
+# xray-x4-edges | xray-x4-bicubic-edges: a further schedule from the bundled weights with each patch the most
+# detailed of 8 positions, so that hard edges (padding bars, markers) are trained on (EPOCHS: 8 and 12 bundled).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/data/chest-xray
@@ -48,6 +50,10 @@ case "${1:-pretrain}" in
   xray-x4-wide|xray-x4-bicubic-wide)  # a larger plainrep grown from the bundled weights (issue 10)
     .venv/bin/medsr train --config "src/medsr/configs/$1.yaml" --manifest runs/xray3-manifest.csv \
         --init-from "${1%-wide}" --out "runs/$1" ;;
+  xray-x4-edges|xray-x4-bicubic-edges)  # a third schedule from the bundled weights, patches drawn at hard edges
+    name="${1%-edges}"
+    .venv/bin/medsr train --config "src/medsr/configs/$name.yaml" --manifest runs/xray3-manifest.csv \
+        --init-from "$name" --patch-candidates 8 --lr 2e-4 --epochs "${EPOCHS:-12}" --seed 4 --out "runs/$1" ;;
   xray-x4-more|xray-x4-bicubic-more)
     name="${1%-more}"
     .venv/bin/medsr train --config "src/medsr/configs/$name.yaml" --manifest runs/xray3-manifest.csv \
