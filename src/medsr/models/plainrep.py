@@ -124,14 +124,12 @@ class PlainRep(nn.Module):
             raise ValueError(f"a plainrep grows only from a plainrep, not from {type(source).__name__}")
         if (source.in_channels, source.scale, source.global_skip) != (self.in_channels, self.scale, self.global_skip):
             raise ValueError("source and target differ in channels, scale or global skip")
-        src_hidden = len(source.convs) - 1
-        if src_hidden > len(self.convs) - 1 or _width(source) > _width(self):
-            raise ValueError(f"cannot shrink: source has {src_hidden + 1} layers of {_width(source)} channels, "
+        src_hidden, width = len(source.convs) - 1, _width(source)  # the source's last index is its hidden count
+        if src_hidden > len(self.convs) - 1 or width > _width(self):
+            raise ValueError(f"cannot shrink: source has {src_hidden + 1} layers of {width} channels, "
                              f"this network {len(self.convs)} of {_width(self)}")
         reference = next(self.parameters())
-        last_index = len(source.convs) - 1
-        layers = [_branches(conv, reference, identity=0 < k < last_index) for k, conv in enumerate(source.convs)]
-        width = _width(source)
+        layers = [_branches(conv, reference, identity=0 < k < src_hidden) for k, conv in enumerate(source.convs)]
         for k, (w3, b3, w1, b1) in enumerate(layers[:-1]):
             conv = self.convs[k]
             for branch, weight in ((conv.conv3, w3), (conv.conv1, w1)):
