@@ -67,8 +67,12 @@ def test_logged_validation_equals_medsr_evaluate_on_the_val_split(tmp_path, degr
             str(tmp_path / "e.json")]
     result = CliRunner().invoke(app, args + (["--max-size", str(max_size)] if max_size else []))
     assert result.exit_code == 0, result.output
-    methods = json.loads((tmp_path / "e.json").read_text())["methods"]
-    assert methods[checkpoint.name]["images"] == 3
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["methods"][checkpoint.name]["images"] == 3
+    # the logged figure is the mean of sources (val holds two images of source b and one of a)
+    methods = report["sources"]["mean of sources"]
+    per_image = report["methods"][checkpoint.name]["psnr"]
+    assert abs(per_image - methods[checkpoint.name]["psnr"]) > 1e-3
     assert methods[checkpoint.name]["psnr"] == pytest.approx(float(logged["val_psnr"]), abs=0.01)
     assert methods[checkpoint.name]["ssim"] == pytest.approx(float(logged["val_ssim"]), abs=1e-4)
     assert methods["bicubic"]["psnr"] == pytest.approx(float(logged["bicubic_psnr"]), abs=0.01)

@@ -93,6 +93,18 @@ def summarize_sources(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str
     return out
 
 
+def headline(rows: Iterable[dict[str, Any]], method: str) -> tuple[float, float]:
+    """One method's (PSNR, SSIM): the mean of sources when the rows carry sources, else the mean of images.
+
+    The figure that selects a training run's best checkpoint and the one ``medsr evaluate`` reports last.
+    """
+    rows = list(rows)
+    sources = summarize_sources(rows)
+    summary = sources[MEAN_OF_SOURCES] if sources else summarize(rows)
+    found = next(row for row in summary if row["method"] == method)
+    return found["psnr"], found["ssim"]
+
+
 def summary_table(
     summary: Iterable[dict[str, Any]],
     title: str | None = None,

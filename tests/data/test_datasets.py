@@ -131,6 +131,58 @@ def test_patch_candidates_steer_patches_to_detail_and_stay_reproducible(tmp_path
         PatchDataset([path], patch_candidates=0)
 
 
+def test_hard_edge_patches_cover_the_one_marker_step_of_an_otherwise_smooth_image(tmp_path):
+    """A smooth gradient with one small bright square (a burned-in marker): hard_edge_fraction=1 puts every
+    patch over the square's outline; random patches mostly miss it; images without steps keep random patches."""
+    from medsr.data.datasets import hard_edge_points
+
+    ramp = np.tile(np.linspace(40, 90, 256), (256, 1))
+    pixels = np.rint(ramp).astype(np.uint8)
+    pixels[200:212, 30:42] = 250  # the marker: steps of ~200 grey levels along its four sides
+    path = tmp_path / "marker.png"
+    Image.fromarray(pixels).save(path)
+    points = hard_edge_points(pixels[..., None], 255.0, 40 / 255)
+    assert len(points) and points[:, 0].min() >= 199 and points[:, 0].max() <= 211
+    assert points[:, 1].min() >= 29 and points[:, 1].max() <= 41
+    assert len(hard_edge_points(pixels[..., None], 255.0, 40 / 255, limit=5)) == 5
+
+    def marker_share(fraction: float, image: Path = path) -> float:
+        data = PatchDataset([image], scale=4, patch_size=32, patches_per_image=100, hard_edge_fraction=fraction)
+        return float(np.mean([data[i][1].max().item() > 0.9 for i in range(len(data))]))
+
+    assert marker_share(1.0) == 1.0
+    assert marker_share(0.0) < 0.2
+    assert 0.3 < marker_share(0.5) < 0.75
+    smooth = tmp_path / "smooth.png"
+    Image.fromarray(np.rint(ramp).astype(np.uint8)).save(smooth)
+    assert len(PatchDataset([smooth], scale=4, patch_size=32, hard_edge_fraction=1.0)) == 1
+    assert PatchDataset([smooth], scale=4, patch_size=32, hard_edge_fraction=1.0)[0][1].shape == (1, 32, 32)
+    for bad in ({"hard_edge_fraction": 1.5}, {"hard_edge_step": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PatchDataset([path], **bad)
+
+
+def test_balanced_sources_draw_a_small_source_as_often_as_a_large_one(tmp_path):
+    """Three flat images of source a and one of b: b is drawn three times per epoch, half of all patches."""
+    from medsr.data.datasets import source_repeats
+
+    assert source_repeats(["a", "a", "a", "b"]) == [1, 1, 1, 3]
+    assert source_repeats(["h"] * 193 + ["n"] * 139 + ["k"] * 54) == [1] * 193 + [1] * 139 + [4] * 54
+    assert source_repeats([]) == []
+    paths = []
+    for value in (10, 20, 30, 200):
+        paths.append(tmp_path / f"flat{value}.png")
+        Image.fromarray(np.full((40, 48), value, np.uint8)).save(paths[-1])
+    data = PatchDataset(paths, scale=2, patch_size=16, patches_per_image=2, repeats=[1, 1, 1, 3])
+    assert len(data) == 12
+    values = [round(float(data[i][1].mean()) * 255) for i in range(len(data))]
+    assert values.count(200) == 6 and values.count(10) == values.count(20) == values.count(30) == 2
+    with pytest.raises(ValueError, match="repeats"):
+        PatchDataset(paths, repeats=[1, 0, 1, 1])
+    with pytest.raises(ValueError, match="repeats"):
+        PatchDataset(paths, repeats=[1, 1])
+
+
 def test_sparse_view_ct_patches_are_cut_from_the_degraded_whole_slice_with_the_same_flips(tmp_path):
     from scipy.ndimage import gaussian_filter
 

@@ -300,3 +300,19 @@ def test_a_larger_plainrep_grows_from_a_smaller_checkpoint_and_records_its_size(
     run_dir = train(config)
     grown = load_model(run_dir / "checkpoints" / "best.safetensors")
     assert grown.meta["arch_args"]["num_channels"] == 12 and len(grown.convs) == 5
+
+
+def test_balance_sources_draws_the_images_of_a_small_source_more_often(tmp_path):
+    """Three training images of one hospital and one of another: balanced, the lone image is drawn 3 times."""
+    manifest = _make_manifest(tmp_path)
+    rows = list(csv.reader(manifest.open()))
+    rows[0].append("source")
+    for index, row in enumerate(rows[1:]):
+        row.append("small" if index == 3 else "big")
+    with manifest.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    plain = Trainer(_config(tmp_path, "plain", model="plainrep"))
+    balanced = Trainer(_config(tmp_path, "balanced", model="plainrep", balance_sources=True))
+    assert len(plain.train_set) == 4 * 2 and len(balanced.train_set) == 6 * 2
+    assert [str(balanced.train_set.store.paths[i]) for i in balanced.train_set._order].count(
+        str(tmp_path / "img3.png")) == 3

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medsr.data.manifest import read_manifest
+from medsr.data.manifest import ManifestRow, read_manifest
 from medsr.degrade import degrades_whole_image, get_degradation
 from medsr.intensity import to_value_range
 from medsr.io import read_image
@@ -96,6 +96,24 @@ def patch_detail(patch: np.ndarray) -> float:
     return float(np.abs(np.diff(values, axis=0)).mean() + np.abs(np.diff(values, axis=1)).mean())
 
 
+def hard_edge_points(stored: np.ndarray, peak: float, step: float, *, limit: int = 4096,
+                     seed: int = 0) -> np.ndarray:
+    """(N, 2) row/column positions where a neighbour differs by more than ``step`` (a fraction of full range).
+
+    These are the straight high-contrast steps of burned-in markers, collimator edges and padding bars, where
+    bicubic rings most; at most ``limit`` of them, drawn reproducibly with ``seed`` when there are more.
+    """
+    values = stored.astype(np.float32).max(axis=2) if stored.ndim == 3 else stored.astype(np.float32)
+    threshold = step * peak
+    mask = np.zeros(values.shape, dtype=bool)
+    mask[:, :-1] |= np.abs(np.diff(values, axis=1)) > threshold
+    mask[:-1, :] |= np.abs(np.diff(values, axis=0)) > threshold
+    points = np.argwhere(mask).astype(np.int32)
+    if len(points) > limit:
+        points = points[np.random.default_rng(seed).choice(len(points), limit, replace=False)]
+    return points
+
+
 def _augment(*patches: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
     """The same random horizontal/vertical flips and 90-degree rotation of each (H, W, C) patch."""
     flip_x, flip_y, transpose = (rng.random() < 0.5 for _ in range(3))
@@ -128,6 +146,12 @@ class PatchDataset(Dataset):
     With ``patch_candidates`` > 1 each
     patch is the one with the largest mean absolute gradient (:func:`patch_detail`) among that many random
     positions: most of a radiograph is smooth, and a step on flat background teaches the network little.
+    With ``hard_edge_fraction`` > 0 that share of patches (drawn per patch) is instead placed, at a random
+    offset, over a hard step (:func:`hard_edge_points`: a neighbour difference above ``hard_edge_step`` of the
+    full range): markers and padding bars hold under 4% of a radiograph's pixels but most of bicubic's
+    error, and random or most-detailed patches rarely contain them. Images without such steps keep the
+    candidates' patch. ``repeats`` (one count per path, e.g. from :func:`source_repeats`) draws each image's
+    patches that many times per epoch, so that a small source weighs as much as a large one.
     """
 
     def __init__(
@@ -140,6 +164,9 @@ class PatchDataset(Dataset):
         degradation_params: dict | None = None,
         patches_per_image: int = 1,
         patch_candidates: int = 1,
+        hard_edge_fraction: float = 0.0,
+        hard_edge_step: float = 40 / 255,
+        repeats: Sequence[int] | None = None,
         augment: bool = True,
         channels: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -151,6 +178,10 @@ class PatchDataset(Dataset):
         if patch_size % scale and not self.whole_image:
             raise ValueError(f"patch size {patch_size} is not a multiple of scale {scale}")
         self.store = _ImageStore([Path(p) for p in paths], channels, cache_bytes, value_range, raster_offset)
+        repeats = [1] * len(self.store) if repeats is None else [int(r) for r in repeats]
+        if len(repeats) != len(self.store) or min(repeats, default=1) < 1:
+            raise ValueError(f"repeats must give a count of at least 1 for each of the {len(self.store)} images")
+        self._order = [image for image, count in enumerate(repeats) for _ in range(count)]
         self.scale = scale
         self.patch_size = patch_size
         self.degradation = degradation
@@ -163,6 +194,13 @@ class PatchDataset(Dataset):
         if patch_candidates < 1:
             raise ValueError(f"patch_candidates must be at least 1, not {patch_candidates}")
         self.patch_candidates = patch_candidates
+        if not 0.0 <= hard_edge_fraction <= 1.0:
+            raise ValueError(f"hard_edge_fraction must lie in [0, 1], not {hard_edge_fraction}")
+        if not 0.0 < hard_edge_step < 1.0:
+            raise ValueError(f"hard_edge_step must lie in (0, 1), not {hard_edge_step}")
+        self.hard_edge_fraction = hard_edge_fraction
+        self.hard_edge_step = hard_edge_step
+        self._edge_points: dict[int, np.ndarray] = {}
         self.augment = augment and degradation != "ultrasound"
         self.seed = seed
         self.epoch = 0
@@ -172,25 +210,32 @@ class PatchDataset(Dataset):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.store) * self.patches_per_image
+        return len(self._order) * self.patches_per_image
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        stored, peak, bit_depth = self.store.get_stored(index // self.patches_per_image)
+        image_index = self._order[index // self.patches_per_image]
+        stored, peak, bit_depth = self.store.get_stored(image_index)
         height, width = stored.shape[:2]
         size = self.patch_size
         if height < size or width < size:
             raise ValueError(
-                f"{self.store.paths[index // self.patches_per_image]}: {width}x{height} is smaller than the "
+                f"{self.store.paths[image_index]}: {width}x{height} is smaller than the "
                 f"{size}x{size} patch (drop it with `medsr prepare --min-size {size}`)"
             )
         corners = [(int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1)))
                    for _ in range(self.patch_candidates)]
         top, left = corners[0] if len(corners) == 1 else max(
             corners, key=lambda c: patch_detail(stored[c[0]:c[0] + size, c[1]:c[1] + size]))
+        if self.hard_edge_fraction and rng.random() < self.hard_edge_fraction:
+            points = self.edge_points(image_index)
+            if len(points):
+                row, col = points[int(rng.integers(len(points)))]
+                top = int(np.clip(row - rng.integers(0, size), 0, height - size))
+                left = int(np.clip(col - rng.integers(0, size), 0, width - size))
         hr = stored[top:top + size, left:left + size].astype(np.float32) / peak
         if self.whole_image:
-            lr = self.whole_lr(index // self.patches_per_image)[top:top + size, left:left + size]
+            lr = self.whole_lr(image_index)[top:top + size, left:left + size]
             hr, lr = _augment(hr, lr, rng=rng) if self.augment else (hr, lr)
             return _to_tensor(lr), _to_tensor(hr)
         if self.augment:
@@ -198,10 +243,21 @@ class PatchDataset(Dataset):
         lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
         return _to_tensor(lr), _to_tensor(hr)
 
+    def edge_points(self, image_index: int) -> np.ndarray:
+        """The hard-step positions of image ``image_index`` (:func:`hard_edge_points`), found once and kept."""
+        if image_index not in self._edge_points:
+            stored, peak, _ = self.store.get_stored(image_index)
+            self._edge_points[image_index] = hard_edge_points(stored, peak, self.hard_edge_step,
+                                                              seed=self.seed + image_index)
+        return self._edge_points[image_index]
+
     def preload(self) -> None:
         """Decode every image, and degrade each whole image once for whole-image degradations, now: before
         DataLoader workers fork, so that they share the results instead of each making its own."""
         self.store.preload()
+        if self.hard_edge_fraction:
+            for index in range(len(self.store)):
+                self.edge_points(index)
         if self.whole_image:
             for index in range(len(self.store)):
                 self.whole_lr(index)
@@ -217,7 +273,21 @@ class PatchDataset(Dataset):
         return self._whole_lr[image_index]
 
 
+def source_repeats(sources: Sequence[str]) -> list[int]:
+    """Per image, how often to draw it so that every source gives about as many patches as the largest:
+    round(largest source's count / its source's count), at least 1 (e.g. 193, 139, 54 images -> 1, 1, 4)."""
+    counts: dict[str, int] = {}
+    for source in sources:
+        counts[source] = counts.get(source, 0) + 1
+    largest = max(counts.values(), default=1)
+    return [max(1, round(largest / counts[source])) for source in sources]
+
+
+def split_rows(manifest: str | Path, split: str, *, min_size: int = 0) -> list[ManifestRow]:
+    """Rows of one split of a ``medsr prepare`` manifest whose images are at least ``min_size`` a side."""
+    return [row for row in read_manifest(manifest, split=split) if min(int(row.width), int(row.height)) >= min_size]
+
+
 def manifest_paths(manifest: str | Path, split: str, *, min_size: int = 0) -> list[Path]:
     """Image paths of one split of a ``medsr prepare`` manifest (resolved against the manifest's folder)."""
-    rows = read_manifest(manifest, split=split)
-    return [Path(row.path) for row in rows if min(int(row.width), int(row.height)) >= min_size]
+    return [Path(row.path) for row in split_rows(manifest, split, min_size=min_size)]

@@ -42,6 +42,12 @@ class TrainConfig:
     # >1: each patch is the most detailed (largest mean gradient) of this many random positions, so that steps
     # go to edges, bones and labels rather than flat background (as in SamplingAug, Wang et al. 2021)
     patch_candidates: int = flag(1, "Keep the most detailed of this many random patch positions.")
+    # >0: this share of patches is placed over a hard step (markers, padding bars: neighbour differences above
+    # hard_edge_step of the full range), where bicubic rings most and random patches rarely look
+    hard_edge_fraction: float = flag(0.0, "Share of patches placed over hard steps (markers, padding bars).")
+    hard_edge_step: float = 40 / 255
+    # draw the images of small sources (hospitals) more often, so that each gives about as many patches
+    balance_sources: bool = flag(False, "Draw images of small sources more often (each source weighs alike).")
     batch_size: int = flag(16, "Patches per step (per process).")
     num_workers: int = flag(2, "DataLoader workers.")
     cache_bytes: int = 4 * 1024**3
@@ -114,6 +120,10 @@ class TrainConfig:
             raise ConfigError("no manifest given: pass --manifest (made by `medsr prepare`)")
         if not Path(self.manifest).is_file():
             raise ConfigError(f"manifest {self.manifest} does not exist")
+        if not 0.0 <= self.hard_edge_fraction <= 1.0:
+            raise ConfigError(f"hard_edge_fraction must lie in [0, 1], not {self.hard_edge_fraction}")
+        if not 0.0 < self.hard_edge_step < 1.0:
+            raise ConfigError(f"hard_edge_step must lie in (0, 1), not {self.hard_edge_step}")
         for name in ("batch_size", "epochs", "patches_per_image", "patch_candidates", "save_every_steps",
                      "log_every_steps"):
             if getattr(self, name) < 1:

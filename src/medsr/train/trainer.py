@@ -28,10 +28,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
 from medsr.atomic import atomic_path
-from medsr.data.datasets import PatchDataset, manifest_paths
+from medsr.data.datasets import PatchDataset, source_repeats, split_rows
 from medsr.degrade import lr_scale
 from medsr.devices import resolve_device
 from medsr.errors import ConfigError, MedsrError
+from medsr.evaluate import headline
 from medsr.infer import upscale_array
 from medsr.losses import (
     CONTENT_NETWORK_FOR_ARCH,
@@ -112,7 +113,8 @@ class Trainer:
         self.sched_d: Any = None
         self.content_net: nn.Module | None = None  # built once, before any stage runs (see _build_content_net)
 
-        train_paths = manifest_paths(config.manifest, config.train_split, min_size=config.patch_size)
+        train_rows = split_rows(config.manifest, config.train_split, min_size=config.patch_size)
+        train_paths = [Path(row.path) for row in train_rows]
         if not train_paths:
             raise ConfigError(
                 f"manifest {config.manifest} has no {config.train_split!r} images of at least "
@@ -122,7 +124,10 @@ class Trainer:
         self.train_set = PatchDataset(
             train_paths, scale=config.scale, patch_size=config.patch_size, degradation=config.degradation,
             degradation_params=config.degradation_params, patches_per_image=config.patches_per_image,
-            patch_candidates=config.patch_candidates, channels=channels, cache_bytes=config.cache_bytes,
+            patch_candidates=config.patch_candidates, hard_edge_fraction=config.hard_edge_fraction,
+            hard_edge_step=config.hard_edge_step,
+            repeats=source_repeats([row.source for row in train_rows]) if config.balance_sources else None,
+            channels=channels, cache_bytes=config.cache_bytes,
             seed=config.seed, value_range=config.value_range, raster_offset=config.raster_offset,
         )
         # decode once here, before DataLoader workers fork and share the cache
@@ -134,7 +139,7 @@ class Trainer:
                                      degradation_params=dict(config.degradation_params),
                                      max_size=config.val_max_size, value_range=config.value_range,
                                      raster_offset=config.raster_offset)
-        self._val_pairs: list[Pair] | None = None
+        self._val_pairs: list[tuple[Pair, str]] | None = None
         self._bicubic_scores: tuple[float, float] | None = None
         self.writer = None
         # progress counters (restored on resume)
@@ -525,43 +530,46 @@ class Trainer:
             _save_state(state, self.ckpt_dir / "last.pt")
         dist_utils.barrier(self.dist)
 
-    def _validation_pairs(self) -> list[Pair]:
-        """The validation (HR, LR) pairs, made once: the protocol's LR is fixed per image."""
+    def _validation_pairs(self) -> list[tuple[Pair, str]]:
+        """The validation (HR, LR) pairs with their sources, made once: the protocol's LR is fixed per image."""
         if self._val_pairs is None:
             failures: list[tuple[str, str]] = []
             pairs = []
             for item in self.val_items:
                 for image in read_images([item.path], failures):
-                    pairs.append(self.val_protocol.pair(image, item.key))
+                    pairs.append((self.val_protocol.pair(image, item.key), item.source))
             for path, reason in failures:
                 self.console.print(f"validation skips {path}: {reason}", highlight=False)
             self._val_pairs = pairs
         return self._val_pairs
 
     def validate(self) -> dict[str, float]:
-        """Mean PSNR/SSIM of the (EMA) generator and of bicubic on the validation images (:class:`Protocol`)."""
+        """PSNR/SSIM of the (EMA) generator and of bicubic on the validation images (:class:`Protocol`).
+
+        Means over sources when the manifest names them (every hospital weighs alike, as in the mean row of
+        ``medsr evaluate``), over images otherwise.
+        """
         pairs = self._validation_pairs()
         if not pairs:
             return {}
         model = self.ema if self.ema is not None else self.generator
         methods = {"model": lambda lr, size: upscale_array(model, lr)}
         if self._bicubic_scores is None:
-            bicubic = [self.val_protocol.run(pair, self.val_protocol.baselines(["bicubic"], pair))[0]
-                       for pair in pairs]
-            self._bicubic_scores = (float(np.mean([r["psnr"] for r in bicubic])),
-                                    float(np.mean([r["ssim"] for r in bicubic])))
-        scores, samples = [], []
-        for index, pair in enumerate(pairs):
+            bicubic = [{**self.val_protocol.run(pair, self.val_protocol.baselines(["bicubic"], pair))[0],
+                        "source": source} for pair, source in pairs]
+            self._bicubic_scores = headline(bicubic, "bicubic")
+        rows, samples = [], []
+        for index, (pair, source) in enumerate(pairs):
             outputs: dict[str, np.ndarray] = {}
             keep = index < self.config.sample_images
             methods_here = {**methods, **self.val_protocol.baselines(["bicubic"], pair)} if keep else methods
-            rows = self.val_protocol.run(pair, methods_here, outputs.__setitem__ if keep else None)
-            scores.append((rows[0]["psnr"], rows[0]["ssim"]))
+            found = self.val_protocol.run(pair, methods_here, outputs.__setitem__ if keep else None)
+            rows.append({**found[0], "source": source})
             if keep:
                 panels = [outputs["bicubic"], outputs["model"], pair.hr]
                 samples.append(torch.from_numpy(np.concatenate(panels, axis=1).transpose(2, 0, 1)))
-        result = {"val_psnr": float(np.mean([s[0] for s in scores])),
-                  "val_ssim": float(np.mean([s[1] for s in scores])),
+        psnr, ssim = headline(rows, "model")
+        result = {"val_psnr": psnr, "val_ssim": ssim,
                   "bicubic_psnr": self._bicubic_scores[0], "bicubic_ssim": self._bicubic_scores[1]}
         if self.writer is not None:
             for i, image in enumerate(samples):
