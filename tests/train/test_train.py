@@ -316,3 +316,13 @@ def test_balance_sources_draws_the_images_of_a_small_source_more_often(tmp_path)
     assert len(plain.train_set) == 4 * 2 and len(balanced.train_set) == 6 * 2
     assert [str(balanced.train_set.store.paths[i]) for i in balanced.train_set._order].count(
         str(tmp_path / "img3.png")) == 3
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"overlay_prob": 1.2}, "overlay_prob must lie"),
+    ({"overlay_prob": 0.3, "degradation": "ct-sparse-view", "scale": 1}, "whole slices"),
+    ({"hard_edge_fraction": -0.1}, "hard_edge_fraction"),
+])
+def test_sampling_settings_out_of_range_are_refused_by_name(tmp_path, settings, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(tmp_path, **settings).validate()

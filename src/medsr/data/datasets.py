@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medsr.data.manifest import ManifestRow, read_manifest
+from medsr.data.overlays import burn_in_annotation
 from medsr.degrade import degrades_whole_image, get_degradation
 from medsr.intensity import to_value_range
 from medsr.io import read_image
@@ -151,7 +152,9 @@ class PatchDataset(Dataset):
     full range): markers and padding bars hold under 4% of a radiograph's pixels but most of bicubic's
     error, and random or most-detailed patches rarely contain them. Images without such steps keep the
     candidates' patch. ``repeats`` (one count per path, e.g. from :func:`source_repeats`) draws each image's
-    patches that many times per epoch, so that a small source weighs as much as a large one.
+    patches that many times per epoch, so that a small source weighs as much as a large one. With
+    ``overlay_prob`` > 0 that share of HR patches gets a synthetic burned-in annotation
+    (:func:`medsr.data.overlays.burn_in_annotation`: text, a side marker or a line) before it is degraded.
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class PatchDataset(Dataset):
         hard_edge_fraction: float = 0.0,
         hard_edge_step: float = 40 / 255,
         repeats: Sequence[int] | None = None,
+        overlay_prob: float = 0.0,
         augment: bool = True,
         channels: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -182,6 +186,11 @@ class PatchDataset(Dataset):
         if len(repeats) != len(self.store) or min(repeats, default=1) < 1:
             raise ValueError(f"repeats must give a count of at least 1 for each of the {len(self.store)} images")
         self._order = [image for image, count in enumerate(repeats) for _ in range(count)]
+        if not 0.0 <= overlay_prob <= 1.0:
+            raise ValueError(f"overlay_prob must lie in [0, 1], not {overlay_prob}")
+        if overlay_prob and self.whole_image:
+            raise ValueError(f"overlay_prob needs a per-patch degradation; {degradation} degrades whole images")
+        self.overlay_prob = overlay_prob
         self.scale = scale
         self.patch_size = patch_size
         self.degradation = degradation
@@ -234,6 +243,9 @@ class PatchDataset(Dataset):
                 top = int(np.clip(row - rng.integers(0, size), 0, height - size))
                 left = int(np.clip(col - rng.integers(0, size), 0, width - size))
         hr = stored[top:top + size, left:left + size].astype(np.float32) / peak
+        if self.overlay_prob and rng.random() < self.overlay_prob:
+            # on the stored grid, as the scanner's software burns annotations into the stored pixels
+            hr = np.rint(burn_in_annotation(hr, rng) * peak).astype(np.float32) / peak
         if self.whole_image:
             lr = self.whole_lr(image_index)[top:top + size, left:left + size]
             hr, lr = _augment(hr, lr, rng=rng) if self.augment else (hr, lr)

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from medsr.degrade import degrades_whole_image
 from medsr.errors import ConfigError
 
 STAGES = ("pretrain", "gan", "both")
@@ -46,6 +47,9 @@ class TrainConfig:
     # hard_edge_step of the full range), where bicubic rings most and random patches rarely look
     hard_edge_fraction: float = flag(0.0, "Share of patches placed over hard steps (markers, padding bars).")
     hard_edge_step: float = 40 / 255
+    # >0: this share of HR patches gets a synthetic burned-in annotation (text, side marker, line; see
+    # medsr.data.overlays): sharp graphics that real radiographs carry and a few hundred images hold few of
+    overlay_prob: float = flag(0.0, "Share of patches given a synthetic burned-in annotation (text, marker).")
     # draw the images of small sources (hospitals) more often, so that each gives about as many patches
     balance_sources: bool = flag(False, "Draw images of small sources more often (each source weighs alike).")
     batch_size: int = flag(16, "Patches per step (per process).")
@@ -124,6 +128,10 @@ class TrainConfig:
             raise ConfigError(f"hard_edge_fraction must lie in [0, 1], not {self.hard_edge_fraction}")
         if not 0.0 < self.hard_edge_step < 1.0:
             raise ConfigError(f"hard_edge_step must lie in (0, 1), not {self.hard_edge_step}")
+        if not 0.0 <= self.overlay_prob <= 1.0:
+            raise ConfigError(f"overlay_prob must lie in [0, 1], not {self.overlay_prob}")
+        if self.overlay_prob and degrades_whole_image(self.degradation):
+            raise ConfigError(f"overlay_prob needs a per-patch degradation; {self.degradation} degrades whole slices")
         for name in ("batch_size", "epochs", "patches_per_image", "patch_candidates", "save_every_steps",
                      "log_every_steps"):
             if getattr(self, name) < 1:
