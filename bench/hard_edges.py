@@ -13,6 +13,10 @@ image, dilated by ``--radius`` pixels. Inputs are the outputs that ``medsr evalu
 
     medsr evaluate HR... --model M --baselines bicubic --save-images runs/edges/M
     python bench/hard_edges.py HR... --outputs runs/edges/M [--outputs runs/edges/OTHER]...
+
+With ``--lead A --behind B --crops out.png`` it also shows where A beats B: the ``--count`` 64 px blocks
+(over all images) where B's squared error most exceeds A's, as rows of HR | each method, and prints the
+share of B's excess error that lies in the top 1% of blocks.
 """
 
 from __future__ import annotations
@@ -35,6 +39,22 @@ def hard_edge_zone(hr: np.ndarray, step: float, radius: int) -> np.ndarray:
     return binary_dilation(np.maximum(down, right) > step, iterations=radius)
 
 
+def save_crops(out: Path, blocks: list[tuple[float, Path, int, int]], methods: dict[str, Path], root: Path,
+               scale: int, block: int) -> None:
+    """A PNG with one row per block: HR, then each method's output, 3x enlarged (nearest)."""
+    from PIL import Image
+
+    rows = []
+    for _, path, top, left in blocks:
+        hr = crop_to_multiple(read_image(path).pixels, scale)[..., 0]
+        tiles = [hr] + [read_image(folder / path.resolve().relative_to(root).with_suffix(".png")).pixels[..., 0]
+                        for folder in methods.values()]
+        rows.append(np.concatenate([tile[top:top + block, left:left + block] for tile in tiles], axis=1))
+    grid = np.rint(np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(out)
+    print(f"wrote {out}: rows of HR | {' | '.join(methods)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("hr", nargs="+", type=Path, help="HR images (the files medsr evaluate scored)")
@@ -44,7 +64,14 @@ def main() -> None:
     parser.add_argument("--radius", type=int, default=4)
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--border", type=int, default=4, help="edge pixels left out, as the protocol does")
+    parser.add_argument("--lead", help="a method (subfolder name) ahead of --behind")
+    parser.add_argument("--behind", help="a method behind --lead")
+    parser.add_argument("--crops", type=Path, help="PNG of the blocks where --behind trails --lead most")
+    parser.add_argument("--count", type=int, default=6)
     args = parser.parse_args()
+    block = 64
+    excess_blocks: list[tuple[float, Path, int, int]] = []  # (B's excess error, image, top, left)
+    excess_total = 0.0
 
     methods: dict[str, Path] = {}
     for folder in args.outputs:
@@ -63,18 +90,34 @@ def main() -> None:
         inner[b:hr.shape[0] - b, b:hr.shape[1] - b] = True
         zone = hard_edge_zone(hr, args.step / 255.0, args.radius) & inner
         cover.append(zone.sum() / inner.sum())
+        errors = {}
         for name, folder in methods.items():
             output = folder / path.resolve().relative_to(root).with_suffix(".png")
             error = (read_image(output).pixels[..., 0].astype(np.float64) - hr) ** 2
+            errors[name] = error
             whole[name].append(10 * np.log10(1.0 / error[inner].mean()))
             away[name].append(10 * np.log10(1.0 / error[inner & ~zone].mean()))
             share[name].append(error[zone].sum() / error[inner].sum())
+        if args.lead and args.behind:
+            # per image normalised, as PSNR is averaged per image
+            excess = np.where(inner, errors[args.behind] - errors[args.lead], 0.0) / inner.sum()
+            excess_total += excess.sum()
+            rows, cols = excess.shape[0] // block, excess.shape[1] // block
+            sums = excess[:rows * block, :cols * block].reshape(rows, block, cols, block).sum(axis=(1, 3))
+            excess_blocks += [(float(sums[r, c]), path, r * block, c * block) for r in range(rows) for c in range(cols)]
     print(f"{len(args.hr)} images; hard edges: steps over {args.step:g} grey levels, dilated {args.radius} px: "
           f"{np.mean(cover):.2%} of the scored pixels")
     print("| method | PSNR dB, whole image | PSNR dB, away from hard edges | share of its error at hard edges |")
     print("|---|---|---|---|")
     for name in methods:
         print(f"| {name} | {np.mean(whole[name]):.2f} | {np.mean(away[name]):.2f} | {np.mean(share[name]):.0%} |")
+    if excess_blocks:
+        excess_blocks.sort(key=lambda item: -item[0])
+        top = sum(item[0] for item in excess_blocks[:max(1, len(excess_blocks) // 100)])
+        print(f"\n{args.behind} trails {args.lead} by {excess_total:.3g} in squared error (mean of images); "
+              f"{top / excess_total:.0%} of that lies in the top 1% of {block} px blocks")
+        if args.crops:
+            save_crops(args.crops, excess_blocks[:args.count], methods, root, args.scale, block)
 
 
 if __name__ == "__main__":
