@@ -54,11 +54,17 @@ def _curve(run_dirs: list[Path]) -> list[dict[str, str | float | int]]:
         with (run_dir / "metrics.csv").open() as handle:
             run_rows = list(csv.DictReader(handle))
         for row in run_rows:
-            rows.append({**row, "run": run_dir.name, "step": step_offset + int(row["step"]),
+            rows.append({**row, "run": run_dir.name, "run_dir": run_dir, "step": step_offset + int(row["step"]),
                          "minutes": minute_offset + float(row["minutes_total"])})
         if run_rows:
             step_offset, minute_offset = int(rows[-1]["step"]), float(rows[-1]["minutes"])
     return rows
+
+
+def _val_images(run_dir: Path) -> str:
+    """What a run validated on: centre crops of its val_max_size, or whole images."""
+    size = yaml.safe_load((run_dir / "config.yaml").read_text()).get("val_max_size")
+    return f"{size} px crops" if size and size < 2000 else "whole"
 
 
 def _model_key(methods: dict) -> str:
@@ -178,11 +184,13 @@ def main() -> None:
         "```bash", *args.command, "```", "",
         f"Config (`config.yaml` of `{args.run_dir.name}`):", "",
         "```yaml", yaml.safe_dump(config, sort_keys=False).strip(), "```", "",
-        "Validation curve (val split, EMA weights, scored by the same protocol on centre crops of at most "
-        f"{config.get('val_max_size') or 'full'} px; from `metrics.csv`, minutes of CPU time from the start):", "",
-        "| epoch | step | minutes | train loss | val PSNR | val SSIM | bicubic PSNR |", "|---|---|---|---|---|---|---|",
-        *[f"| {r['epoch']} | {r['step']} | {float(r['minutes']):.1f} | {float(r['loss_g']):.5f} | "
-          f"{float(r['val_psnr']):.3f} | {float(r['val_ssim']):.4f} | {float(r['bicubic_psnr']):.3f} |"
+        "Validation curve (val split, EMA weights, scored by the same protocol on the images or centre crops "
+        "the last column names; from `metrics.csv`, minutes of CPU time from the start):", "",
+        "| run | epoch | step | minutes | train loss | val PSNR | val SSIM | bicubic PSNR | val images |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *[f"| {r['run']} | {r['epoch']} | {r['step']} | {float(r['minutes']):.1f} | {float(r['loss_g']):.5f} | "
+          f"{float(r['val_psnr']):.3f} | {float(r['val_ssim']):.4f} | {float(r['bicubic_psnr']):.3f} | "
+          f"{_val_images(r['run_dir'])} |"
           for r in curve],
     ]
     if args.not_for:

@@ -12,8 +12,8 @@
 # xray-x4-bicubic-wide: a 48-channel, 20-layer plainrep grown from the bundled weights (configs/*-wide.yaml).
 # xray-x4-edges | xray-x4-bicubic-edges: a further schedule from the bundled weights with each patch the most
 # detailed of 8 positions, so that hard edges (padding bars, markers) are trained on (EPOCHS: 8 and 12 bundled).
-# xray-x4-overlays | xray-x4-bicubic-overlays: a further schedule from the bundled weights with a share of patches
-# over hard steps (HARD), synthetic burned-in annotations (OVERLAY), balanced sources and whole-image validation.
+# xray-x4-hard | xray-x4-bicubic-hard: a further schedule from the bundled weights with a share of patches over
+# hard steps (HARD), synthetic burned-in annotations (OVERLAY), balanced sources and whole-image validation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/data/chest-xray
@@ -56,12 +56,14 @@ case "${1:-pretrain}" in
     name="${1%-edges}"
     .venv/bin/medsr train --config "src/medsr/configs/$name.yaml" --manifest runs/xray3-manifest.csv \
         --init-from "$name" --patch-candidates 8 --lr 2e-4 --epochs "${EPOCHS:-12}" --seed 4 --out "runs/$1" ;;
-  xray-x4-overlays|xray-x4-bicubic-overlays)  # a fourth schedule: patches over hard steps, synthetic burned-in
-    # annotations, sources balanced, validation on whole images (mean of sources)
-    name="${1%-overlays}"
+  xray-x4-hard|xray-x4-bicubic-hard)  # a fourth schedule: patches over hard steps (HARD), synthetic burned-in
+    # annotations (OVERLAY), sources balanced, validation on whole images (mean of sources); from FROM (default:
+    # the bundled weights). Bundled v4: HARD=0.25 OVERLAY=0 SEED=5 EPOCHS=8 (xray-x4), defaults (xray-x4-bicubic)
+    name="${1%-hard}"
     .venv/bin/medsr train --config "src/medsr/configs/$name.yaml" --manifest runs/xray3-manifest.csv \
-        --init-from "$name" --patch-candidates 8 --hard-edge-fraction "${HARD:-0.3}" --overlay-prob "${OVERLAY:-0.3}" \
-        --balance-sources --val-max-size 4096 --lr 2e-4 --epochs "${EPOCHS:-10}" --seed 6 --out "runs/$1" ;;
+        --init-from "${FROM:-$name}" --patch-candidates 8 --hard-edge-fraction "${HARD:-0.3}" \
+        --overlay-prob "${OVERLAY:-0.3}" --balance-sources --val-max-size 4096 --lr 2e-4 --epochs "${EPOCHS:-10}" \
+        --seed "${SEED:-6}" --out "runs/${OUT:-$1}" ;;
   xray-x4-more|xray-x4-bicubic-more)
     name="${1%-more}"
     .venv/bin/medsr train --config "src/medsr/configs/$name.yaml" --manifest runs/xray3-manifest.csv \
