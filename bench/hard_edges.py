@@ -111,7 +111,9 @@ def main() -> None:
     print("|---|---|---|---|")
     for name in methods:
         print(f"| {name} | {np.mean(whole[name]):.2f} | {np.mean(away[name]):.2f} | {np.mean(share[name]):.0%} |")
-    if excess_blocks:
+    if excess_blocks and excess_total <= 0:
+        print(f"\n{args.behind} does not trail {args.lead} in squared error (mean of images): {excess_total:.3g}")
+    elif excess_blocks:
         excess_blocks.sort(key=lambda item: -item[0])
         top = sum(item[0] for item in excess_blocks[:max(1, len(excess_blocks) // 100)])
         print(f"\n{args.behind} trails {args.lead} by {excess_total:.3g} in squared error (mean of images); "
