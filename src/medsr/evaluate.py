@@ -96,7 +96,8 @@ def summarize_sources(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str
 def headline(rows: Iterable[dict[str, Any]], method: str) -> tuple[float, float]:
     """One method's (PSNR, SSIM): the mean of sources when the rows carry sources, else the mean of images.
 
-    The figure that selects a training run's best checkpoint and the one ``medsr evaluate`` reports last.
+    The figure that selects a training run's best checkpoint: ``medsr evaluate``'s "mean of sources" row, or its
+    only row when the images carry no source.
     """
     rows = list(rows)
     sources = summarize_sources(rows)

@@ -49,7 +49,7 @@ def _draw(kind: str, shape: tuple[int, int], rng: np.random.Generator) -> tuple[
         size = int(rng.integers(8, max(9, side // 2)))
         text = "".join(rng.choice(list(_TEXT), size=int(rng.integers(2, 9))))
         bold = int(rng.integers(0, 2)) if size >= 14 else 0
-        left, top, right, bottom = _font(size).getbbox(text, stroke_width=bold)
+        *_, right, bottom = _font(size).getbbox(text, stroke_width=bold)
         x, y = corner(right, bottom)
         if outlined:
             draw_outline.text((x, y), text, font=_font(size), fill=255, stroke_width=bold + max(1, size // 12))
