@@ -28,15 +28,14 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import binary_dilation
 
+from medsr.data.datasets import hard_step_mask
 from medsr.degrade.bicubic import crop_to_multiple
 from medsr.io import read_image
 
 
 def hard_edge_zone(hr: np.ndarray, step: float, radius: int) -> np.ndarray:
     """Boolean (H, W): within ``radius`` pixels of a step of more than ``step`` (in [0, 1] units) in ``hr``."""
-    down = np.abs(np.diff(hr, axis=0, append=hr[-1:]))
-    right = np.abs(np.diff(hr, axis=1, append=hr[:, -1:]))
-    return binary_dilation(np.maximum(down, right) > step, iterations=radius)
+    return binary_dilation(hard_step_mask(hr, step), iterations=radius)
 
 
 def save_crops(out: Path, blocks: list[tuple[float, Path, int, int]], methods: dict[str, Path], root: Path,

@@ -53,8 +53,9 @@ def _curve(run_dirs: list[Path]) -> list[dict[str, str | float | int]]:
     for run_dir in run_dirs:
         with (run_dir / "metrics.csv").open() as handle:
             run_rows = list(csv.DictReader(handle))
+        val_images = _val_images(run_dir)
         for row in run_rows:
-            rows.append({**row, "run": run_dir.name, "run_dir": run_dir, "step": step_offset + int(row["step"]),
+            rows.append({**row, "run": run_dir.name, "val_images": val_images, "step": step_offset + int(row["step"]),
                          "minutes": minute_offset + float(row["minutes_total"])})
         if run_rows:
             step_offset, minute_offset = int(rows[-1]["step"]), float(rows[-1]["minutes"])
@@ -190,7 +191,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|",
         *[f"| {r['run']} | {r['epoch']} | {r['step']} | {float(r['minutes']):.1f} | {float(r['loss_g']):.5f} | "
           f"{float(r['val_psnr']):.3f} | {float(r['val_ssim']):.4f} | {float(r['bicubic_psnr']):.3f} | "
-          f"{_val_images(r['run_dir'])} |"
+          f"{r['val_images']} |"
           for r in curve],
     ]
     if args.not_for:

@@ -97,6 +97,14 @@ def patch_detail(patch: np.ndarray) -> float:
     return float(np.abs(np.diff(values, axis=0)).mean() + np.abs(np.diff(values, axis=1)).mean())
 
 
+def hard_step_mask(values: np.ndarray, threshold: float) -> np.ndarray:
+    """Boolean (H, W): pixels whose step to the next pixel down or right exceeds ``threshold`` (``values``' units)."""
+    mask = np.zeros(values.shape, dtype=bool)
+    mask[:, :-1] |= np.abs(np.diff(values, axis=1)) > threshold
+    mask[:-1, :] |= np.abs(np.diff(values, axis=0)) > threshold
+    return mask
+
+
 def hard_edge_points(stored: np.ndarray, peak: float, step: float, *, limit: int = 4096,
                      seed: int = 0) -> np.ndarray:
     """(N, 2) row/column positions where a neighbour differs by more than ``step`` (a fraction of full range).
@@ -105,11 +113,7 @@ def hard_edge_points(stored: np.ndarray, peak: float, step: float, *, limit: int
     bicubic rings most; at most ``limit`` of them, drawn reproducibly with ``seed`` when there are more.
     """
     values = stored.astype(np.float32).max(axis=2) if stored.ndim == 3 else stored.astype(np.float32)
-    threshold = step * peak
-    mask = np.zeros(values.shape, dtype=bool)
-    mask[:, :-1] |= np.abs(np.diff(values, axis=1)) > threshold
-    mask[:-1, :] |= np.abs(np.diff(values, axis=0)) > threshold
-    points = np.argwhere(mask).astype(np.int32)
+    points = np.argwhere(hard_step_mask(values, step * peak)).astype(np.int32)
     if len(points) > limit:
         points = points[np.random.default_rng(seed).choice(len(points), limit, replace=False)]
     return points
