@@ -13,7 +13,8 @@
 # xray-x4-edges | xray-x4-bicubic-edges: a further schedule from the bundled weights with each patch the most
 # detailed of 8 positions, so that hard edges (padding bars, markers) are trained on (EPOCHS: 8 and 12 bundled).
 # xray-x4-hard | xray-x4-bicubic-hard: a further schedule from the bundled weights with a share of patches over
-# hard steps (HARD), synthetic burned-in annotations (OVERLAY), balanced sources and whole-image validation.
+# hard steps (HARD), synthetic burned-in annotations (OVERLAY), balanced sources and whole-image validation;
+# further arguments go to medsr train (e.g. --patch-size 192 --batch-size 8 --patches-per-image 8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/data/chest-xray
@@ -63,7 +64,7 @@ case "${1:-pretrain}" in
     .venv/bin/medsr train --config "src/medsr/configs/$name.yaml" --manifest runs/xray3-manifest.csv \
         --init-from "${FROM:-$name}" --patch-candidates 8 --hard-edge-fraction "${HARD:-0.3}" \
         --overlay-prob "${OVERLAY:-0.3}" --balance-sources --val-max-size 4096 --lr 2e-4 --epochs "${EPOCHS:-10}" \
-        --seed "${SEED:-6}" --out "runs/${OUT:-$1}" ;;
+        --seed "${SEED:-6}" --out "runs/${OUT:-$1}" "${@:2}" ;;
   xray-x4-more|xray-x4-bicubic-more)
     name="${1%-more}"
     .venv/bin/medsr train --config "src/medsr/configs/$name.yaml" --manifest runs/xray3-manifest.csv \

@@ -326,3 +326,28 @@ def test_balance_sources_draws_the_images_of_a_small_source_more_often(tmp_path)
 def test_sampling_settings_out_of_range_are_refused_by_name(tmp_path, settings, message):
     with pytest.raises(ConfigError, match=message):
         _config(tmp_path, **settings).validate()
+
+
+def test_amp_on_the_cpu_runs_convolutions_in_bf16_and_keeps_fp32_weights(tmp_path, monkeypatch):
+    import medsr.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: True)
+    trainer = Trainer(_config(tmp_path, "amp", model="plainrep", epochs=1, amp=True))
+    dtypes = []
+    trainer.generator.convs[0].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    run_dir = trainer.run()
+    assert torch.bfloat16 in dtypes  # training steps ran under autocast (validation runs fp32)
+    weights = _weights(run_dir)
+    assert all(t.dtype == torch.float32 for t in weights.values())
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert np.isfinite(float(rows[-1]["val_psnr"])) and float(rows[-1]["val_psnr"]) > 10
+
+
+def test_amp_on_a_cpu_without_native_bf16_says_it_will_be_slow(tmp_path, monkeypatch, capsys):
+    import medsr.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "cpu_has_native_bf16", lambda: False)
+    Trainer(_config(tmp_path, "emulated", model="plainrep", amp=True))
+    assert "no AVX512-BF16 or AMX" in capsys.readouterr().out
+    Trainer(_config(tmp_path, "fp32", model="plainrep"))
+    assert "AVX512-BF16" not in capsys.readouterr().out

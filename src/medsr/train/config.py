@@ -93,7 +93,8 @@ class TrainConfig:
     out: str = flag("runs/run", "Run folder.")
     seed: int = flag(0, "Random seed.")
     device: str = flag("auto", "auto | cpu | cuda | cuda:N.")
-    amp: bool = flag(False, "bfloat16 autocast on CUDA (on CPUs without AMX it is ~10x slower, so CUDA only).")
+    amp: bool = flag(False, "bfloat16 autocast, on CUDA or the CPU (fast on CPUs with AVX512-BF16 or AMX; "
+                                 "elsewhere emulated, several times slower, and the run says so).")
     channels_last: bool = True
     threads: int | None = flag(None, "PyTorch CPU threads (default: all cores).")
     sync_bn: bool = flag(False, "SyncBatchNorm under torchrun.")

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from medsr.atomic import atomic_path
 from medsr.data.datasets import PatchDataset, source_repeats, split_rows
 from medsr.degrade import lr_scale
-from medsr.devices import resolve_device
+from medsr.devices import cpu_has_native_bf16, resolve_device
 from medsr.errors import ConfigError, MedsrError
 from medsr.evaluate import headline
 from medsr.infer import upscale_array
@@ -91,6 +91,9 @@ class Trainer:
         self.console = _console(self.dist.is_main)
         if config.threads:
             torch.set_num_threads(config.threads)
+        if config.amp and self.device.type == "cpu" and not cpu_has_native_bf16():
+            self.console.print("--amp: this CPU has no AVX512-BF16 or AMX, so bfloat16 is emulated and training "
+                               "will be several times slower than fp32; drop --amp here", highlight=False)
         # NHWC makes depthwise convolutions several times faster on CPUs (and is what tensor cores want)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         torch.manual_seed(config.seed)
@@ -448,8 +451,11 @@ class Trainer:
         scheduler.step()
 
     def _autocast(self):
-        """``--amp`` on CUDA: bfloat16 autocast (fp32's range, so no loss scaling is needed); off elsewhere."""
-        enabled = self.config.amp and self.device.type == "cuda"
+        """``--amp``: bfloat16 autocast on CUDA or the CPU (fp32's range, so no loss scaling is needed).
+
+        Weights, optimiser state, losses and the bicubic skip stay fp32; convolutions run in bf16.
+        """
+        enabled = self.config.amp and self.device.type in ("cuda", "cpu")
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _pretrain_step(self, generator: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor) -> dict[str, float]:
