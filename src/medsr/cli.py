@@ -153,7 +153,7 @@ MaxMemoryOption = Annotated[int | None, typer.Option(
 OverlapOption = Annotated[int, typer.Option(min=0, help="Context pixels each tile sees from its neighbours.")]
 BatchOption = Annotated[int, typer.Option(min=1, help="Tiles or same-size files run together (helps on GPU).")]
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
-PrecisionOption = Annotated[str, typer.Option(help="fp32 | bf16 (bf16: faster only on CPUs with AMX).")]
+PrecisionOption = Annotated[str, typer.Option(help="fp32 | bf16 (bf16: faster only on CPUs with AVX512-BF16 or AMX).")]
 ColourOption = Annotated[str, typer.Option(
     help="luminance | per-channel: a grey model on colour runs on Y, chroma bicubic (one pass), or on R, G and B.")]
 

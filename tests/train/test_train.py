@@ -318,7 +318,25 @@ def test_balance_sources_draws_the_images_of_a_small_source_more_often(tmp_path)
         str(tmp_path / "img3.png")) == 3
 
 
+def test_oversample_draws_images_matching_a_glob_n_times_on_top_of_balancing(tmp_path):
+    manifest = _make_manifest(tmp_path)
+    rows = list(csv.reader(manifest.open()))
+    rows[0].append("source")
+    for index, row in enumerate(rows[1:]):
+        row.append("small" if index == 3 else "big")
+    with manifest.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    trainer = Trainer(_config(tmp_path, "over", model="plainrep", balance_sources=True,
+                              oversample="*/img0.png=2,*/img3.png=2"))
+    drawn = [Path(trainer.train_set.store.paths[i]).name for i in trainer.train_set._order]
+    # balanced: the lone 'small' image 3x; oversampled: img0 and img3 twice that
+    assert {name: drawn.count(name) for name in set(drawn)} == {"img0.png": 2, "img1.png": 1, "img2.png": 1,
+                                                               "img3.png": 3 * 2}
+
+
 @pytest.mark.parametrize(("settings", "message"), [
+    ({"oversample": "*/hannover-640/*"}, "oversample must be GLOB=N"),
+    ({"oversample": "*.png=0"}, "oversample must be GLOB=N"),
     ({"overlay_prob": 1.2}, "overlay_prob must lie"),
     ({"overlay_prob": 0.3, "degradation": "ct-sparse-view", "scale": 1}, "whole slices"),
     ({"hard_edge_fraction": -0.1}, "hard_edge_fraction"),

@@ -52,6 +52,10 @@ class TrainConfig:
     overlay_prob: float = flag(0.0, "Share of patches given a synthetic burned-in annotation (text, marker).")
     # draw the images of small sources (hospitals) more often, so that each gives about as many patches
     balance_sources: bool = flag(False, "Draw images of small sources more often (each source weighs alike).")
+    # a subset that validation shows the model serves worst (e.g. one hospital's downsized PNGs) drawn N times as
+    # often, on top of balance_sources: 'GLOB=N[,GLOB=N]', GLOB matched against each training image's path
+    oversample: str | None = flag(None, "Draw training images whose path matches GLOB N times as often: "
+                                        "'GLOB=N[,GLOB=N]' (e.g. '*/hannover-640/*=3').")
     batch_size: int = flag(16, "Patches per step (per process).")
     num_workers: int = flag(2, "DataLoader workers.")
     cache_bytes: int = 4 * 1024**3
@@ -133,11 +137,26 @@ class TrainConfig:
             raise ConfigError(f"overlay_prob must lie in [0, 1], not {self.overlay_prob}")
         if self.overlay_prob and degrades_whole_image(self.degradation):
             raise ConfigError(f"overlay_prob needs a per-patch degradation; {self.degradation} degrades whole slices")
+        self.oversample_factors()  # raises on a malformed setting
         for name in ("batch_size", "epochs", "patches_per_image", "patch_candidates", "save_every_steps",
                      "log_every_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         return self
+
+    def oversample_factors(self) -> dict[str, int]:
+        """``oversample`` as {glob: factor}; ConfigError naming the setting when it is malformed."""
+        factors: dict[str, int] = {}
+        for part in filter(None, (self.oversample or "").split(",")):
+            pattern, _, count = part.rpartition("=")
+            try:
+                factor = int(count)
+            except ValueError:
+                factor = 0
+            if not pattern or factor < 1:
+                raise ConfigError(f"oversample must be GLOB=N[,GLOB=N] with N a whole number >= 1, not {part!r}")
+            factors[pattern] = factor
+        return factors
 
     @classmethod
     def cli_fields(cls) -> list[dataclasses.Field]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import fnmatch
 import json
 import math
 import random
@@ -129,7 +130,7 @@ class Trainer:
             degradation_params=config.degradation_params, patches_per_image=config.patches_per_image,
             patch_candidates=config.patch_candidates, hard_edge_fraction=config.hard_edge_fraction,
             hard_edge_step=config.hard_edge_step, overlay_prob=config.overlay_prob,
-            repeats=source_repeats([row.source for row in train_rows]) if config.balance_sources else None,
+            repeats=_draw_counts(train_rows, config),
             channels=channels, cache_bytes=config.cache_bytes,
             seed=config.seed, value_range=config.value_range, raster_offset=config.raster_offset,
         )
@@ -591,6 +592,19 @@ class Trainer:
                 writer.writeheader()
             writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
                              for key, value in row.items()})
+
+
+def _draw_counts(rows: list, config: TrainConfig) -> list[int] | None:
+    """How often each training image is drawn per epoch: balanced by source, times any ``oversample`` factor."""
+    factors = config.oversample_factors()
+    if not config.balance_sources and not factors:
+        return None
+    counts = source_repeats([row.source for row in rows]) if config.balance_sources else [1] * len(rows)
+    for index, row in enumerate(rows):
+        for pattern, factor in factors.items():
+            if fnmatch.fnmatch(str(row.path), pattern):
+                counts[index] *= factor
+    return counts
 
 
 def _console(enabled: bool):
