@@ -4,9 +4,9 @@ The default torch path on CPU runs an inference-only copy of the network: BatchN
 convs, weights and activations in channels-last (NHWC) layout (depthwise convolutions are several times
 faster in NHWC on CPU), under ``torch.inference_mode``. It computes the same function as the plain model in
 fp32 (outputs agree to about 1e-6). ``precision="bf16"`` runs the convolutions in bfloat16 under autocast
-(additions, the bicubic skip and the output head stay fp32): faster on CPUs with AMX/AVX512-BF16, largest
-error about 5e-3 on the bundled model (about one 8-bit grey level; ``bench/upscale_speed.py``) and 0.007 dB
-of test-split PSNR (``medsr evaluate --precision bf16``).
+(additions and the bicubic skip stay fp32): 1.6x faster than fp32 on a CPU with AVX512-BF16, emulated and
+slower on one without; largest error about 1e-2 on the bundled ``xray-x4`` (under 3 8-bit grey levels;
+``bench/upscale_speed.py``) and within 0.001 dB of fp32 PSNR on the validation split (README, Speed).
 
 Each predictor also knows its memory (``predictor.memory``, a :class:`ForwardMemory`): the bytes of tensors
 alive at the peak of a forward, measured once per channel count on two small probe inputs and scaled by area,
