@@ -302,15 +302,21 @@ def test_a_larger_plainrep_grows_from_a_smaller_checkpoint_and_records_its_size(
     assert grown.meta["arch_args"]["num_channels"] == 12 and len(grown.convs) == 5
 
 
-def test_balance_sources_draws_the_images_of_a_small_source_more_often(tmp_path):
-    """Three training images of one hospital and one of another: balanced, the lone image is drawn 3 times."""
-    manifest = _make_manifest(tmp_path)
+def _make_manifest_with_sources(folder: Path) -> Path:
+    """The usual manifest with a source column: training images 0-2 of hospital 'big', 3 of 'small'."""
+    manifest = _make_manifest(folder)
     rows = list(csv.reader(manifest.open()))
     rows[0].append("source")
     for index, row in enumerate(rows[1:]):
         row.append("small" if index == 3 else "big")
     with manifest.open("w", newline="") as handle:
         csv.writer(handle).writerows(rows)
+    return manifest
+
+
+def test_balance_sources_draws_the_images_of_a_small_source_more_often(tmp_path):
+    """Three training images of one hospital and one of another: balanced, the lone image is drawn 3 times."""
+    _make_manifest_with_sources(tmp_path)
     plain = Trainer(_config(tmp_path, "plain", model="plainrep"))
     balanced = Trainer(_config(tmp_path, "balanced", model="plainrep", balance_sources=True))
     assert len(plain.train_set) == 4 * 2 and len(balanced.train_set) == 6 * 2
@@ -319,13 +325,7 @@ def test_balance_sources_draws_the_images_of_a_small_source_more_often(tmp_path)
 
 
 def test_oversample_draws_images_matching_a_glob_n_times_on_top_of_balancing(tmp_path):
-    manifest = _make_manifest(tmp_path)
-    rows = list(csv.reader(manifest.open()))
-    rows[0].append("source")
-    for index, row in enumerate(rows[1:]):
-        row.append("small" if index == 3 else "big")
-    with manifest.open("w", newline="") as handle:
-        csv.writer(handle).writerows(rows)
+    _make_manifest_with_sources(tmp_path)
     trainer = Trainer(_config(tmp_path, "over", model="plainrep", balance_sources=True,
                               oversample="*/img0.png=2,*/img3.png=2"))
     drawn = [Path(trainer.train_set.store.paths[i]).name for i in trainer.train_set._order]
