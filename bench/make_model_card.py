@@ -6,7 +6,7 @@ degradation (the model with its bicubic/Lanczos baselines; optionally the publis
 
     python bench/make_model_card.py NAME RUN_DIR --manifest M.csv --eval LABEL=JSON [--eval LABEL=JSON]...
         [--peer LABEL=JSON]... --description TEXT --data TEXT [--not-for TEXT]... [--image PATH CAPTION]...
-        [--checkpoint FILE] [--earlier-run DIR]... [--command "..."]... [--note TEXT]...
+        [--checkpoint FILE] [--earlier-curve CSV] [--earlier-run DIR]... [--command "..."]... [--note TEXT]...
         [--io TEXT] [--baseline-name TEXT] [--scoring TEXT] [--section FILE]...
 
 ``--io`` replaces the network's input/output sentence, ``--baseline-name`` the name of the "bicubic" column (for
@@ -15,6 +15,8 @@ paragraph, and each ``--section`` (a markdown file a bench script wrote) is adde
 
 The first ``--eval`` is the model's headline protocol (``medsr models`` shows it). ``--earlier-run`` names runs
 that RUN_DIR continued from, in order: their curves come first, and steps and minutes count from the first start.
+The whole curve is also written to ``docs/results/curves/NAME.csv``; a later version that continues from this one
+passes that file as ``--earlier-curve`` (runs/ does not outlive a session, the curve file does).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from medsr.atomic import atomic_path
 from medsr.data.manifest import read_manifest, source_summary
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "medsr" / "weights"
+CURVES = Path(__file__).resolve().parents[1] / "docs" / "results" / "curves"
+CURVE_COLUMNS = ("run", "epoch", "step", "minutes", "loss_g", "val_psnr", "val_ssim", "bicubic_psnr", "val_images")
 MEAN = "mean of sources"
 
 
@@ -46,10 +50,14 @@ def _labelled(items: list[str]) -> dict[str, dict]:
     return out
 
 
-def _curve(run_dirs: list[Path]) -> list[dict[str, str | float | int]]:
-    """The runs' ``metrics.csv`` rows in order, with ``run``, and ``step`` and ``minutes`` counted across runs."""
+def _curve(run_dirs: list[Path], earlier: Path | None = None) -> list[dict[str, str | float | int]]:
+    """The runs' ``metrics.csv`` rows in order, with ``run``, and ``step`` and ``minutes`` counted across runs,
+    after the rows of an earlier version's curve file (already counted from its first start)."""
     rows: list[dict[str, str | float | int]] = []
-    step_offset, minute_offset = 0, 0.0
+    if earlier is not None:
+        with earlier.open() as handle:
+            rows = list(csv.DictReader(handle))
+    step_offset, minute_offset = (int(rows[-1]["step"]), float(rows[-1]["minutes"])) if rows else (0, 0.0)
     for run_dir in run_dirs:
         with (run_dir / "metrics.csv").open() as handle:
             run_rows = list(csv.DictReader(handle))
@@ -115,6 +123,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="the data section's text")
     parser.add_argument("--not-for", action="append", default=[])
     parser.add_argument("--image", nargs=2, action="append", default=[], metavar=("PATH", "CAPTION"))
+    parser.add_argument("--earlier-curve", type=Path, help="docs/results/curves/NAME.csv of the version continued")
     parser.add_argument("--earlier-run", action="append", type=Path, default=[])
     parser.add_argument("--command", action="append", default=[], help="training and scoring commands, in order")
     parser.add_argument("--note", action="append", default=[])
@@ -149,7 +158,12 @@ def main() -> None:
 
     rows = read_manifest(args.manifest)
     counts = source_summary(rows)
-    curve = _curve([*args.earlier_run, args.run_dir])
+    curve = _curve([*args.earlier_run, args.run_dir], args.earlier_curve)
+    CURVES.mkdir(parents=True, exist_ok=True)
+    with atomic_path(CURVES / f"{args.name}.csv") as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(curve)
     config = yaml.safe_load((args.run_dir / "config.yaml").read_text())
     minutes = float(curve[-1]["minutes"])
     parameters = sum(t.numel() for k, t in tensors.items() if "running" not in k and "num_batches" not in k)
