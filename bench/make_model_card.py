@@ -52,11 +52,13 @@ def _labelled(items: list[str]) -> dict[str, dict]:
 
 def _curve(run_dirs: list[Path], earlier: Path | None = None) -> list[dict[str, str | float | int]]:
     """The runs' ``metrics.csv`` rows in order, with ``run``, and ``step`` and ``minutes`` counted across runs,
-    after the rows of an earlier version's curve file (already counted from its first start)."""
+    after the rows of an earlier version's curve file (already counted from its first start). Rows of that file
+    from these same runs are left out, so bundling again from the file it wrote gives the same curve."""
     rows: list[dict[str, str | float | int]] = []
     if earlier is not None:
+        names = {run_dir.name for run_dir in run_dirs}
         with earlier.open() as handle:
-            rows = list(csv.DictReader(handle))
+            rows = [row for row in csv.DictReader(handle) if row["run"] not in names]
     step_offset, minute_offset = (int(rows[-1]["step"]), float(rows[-1]["minutes"])) if rows else (0, 0.0)
     for run_dir in run_dirs:
         with (run_dir / "metrics.csv").open() as handle:
