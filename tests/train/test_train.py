@@ -332,6 +332,8 @@ def test_oversample_draws_images_matching_a_glob_n_times_on_top_of_balancing(tmp
     # balanced: the lone 'small' image 3x; oversampled: img0 and img3 twice that
     assert {name: drawn.count(name) for name in set(drawn)} == {"img0.png": 2, "img1.png": 1, "img2.png": 1,
                                                                "img3.png": 3 * 2}
+    with pytest.raises(ConfigError, match="'\\*/img9.png' matches none of the 4 training images"):
+        Trainer(_config(tmp_path, "typo", model="plainrep", oversample="*/img9.png=2"))
 
 
 @pytest.mark.parametrize(("settings", "message"), [

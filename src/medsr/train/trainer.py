@@ -600,10 +600,12 @@ def _draw_counts(rows: list, config: TrainConfig) -> list[int] | None:
     if not config.balance_sources and not factors:
         return None
     counts = source_repeats([row.source for row in rows]) if config.balance_sources else [1] * len(rows)
-    for index, row in enumerate(rows):
-        for pattern, factor in factors.items():
-            if fnmatch.fnmatch(str(row.path), pattern):
-                counts[index] *= factor
+    for pattern, factor in factors.items():
+        matched = [index for index, row in enumerate(rows) if fnmatch.fnmatch(str(row.path), pattern)]
+        if not matched:  # a typo would otherwise train as if the setting were not there
+            raise ConfigError(f"oversample: {pattern!r} matches none of the {len(rows)} training images' paths")
+        for index in matched:
+            counts[index] *= factor
     return counts
 
 
