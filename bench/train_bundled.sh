@@ -15,12 +15,19 @@
 # xray-x4-hard | xray-x4-bicubic-hard: a further schedule from the bundled weights with a share of patches over
 # hard steps (HARD), synthetic burned-in annotations (OVERLAY), balanced sources and whole-image validation;
 # further arguments go to medsr train (e.g. --patch-size 192 --batch-size 8 --patches-per-image 8).
+# ultrasound-lateral-x4-mse: a second schedule of the ultrasound model from FROM with LOSS (default mse),
+# further arguments to medsr train (v2: --amp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=../shared/data/chest-xray
+US=../shared/data/ultrasound-lung
+CT=../shared/data/ct-slices
 mkdir -p runs
 case "${1:-pretrain}" in
-  ct-sparse-view|ultrasound-lateral-x4) ;;  # they prepare their own manifests below
+  ct-sparse-view) ;;  # it prepares its own manifest below
+  ultrasound-lateral-x4*)  # split by source video (the metadata's source_file column): a video never straddles splits
+    .venv/bin/medsr prepare "$US/frames" "$US/images" --patients "$US/metadata.csv" --patient-column source_file \
+        --out runs/us-manifest.csv ;;
   *)  # the chest manifests: three sources (issue 10 models) and Hannover only (the earlier Swift models)
     .venv/bin/medsr prepare "$DATA" --patients "$DATA/hannover-640.metadata.csv" \
         --patients "$DATA/hannover-2000.metadata.csv" --patients "$DATA/nih-chestxray14/metadata.csv" \
@@ -29,8 +36,6 @@ case "${1:-pretrain}" in
     .venv/bin/medsr prepare "$DATA/hannover-640" "$DATA/hannover-2000" --patients "$DATA/hannover-640.metadata.csv" \
         --patients "$DATA/hannover-2000.metadata.csv" --out runs/xray-manifest.csv ;;
 esac
-US=../shared/data/ultrasound-lung
-CT=../shared/data/ct-slices
 case "${1:-pretrain}" in
   ct-sparse-view)
     .venv/bin/medsr prepare "$CT" --patients "$CT/tcia-covid19-ny-sbu/metadata.csv" \
@@ -39,11 +44,13 @@ case "${1:-pretrain}" in
     .venv/bin/medsr train --config src/medsr/configs/ct-sparse-view.yaml --manifest runs/ct-manifest.csv \
         --out runs/ct-sparse-view ;;
   ultrasound-lateral-x4)
-    # split by source video (the metadata's source_file column): frames of one video never straddle splits
-    .venv/bin/medsr prepare "$US/frames" "$US/images" --patients "$US/metadata.csv" --patient-column source_file \
-        --out runs/us-manifest.csv
     .venv/bin/medsr train --config src/medsr/configs/ultrasound-lateral-x4.yaml --manifest runs/us-manifest.csv \
         --out runs/ultrasound-lateral-x4 ;;
+  ultrasound-lateral-x4-mse)  # a second schedule from FROM (default: the bundled weights; v2 came from v1's,
+    # commit 876648e) with MSE loss: PSNR rewards the conditional mean, L1 learns the median
+    .venv/bin/medsr train --config src/medsr/configs/ultrasound-lateral-x4.yaml --manifest runs/us-manifest.csv \
+        --init-from "${FROM:-ultrasound-lateral-x4}" --pixel-loss "${LOSS:-mse}" --lr 2e-4 --epochs "${EPOCHS:-10}" \
+        --seed 3 --out "runs/${OUT:-us-mse}" "${@:2}" ;;
   xray-x4|xray-x4-bicubic)
     .venv/bin/medsr train --config "src/medsr/configs/$1.yaml" --manifest runs/xray3-manifest.csv \
         --out "runs/$1" ;;
