@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from medsr.atomic import atomic_path
 from medsr.data.datasets import PatchDataset, source_repeats, split_rows
+from medsr.data.manifest import ManifestRow
 from medsr.degrade import lr_scale
 from medsr.devices import cpu_has_native_bf16, resolve_device
 from medsr.errors import ConfigError, MedsrError
@@ -594,7 +595,7 @@ class Trainer:
                              for key, value in row.items()})
 
 
-def _draw_counts(rows: list, config: TrainConfig) -> list[int] | None:
+def _draw_counts(rows: list[ManifestRow], config: TrainConfig) -> list[int] | None:
     """How often each training image is drawn per epoch: balanced by source, times any ``oversample`` factor."""
     factors = config.oversample_factors()
     if not config.balance_sources and not factors:
