@@ -161,7 +161,6 @@ def main() -> None:
     rows = read_manifest(args.manifest)
     counts = source_summary(rows)
     curve = _curve([*args.earlier_run, args.run_dir], args.earlier_curve)
-    CURVES.mkdir(parents=True, exist_ok=True)
     with atomic_path(CURVES / f"{args.name}.csv") as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
         writer.writeheader()
