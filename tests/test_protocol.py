@@ -76,6 +76,15 @@ def test_logged_validation_equals_medsr_evaluate_on_the_val_split(tmp_path, degr
     assert methods[checkpoint.name]["psnr"] == pytest.approx(float(logged["val_psnr"]), abs=0.01)
     assert methods[checkpoint.name]["ssim"] == pytest.approx(float(logged["val_ssim"]), abs=1e-4)
     assert methods["bicubic"]["psnr"] == pytest.approx(float(logged["bicubic_psnr"]), abs=0.01)
+    # and each source's figures, logged a row per source, are evaluate's rows for that source
+    by_source = {row["source"]: row for row in csv.DictReader((run_dir / "val_sources.csv").open())}
+    assert set(by_source) == {"a", "b"} and {row["epoch"] for row in by_source.values()} == {"1"}
+    for source, row in by_source.items():
+        scores = report["sources"][source]
+        assert scores[checkpoint.name]["psnr"] == pytest.approx(float(row["val_psnr"]), abs=0.01)
+        assert scores[checkpoint.name]["ssim"] == pytest.approx(float(row["val_ssim"]), abs=1e-4)
+        assert scores["bicubic"]["psnr"] == pytest.approx(float(row["bicubic_psnr"]), abs=0.01)
+    assert by_source["a"]["val_psnr"] != by_source["b"]["val_psnr"]
 
 
 def test_random_degradations_are_seeded_by_the_path_below_the_root(tmp_path):

@@ -83,6 +83,7 @@ def test_a_run_writes_metrics_checkpoints_and_config(tmp_path):
     assert model.scale == (2, 2) and model.meta["training"]["epoch"] == 2
     assert TrainConfig.load(run_dir / "config.yaml").to_dict() == _config(tmp_path, tensorboard=True).to_dict()
     assert list((run_dir / "tensorboard").iterdir()), "no TensorBoard events"
+    assert not (run_dir / "val_sources.csv").exists()  # the manifest names no sources
 
 
 def test_resume_after_a_stop_mid_epoch_matches_an_unbroken_run(tmp_path):

@@ -2,10 +2,10 @@
 
 ``pretrain`` trains the generator with the pixel loss alone (SRResNet / Swift-SRResNet); ``gan`` adds the
 content, adversarial and total-variation terms and trains a discriminator alongside. Every epoch ends with
-validation beside bicubic, a row in ``metrics.csv``, TensorBoard scalars and images, and an atomic
-checkpoint; a ``last.pt`` training state is also written every ``save_every_steps`` steps, so a run killed
-mid-epoch resumes at the step it last saved, with the same data it would have seen (sampling depends only
-on seed, epoch and index).
+validation beside bicubic, a row in ``metrics.csv`` (and one per source in ``val_sources.csv``),
+TensorBoard scalars and images, and an atomic checkpoint; a ``last.pt`` training state is also written every
+``save_every_steps`` steps, so a run killed mid-epoch resumes at the step it last saved, with the same data it
+would have seen (sampling depends only on seed, epoch and index).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from medsr.data.manifest import ManifestRow
 from medsr.degrade import lr_scale
 from medsr.devices import cpu_has_native_bf16, resolve_device
 from medsr.errors import ConfigError, MedsrError
-from medsr.evaluate import headline
+from medsr.evaluate import MEAN_OF_SOURCES, headline, summarize_sources
 from medsr.infer import upscale_array
 from medsr.losses import (
     CONTENT_NETWORK_FOR_ARCH,
@@ -54,6 +54,8 @@ METRIC_COLUMNS = [
     "loss_d", "d_real", "d_fake", "val_psnr", "val_ssim", "bicubic_psnr", "bicubic_ssim", "lr", "seconds",
     "minutes_total",
 ]
+# val_sources.csv: the validation figures of each source, a row per source and epoch
+SOURCE_METRIC_COLUMNS = ["epoch", "step", "source", "val_psnr", "val_ssim", "bicubic_psnr", "bicubic_ssim"]
 
 
 class TrainingError(MedsrError):
@@ -145,7 +147,7 @@ class Trainer:
                                      max_size=config.val_max_size, value_range=config.value_range,
                                      raster_offset=config.raster_offset)
         self._val_pairs: list[tuple[Pair, str]] | None = None
-        self._bicubic_scores: tuple[float, float] | None = None
+        self._bicubic_rows: list[dict[str, Any]] | None = None
         self.writer = None
         # progress counters (restored on resume)
         self.stage_index = 0
@@ -512,6 +514,7 @@ class Trainer:
                    "lr": self.opt_g.param_groups[0]["lr"], "seconds": round(seconds, 2),
                    "minutes_total": round((self.elapsed + self._since_start()) / 60, 3)}
             self._append_metrics(row)
+            self._append_source_metrics(row)
             if self.writer is not None:
                 for key, value in row.items():
                     if isinstance(value, float | int) and key not in ("epoch", "step"):
@@ -525,7 +528,9 @@ class Trainer:
             self.console.print(
                 f"epoch {self.epoch + 1} ({stage}) step {self.step}: val PSNR {val.get('val_psnr', float('nan')):.3f} "
                 f"SSIM {val.get('val_ssim', float('nan')):.4f} | bicubic {val.get('bicubic_psnr', float('nan')):.3f} "
-                f"/ {val.get('bicubic_ssim', float('nan')):.4f} | {seconds:.0f} s", highlight=False)
+                f"/ {val.get('bicubic_ssim', float('nan')):.4f} | {seconds:.0f} s"
+                + "".join(f" | {key.split('/', 1)[1]} {value:.3f}" for key, value in val.items()
+                          if key.startswith("val_psnr/")), highlight=False)
         self.epoch += 1
         self.epoch_in_stage += 1
         self.batches_done = 0
@@ -555,17 +560,18 @@ class Trainer:
         """PSNR/SSIM of the (EMA) generator and of bicubic on the validation images (:class:`Protocol`).
 
         Means over sources when the manifest names them (every hospital weighs alike, as in the mean row of
-        ``medsr evaluate``), over images otherwise.
+        ``medsr evaluate``), over images otherwise; with sources, each one's figures too (``val_psnr/SOURCE``...),
+        so that a run shows which hospital a change helps or hurts.
         """
         pairs = self._validation_pairs()
         if not pairs:
             return {}
         model = self.ema if self.ema is not None else self.generator
         methods = {"model": lambda lr, size: upscale_array(model, lr)}
-        if self._bicubic_scores is None:
-            bicubic = [{**self.val_protocol.run(pair, self.val_protocol.baselines(["bicubic"], pair))[0],
-                        "source": source} for pair, source in pairs]
-            self._bicubic_scores = headline(bicubic, "bicubic")
+        if self._bicubic_rows is None:
+            self._bicubic_rows = [{**self.val_protocol.run(pair, self.val_protocol.baselines(["bicubic"], pair))[0],
+                                   "source": source} for pair, source in pairs]
+        bicubic_psnr, bicubic_ssim = headline(self._bicubic_rows, "bicubic")
         rows, samples = [], []
         for index, (pair, source) in enumerate(pairs):
             outputs: dict[str, np.ndarray] = {}
@@ -577,12 +583,27 @@ class Trainer:
                 panels = [outputs["bicubic"], outputs["model"], pair.hr]
                 samples.append(torch.from_numpy(np.concatenate(panels, axis=1).transpose(2, 0, 1)))
         psnr, ssim = headline(rows, "model")
-        result = {"val_psnr": psnr, "val_ssim": ssim,
-                  "bicubic_psnr": self._bicubic_scores[0], "bicubic_ssim": self._bicubic_scores[1]}
+        result = {"val_psnr": psnr, "val_ssim": ssim, "bicubic_psnr": bicubic_psnr, "bicubic_ssim": bicubic_ssim,
+                  **per_source_scores(rows, self._bicubic_rows)}
         if self.writer is not None:
             for i, image in enumerate(samples):
                 self.writer.add_image(f"val/bicubic_sr_hr_{i}", image.clamp(0, 1), self.step)
         return result
+
+    def _append_source_metrics(self, row: dict[str, Any]) -> None:
+        """A row per source and epoch in ``val_sources.csv`` (nothing when the validation images carry no source)."""
+        sources = [key.split("/", 1)[1] for key in row if key.startswith("val_psnr/")]
+        if not sources:
+            return
+        path = self.run_dir / "val_sources.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=SOURCE_METRIC_COLUMNS)
+            if new:
+                writer.writeheader()
+            for source in sources:
+                writer.writerow({"epoch": row["epoch"], "step": row["step"], "source": source,
+                                 **{key: f"{row[f'{key}/{source}']:.6g}" for key in SOURCE_METRIC_COLUMNS[3:]}})
 
     def _append_metrics(self, row: dict[str, Any]) -> None:
         path = self.run_dir / "metrics.csv"
@@ -593,6 +614,19 @@ class Trainer:
                 writer.writeheader()
             writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
                              for key, value in row.items()})
+
+
+def per_source_scores(model_rows: list[dict[str, Any]], bicubic_rows: list[dict[str, Any]]) -> dict[str, float]:
+    """``val_psnr/S``, ``val_ssim/S``, ``bicubic_psnr/S``, ``bicubic_ssim/S`` per source S; empty without sources."""
+    out: dict[str, float] = {}
+    for source, summary in summarize_sources([*model_rows, *bicubic_rows]).items():
+        if source == MEAN_OF_SOURCES:
+            continue
+        for found in summary:
+            prefix = "val" if found["method"] == "model" else found["method"]
+            out[f"{prefix}_psnr/{source}"] = found["psnr"]
+            out[f"{prefix}_ssim/{source}"] = found["ssim"]
+    return out
 
 
 def _draw_counts(rows: list[ManifestRow], config: TrainConfig) -> list[int] | None:
