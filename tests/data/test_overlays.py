@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from medsr.data.datasets import PatchDataset, hard_edge_points
-from medsr.data.overlays import burn_in_annotation
+from medsr.data.overlays import _draw, burn_in_annotation
 
 
 def _smooth(size: int = 96) -> np.ndarray:
@@ -28,6 +28,25 @@ def test_an_annotation_adds_hard_steps_and_leaves_the_rest_of_the_patch_exactly_
     again = burn_in_annotation(patch, np.random.default_rng(7))
     np.testing.assert_array_equal(again, burn_in_annotation(patch, np.random.default_rng(7)))
     assert not np.array_equal(again, burn_in_annotation(patch, np.random.default_rng(8)))
+
+
+def _bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.nonzero(mask)
+    return rows.min(), rows.max(), cols.min(), cols.max()
+
+
+def test_half_the_side_markers_sit_on_a_filled_disc_or_box_under_their_ring_and_letter():
+    """NIH's circled "L": a bright ring and letter on a dark disc. The disc is the outline layer, inside the ring."""
+    filled = []
+    for seed in range(40):
+        fill, outline = _draw("marker", (96, 96), np.random.default_rng(seed))
+        ring_and_letter, disc = fill > 0.5, outline > 0.5
+        assert ring_and_letter.any(), seed
+        if disc.any():
+            assert disc.sum() > ring_and_letter.sum(), seed  # a filled shape, not another ring
+            assert _bounds(disc) == _bounds(ring_and_letter), seed  # the ring is the disc's rim
+        filled.append(disc.any())
+    assert 0.25 < np.mean(filled) < 0.75
 
 
 def test_colour_patches_get_the_same_grey_annotation_in_every_channel():

@@ -60,11 +60,13 @@ def _draw(kind: str, shape: tuple[int, int], rng: np.random.Generator) -> tuple[
         x, y = corner(size + 2 * pad, size + 2 * pad)
         x, y = x + pad, y + pad
         box = (x - pad, y - pad // 2, x + size + pad // 2, y + size + pad)
-        if rng.random() < 0.5:
-            draw_fill.ellipse(box, outline=255, width=stroke)
-        else:
-            draw_fill.rectangle(box, outline=255, width=stroke)
-        draw_fill.text((x, y), str(rng.choice(["L", "R"])), font=_font(size), fill=255)
+        shape = "ellipse" if rng.random() < 0.5 else "rectangle"
+        if outlined:  # on a filled disc or box of the opposite brightness (NIH's circled "L")
+            getattr(draw_outline, shape)(box, fill=255)
+        getattr(draw_fill, shape)(box, outline=255, width=stroke)
+        bold = int(rng.integers(0, 2)) if size >= 14 else 0
+        draw_fill.text((x, y), str(rng.choice(["L", "R"])), font=_font(size), fill=255, stroke_width=bold,
+                       stroke_fill=255)
     else:
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
         x2, y2 = int(rng.integers(0, width)), int(rng.integers(0, height))
@@ -78,8 +80,9 @@ def burn_in_annotation(hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``hr`` ``(H, W, C)`` float in [0, 1] with one synthetic annotation drawn in: text, a side marker or a line.
 
     The fill is bright (0.8-1.0) or, less often, dark (0-0.1); half of the text and lines get an outline of the
-    opposite brightness, as many systems draw them so they read on any background. Pixels the strokes do
-    not cover keep their values exactly. Returns a new array of ``hr``'s dtype.
+    opposite brightness, as many systems draw them so they read on any background, and half of the side markers
+    sit on a disc or box filled with it (a white ring and "L" on a black disc, as on NIH ChestX-ray14). Pixels
+    the strokes do not cover keep their values exactly. Returns a new array of ``hr``'s dtype.
     """
     kind = KINDS[int(rng.choice(len(KINDS), p=[0.5, 0.25, 0.25]))]
     fill, outline = _draw(kind, hr.shape[:2], rng)
