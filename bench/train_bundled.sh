@@ -67,8 +67,9 @@ case "${1:-pretrain}" in
   xray-x4-hard|xray-x4-bicubic-hard)  # a fourth schedule: patches over hard steps (HARD), synthetic burned-in
     # annotations (OVERLAY), sources balanced, validation on whole images (mean of sources); from FROM (default:
     # the bundled weights). Bundled v4: HARD=0.25 OVERLAY=0 SEED=5 EPOCHS=8 (xray-x4), defaults (xray-x4-bicubic)
+    # CONFIG: another config of the same data (e.g. xray-x4-bicubic-deep, a larger plainrep grown from FROM)
     name="${1%-hard}"
-    .venv/bin/medsr train --config "src/medsr/configs/$name.yaml" --manifest runs/xray3-manifest.csv \
+    .venv/bin/medsr train --config "src/medsr/configs/${CONFIG:-$name}.yaml" --manifest runs/xray3-manifest.csv \
         --init-from "${FROM:-$name}" --patch-candidates 8 --hard-edge-fraction "${HARD:-0.3}" \
         --overlay-prob "${OVERLAY:-0.3}" --balance-sources --val-max-size 4096 --lr 2e-4 --epochs "${EPOCHS:-10}" \
         --seed "${SEED:-6}" --out "runs/${OUT:-$1}" "${@:2}" ;;
