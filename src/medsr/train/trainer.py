@@ -529,8 +529,8 @@ class Trainer:
                 f"epoch {self.epoch + 1} ({stage}) step {self.step}: val PSNR {val.get('val_psnr', float('nan')):.3f} "
                 f"SSIM {val.get('val_ssim', float('nan')):.4f} | bicubic {val.get('bicubic_psnr', float('nan')):.3f} "
                 f"/ {val.get('bicubic_ssim', float('nan')):.4f} | {seconds:.0f} s"
-                + "".join(f" | {key.split('/', 1)[1]} {value:.3f}" for key, value in val.items()
-                          if key.startswith("val_psnr/")), highlight=False)
+                + "".join(f" | {source} {val[f'val_psnr/{source}']:.3f}" for source in _sources(val)),
+                highlight=False)
         self.epoch += 1
         self.epoch_in_stage += 1
         self.batches_done = 0
@@ -592,28 +592,29 @@ class Trainer:
 
     def _append_source_metrics(self, row: dict[str, Any]) -> None:
         """A row per source and epoch in ``val_sources.csv`` (nothing when the validation images carry no source)."""
-        sources = [key.split("/", 1)[1] for key in row if key.startswith("val_psnr/")]
-        if not sources:
-            return
-        path = self.run_dir / "val_sources.csv"
-        new = not path.exists()
-        with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=SOURCE_METRIC_COLUMNS)
-            if new:
-                writer.writeheader()
-            for source in sources:
-                writer.writerow({"epoch": row["epoch"], "step": row["step"], "source": source,
-                                 **{key: f"{row[f'{key}/{source}']:.6g}" for key in SOURCE_METRIC_COLUMNS[3:]}})
+        rows = [{"epoch": row["epoch"], "step": row["step"], "source": source,
+                 **{key: row[f"{key}/{source}"] for key in SOURCE_METRIC_COLUMNS[3:]}} for source in _sources(row)]
+        if rows:
+            _append_csv(self.run_dir / "val_sources.csv", SOURCE_METRIC_COLUMNS, rows)
 
     def _append_metrics(self, row: dict[str, Any]) -> None:
-        path = self.run_dir / "metrics.csv"
-        new = not path.exists()
-        with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
-                             for key, value in row.items()})
+        _append_csv(self.run_dir / "metrics.csv", METRIC_COLUMNS, [row])
+
+
+def _append_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Append ``rows`` (only ``columns``, floats to 6 significant digits) to a CSV, with a header if it is new."""
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerows({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()}
+                         for row in rows)
+
+
+def _sources(val: dict[str, Any]) -> list[str]:
+    """The sources whose figures :func:`per_source_scores` put in ``val`` (its ``val_psnr/SOURCE`` keys)."""
+    return [key.split("/", 1)[1] for key in val if key.startswith("val_psnr/")]
 
 
 def per_source_scores(model_rows: list[dict[str, Any]], bicubic_rows: list[dict[str, Any]]) -> dict[str, float]:
