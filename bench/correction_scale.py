@@ -25,26 +25,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from medsr.degrade.bicubic import crop_to_multiple
 from medsr.evaluate import output_names
 from medsr.io import read_image
-from medsr.protocol import items_from_manifest
+from medsr.metrics import psnr
+from medsr.protocol import Protocol, items_from_manifest
 
 
 def _grey(path: Path) -> np.ndarray:
     """A saved 8-bit output as float grey levels (the chest sets are 8-bit; the protocol scores on that scale)."""
     with Image.open(path) as image:
         return np.asarray(image.convert("L"), np.float64)
-
-
-def _hr(path: Path, scale: int) -> np.ndarray:
-    """The HR image as the protocol scores it: first channel, centre-cropped to a multiple of the scale."""
-    pixels = crop_to_multiple(read_image(path).pixels, scale)
-    return pixels[..., 0].astype(np.float64) * 255.0
-
-
-def _psnr(err_sq: float, peak: float = 255.0) -> float:
-    return float(10 * np.log10(peak**2 / err_sq))
 
 
 def main() -> None:
@@ -58,6 +48,7 @@ def main() -> None:
     args = parser.parse_args()
 
     items = items_from_manifest(args.manifest, args.split)
+    protocol = Protocol(scale=args.scale)  # only its HR: the first frame, centre-cropped to the scale
     names = output_names([item.path for item in items])  # where medsr evaluate saved each output
     per_source: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = defaultdict(list)
     b = args.border
@@ -66,7 +57,8 @@ def main() -> None:
         missing = [str(p) for p in saved if not p.is_file()]
         if missing:
             raise SystemExit(f"{item.path}: no saved output {', '.join(missing)}")
-        hr, (model, bicubic) = _hr(item.path, args.scale), (_grey(p) for p in saved)
+        hr = protocol.pair(read_image(item.path), item.key).hr[..., 0].astype(np.float64) * 255.0  # as scored
+        model, bicubic = (_grey(p) for p in saved)
         crop = np.s_[b:-b, b:-b] if b else np.s_[:, :]
         t, d = (hr - bicubic)[crop], (model - bicubic)[crop]
         per_source[item.source or "all"].append((str(names[item.path]), d, t))
@@ -76,10 +68,11 @@ def main() -> None:
         gains, gains_fit = [], []
         alpha_s = sum(float((d * t).sum()) for _, d, t in items) / sum(float((d * d).sum()) for _, d, _ in items)
         for name, d, t in items:
-            base = float((t**2).mean())
-            gain = _psnr(float(((t - d) ** 2).mean())) - _psnr(base)
+            # PSNR depends only on the difference, so bicubic + c scored against HR = bicubic + t is psnr(c, t)
+            base = psnr(np.zeros_like(t), t, data_range=255.0)  # bicubic itself: no correction
+            gain = psnr(d, t, data_range=255.0) - base
             gains.append(gain)
-            gains_fit.append(_psnr(float(((t - alpha_s * d) ** 2).mean())) - _psnr(base))
+            gains_fit.append(psnr(alpha_s * d, t, data_range=255.0) - base)
             corr = float(np.corrcoef(d.ravel(), t.ravel())[0, 1])
             alpha = float((d * t).sum() / (d * d).sum())
             print(f"{name:<42} {gain:>+8.2f} {corr:>6.3f} {alpha:>6.2f}")
