@@ -80,8 +80,9 @@ def realistic(
 
     ``hr``: ``(H, W, C)`` float in [0, 1], H and W multiples of ``scale``. Returns ``(H // scale, W // scale,
     C)`` float32 in [0, 1], on 8-bit levels when ``bit_depth == 8``. ``kernels`` is a comma-separated subset
-    of ``bicubic``, ``box``, ``gaussian``, one drawn uniformly. ``noise_sigma`` is in grey levels of an 8-bit
-    image (2.0 = 2/255 of full scale).
+    of ``bicubic``, ``box``, ``gaussian``, one drawn uniformly (a name listed twice is drawn twice as often:
+    ``bicubic,box,box,gaussian`` draws the detector average half the time). ``noise_sigma`` is in grey levels
+    of an 8-bit image (2.0 = 2/255 of full scale).
     """
     height, width = hr.shape[:2]
     if height % scale or width % scale:
