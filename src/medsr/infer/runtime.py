@@ -6,7 +6,7 @@ faster in NHWC on CPU), under ``torch.inference_mode``. It computes the same fun
 fp32 (outputs agree to about 1e-6). ``precision="bf16"`` runs the convolutions in bfloat16 under autocast
 (additions and the bicubic skip stay fp32): 1.6x faster than fp32 on a CPU with AVX512-BF16, emulated and
 slower on one without; largest error about 1e-2 on the bundled ``xray-x4`` (under 3 8-bit grey levels;
-``bench/upscale_speed.py``) and within 0.006 dB of fp32 PSNR per source on the validation split (README,
+``bench/upscale_speed.py``) and within 0.007 dB of fp32 PSNR per source on the validation split (README,
 Speed).
 
 Each predictor also knows its memory (``predictor.memory``, a :class:`ForwardMemory`): the bytes of tensors
