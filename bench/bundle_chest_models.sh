@@ -156,7 +156,7 @@ box-noise 36.812 -> 36.857 (Hannover 32.063 -> 32.095); under clean bicubic 37.9
 (docs/results/eval-xray-x4-v7-val-whole-*.json). The same schedule with the box kernel only (run xray-x4-boxonly, \
 not bundled: a model tuned to the test's kernel) reached Hannover 32.145 under box-noise (mean 36.928) and 36.840 \
 under v6's mix (docs/results/eval-xray-x4-boxonly-val-whole-*.json): knowing the kernel is worth about 0.08 dB \
-on Hannover, under half of what is missing there." \
+on Hannover over v6 (0.05 over v7), under half of what is missing there." \
       --note "Version six (ninth and tenth schedules, from v5; 52 CPU minutes with validation): Hannover's images \
 drawn 6x instead of 3x as often as balancing alone draws them. Validation, which during training draws each val \
 image's degradation at random (seeded by its path), mean of sources 36.8145 -> 36.8237 dB (Hannover 32.013 -> \
