@@ -76,7 +76,8 @@ from 32 to 48 channels (24 layers; Net2Net, \`src/medsr/configs/xray-x4-bicubic-
 v6, no speed target for this model). Why: on NIH's own 139 training images v6 scored 42.16 dB and the published \
 checkpoint 43.44 (\`medsr evaluate\` on the manifest's NIH train rows: docs/results/eval-*-nih-train.json), so \
 v6 was not even fitting the stamps it had seen; the twelfth schedule brought it to 42.35, the same with 90% of \
-patches over hard steps and NIH 6x (run xray-x4-bicubic-stamps9, not bundled) to 42.45. Val, mean of sources: \
+patches over hard steps and NIH 6x (run xray-x4-bicubic-stamps9, not bundled) to 42.45, v7 to 42.42 (width scored \
+higher on val but fits them no better; docs/results/nih_train_fit.md). Val, mean of sources: \
 38.505 (v6) -> 38.557 (twelfth) -> 38.585 dB (Hannover 32.79 -> 32.81, Kermany 38.64 -> 38.71, NIH 44.08 -> \
 44.24; published 32.77, 38.41, 44.41, mean 38.53); stamps9 reached 38.569. The published model's NIH lead is not \
 memory of our images, though about 80% of them were probably in its training set (a random 90k of \
