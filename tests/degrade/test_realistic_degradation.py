@@ -170,7 +170,6 @@ def test_all_three_kernels_are_drawn():
     assert all(count >= 3 for count in drawn.values()), drawn
 
 
-
 def test_a_kernel_listed_twice_is_drawn_twice_as_often():
     hr = _hr(48, 48, 1, seed=2)
     box = _quantised(box_downscale(hr, 4))
@@ -179,6 +178,7 @@ def test_a_kernel_listed_twice_is_drawn_twice_as_often():
                                          noise_sigma=0.0, poisson_prob=0.0), box) for seed in range(draws))
     # binomial(400, 1/2): 3 standard deviations are 30 draws; uniform over three names would give about 133
     assert abs(boxes - draws / 2) < 30, boxes
+
 
 def test_gaussian_kernel_with_fixed_sigma_is_blur_then_bicubic():
     from scipy.ndimage import gaussian_filter
