@@ -69,9 +69,8 @@ three hospitals. Use it to compare with papers that downscale with bicubic; for 
       --command "bash bench/bundle_chest_models.sh xray-x4-bicubic" \
       --note "Quality gate of issue 10 met on Hannover, Kermany and the mean, NOT on NIH: under clean bicubic LR it \
 is above the published checkpoint on Hannover (35.96 vs 35.85 dB), Kermany (38.71 vs 38.44) and the mean of \
-sources by 0.004 dB (39.388 vs 39.384: a tie with 8 to 20 test images a source; over the 45 images \
-pooled, where NIH weighs most, 0.07 under), and under it on NIH \
-by 0.36 dB (43.50 vs 43.86); v8 was 0.59 under on NIH and 0.08 on the mean, v7 0.80 and 0.16, v6 1.04 and 0.27. \
+sources by 0.004 dB (39.388 vs 39.384: a tie with 8 to 20 test images a source; over the 45 images pooled, \
+where NIH weighs most, 0.07 under), and under it on NIH by 0.36 dB (43.50 vs 43.86); v8 was 0.59 under on NIH and 0.08 on the mean, v7 0.80 and 0.16, v6 1.04 and 0.27. \
 SSIM is above it on every source. It is above bicubic and Lanczos on every source (+2.59 dB over bicubic on the \
 mean of sources; v8 +2.50)." \
       --note "Version nine (fifteenth schedule, from v8, 4 epochs): NIH drawn 8x (was 6x), 90% of patches over \
