@@ -169,6 +169,15 @@ box-noise 36.812 -> 36.857 (Hannover 32.063 -> 32.095); under clean bicubic 37.9
 not bundled: a model tuned to the test's kernel) reached Hannover 32.145 under box-noise (mean 36.928) and 36.840 \
 under v6's mix (docs/results/eval-xray-x4-boxonly-val-whole-*.json): knowing the kernel is worth about 0.08 dB \
 on Hannover over v6 (0.05 over v7), under half of what is missing there." \
+      --note "Tried from v7 and not bundled (val, mean of sources; v7: 36.857 dB under box-noise, Hannover 32.095): v7's \
+schedule again with another seed (run xray-x4-boxw2, seed 33) stayed flat on the run's validation (36.940, \
+36.939, 36.938 against v7's 36.942) and was stopped; the network grown to 24 layers (32 channels: receptive \
+field 49 LR pixels instead of 33, 1.5x the FLOPs, inside the speed targets; run xray-x4-deep, 6 epochs, 28 \
+minutes beside another run: \`CONFIG=xray-x4-deep FROM=xray-x4 HARD=0.25 OVERLAY=0 SEED=34 EPOCHS=6 \
+OUT=xray-x4-deep bash bench/train_bundled.sh xray-x4-hard --patch-size 192 --batch-size 8 --patches-per-image 8 \
+--oversample '*/hannover-*=6' --amp\`) reached 36.878 under box-noise (Hannover 32.106, +0.011; Kermany 37.363, \
+NIH 41.165) and 38.025 under clean bicubic (v7 37.991; docs/results/eval-xray-x4-deep-val-whole-*.json): depth \
+lifts NIH and Kermany, not Hannover, where about 0.15 dB is missing, so v7 stays bundled." \
       --note "Version six (ninth and tenth schedules, from v5; 52 CPU minutes with validation): Hannover's images \
 drawn 6x instead of 3x as often as balancing alone draws them. Validation, which during training draws each val \
 image's degradation at random (seeded by its path), mean of sources 36.8145 -> 36.8237 dB (Hannover 32.013 -> \
