@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from medsr.degrade import get_degradation, hr_multiple, lr_scale
-from medsr.models import build_generator
+from medsr.degrade import get_degradation, hr_multiple
 from medsr.train.config import TrainConfig
+from medsr.train.trainer import generator_for
 
 CONFIGS = sorted(p.name for p in files("medsr.configs").iterdir() if p.name.endswith(".yaml"))
 
@@ -24,9 +24,7 @@ def test_the_configs_the_bundled_models_were_trained_with_are_all_found():
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_loads_builds_and_round_trips_shapes(name):
     config = TrainConfig.load(str(files("medsr.configs") / name), manifest="unused.csv")
-    model = build_generator(config.model, in_channels=config.in_channels,
-                            scale=lr_scale(config.degradation, config.scale), global_skip=config.global_skip,
-                            **config.model_args).eval()
+    model = generator_for(config).eval()
     my, mx = hr_multiple(config.degradation, config.scale)
     h, w = my * max(1, 48 // my), mx * max(1, 48 // mx)
     rng = np.random.default_rng(0)

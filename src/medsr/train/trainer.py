@@ -58,6 +58,16 @@ METRIC_COLUMNS = [
 SOURCE_METRIC_COLUMNS = ["epoch", "step", "source", "val_psnr", "val_ssim", "bicubic_psnr", "bicubic_ssim"]
 
 
+def generator_for(config: TrainConfig) -> nn.Module:
+    """The untrained generator a config describes (architecture, channels, model_args, global skip).
+
+    Its (sy, sx) follows the degradation: (1, s) for ultrasound, (1, 1) for sparse-view CT.
+    """
+    return build_generator(config.model, in_channels=config.in_channels,
+                           scale=lr_scale(config.degradation, config.scale), global_skip=config.global_skip,
+                           **config.model_args)
+
+
 class TrainingError(MedsrError):
     """Training cannot go on (for example a loss became NaN); the last good checkpoint is kept."""
 
@@ -102,11 +112,7 @@ class Trainer:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-        # the network's (sy, sx) follows the degradation: (1, s) for ultrasound, (1, 1) for sparse-view CT
-        self.generator = build_generator(
-            config.model, in_channels=config.in_channels, scale=lr_scale(config.degradation, config.scale),
-            global_skip=config.global_skip, **config.model_args,
-        ).to(self.device, memory_format=self.memory_format)
+        self.generator = generator_for(config).to(self.device, memory_format=self.memory_format)
         if config.sync_bn and self.dist.enabled:
             self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
         if config.init_from:
