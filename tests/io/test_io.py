@@ -174,6 +174,10 @@ def _make_bad(kind: str, tmp_path: Path) -> tuple[Path, dict]:
         path = tmp_path / "notes.dcm"
         path.write_text("this is not a DICOM file\n" * 10)
         return path, {}
+    if kind == "dicom cut in its preamble":  # a DICOM-TIFF dual-personality preamble, like ../shared's CR files
+        path = tmp_path / "cut.dcm"
+        path.write_bytes(b"II*\x00" + (DATA / "ct_small.dcm").read_bytes()[4:100])
+        return path, {}
     if kind == "dicom without pixels":
         ds = pydicom.dcmread(DATA / "ct_small.dcm")
         del ds.PixelData
@@ -205,6 +209,7 @@ def _make_bad(kind: str, tmp_path: Path) -> tuple[Path, dict]:
         ("missing", "no such file"),
         ("truncated png", "truncated"),
         ("text named dcm", "not a DICOM file"),
+        ("dicom cut in its preamble", "truncated DICOM file (100 bytes"),
         ("dicom without pixels", "no pixel data"),
         ("over the pixel limit", "too large"),
         ("dicom over the pixel limit", "too large"),

@@ -65,6 +65,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     except OSError as exc:
         raise ImageReadError(path, exc.strerror or str(exc)) from None
     fmt = sniff_format(head)
+    if fmt in (None, "tiff") and head and len(head) < 132 and path.suffix.lower() in DICOM_SUFFIXES:
+        # cut before its DICM marker; a DICOM-TIFF preamble ("II*") would otherwise read as a broken TIFF
+        raise ImageReadError(path, f"truncated DICOM file ({len(head)} bytes; the DICM marker is at byte 128)")
     if fmt is None:
         if not head:
             reason = "empty file"
