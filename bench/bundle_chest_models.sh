@@ -195,7 +195,11 @@ minutes beside another run: \`CONFIG=xray-x4-deep FROM=xray-x4 HARD=0.25 OVERLAY
 OUT=xray-x4-deep bash bench/train_bundled.sh xray-x4-hard --patch-size 192 --batch-size 8 --patches-per-image 8 \
 --oversample '*/hannover-*=6' --amp\`) reached 36.878 under box-noise (Hannover 32.106, +0.011; Kermany 37.363, \
 NIH 41.165) and 38.025 under clean bicubic (v7 37.991; docs/results/eval-xray-x4-deep-val-whole-*.json): depth \
-lifts NIH and Kermany, not Hannover, where about 0.15 dB is missing, so v7 stays bundled." \
+lifts NIH and Kermany, not Hannover, where about 0.15 dB is missing, so v7 stays bundled. Hannover drawn 12x instead of 6x (run xray-x4-hov12, 3 epochs, seed 35: \`CONFIG=xray-x4-box-half FROM=xray-x4 \
+HARD=0.25 OVERLAY=0 SEED=35 EPOCHS=3 OUT=xray-x4-hov12 bash bench/train_bundled.sh xray-x4-hard --patch-size 192 \
+--batch-size 8 --patches-per-image 8 --oversample '*/hannover-*=12' --amp\`) peaked after epoch 1 at 36.931 on the \
+run's validation (v7 36.942) and scored Hannover 32.104 (+0.009), mean 36.842 under box-noise \
+(docs/results/eval-xray-x4-hov12-val-whole-box-noise.json): drawing Hannover more often has stopped paying." \
       --note "Version six (ninth and tenth schedules, from v5; 52 CPU minutes with validation): Hannover's images \
 drawn 6x instead of 3x as often as balancing alone draws them. Validation, which during training draws each val \
 image's degradation at random (seeded by its path), mean of sources 36.8145 -> 36.8237 dB (Hannover 32.013 -> \
