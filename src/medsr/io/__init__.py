@@ -65,13 +65,14 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     except OSError as exc:
         raise ImageReadError(path, exc.strerror or str(exc)) from None
     fmt = sniff_format(head)
-    if fmt in (None, "tiff") and head and len(head) < 132 and path.suffix.lower() in DICOM_SUFFIXES:
+    dicom_named = path.suffix.lower() in DICOM_SUFFIXES
+    if dicom_named and fmt in (None, "tiff") and 0 < len(head) < 132:
         # cut before its DICM marker; a DICOM-TIFF preamble ("II*") would otherwise read as a broken TIFF
         raise ImageReadError(path, f"truncated DICOM file ({len(head)} bytes; the DICM marker is at byte 128)")
     if fmt is None:
         if not head:
             reason = "empty file"
-        elif path.suffix.lower() in DICOM_SUFFIXES:
+        elif dicom_named:
             reason = "not a DICOM file (no DICM preamble)"
         else:
             reason = "unsupported format (not PNG, JPEG, TIFF or DICOM)"
