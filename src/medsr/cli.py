@@ -17,9 +17,11 @@ from typing import Annotated
 
 import torch
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from medsr import __version__
 from medsr import degrade as degradations
@@ -442,10 +444,15 @@ def models() -> None:
     if not bundled:
         console.print("no bundled models")
         return
-    table = Table(title="Bundled models (test split)")
-    table.add_column("name", no_wrap=True)
-    for column in ("arch", "scale", "channels", "PSNR dB", "baseline dB", "LR made by", "card"):
-        table.add_column(column, overflow="fold")
+    cards = {entry["card"].parent for entry in bundled if entry["card"]}
+    where = f"; cards: {cards.pop()}/<name>.md" if len(cards) == 1 else ""
+    table = Table(title="Bundled models (test split)", caption=f"PSNR and baseline in dB{where}",
+                  box=box.SIMPLE_HEAD, show_edge=False)
+    # the short columns never wrap, so at 80 columns only the LR description folds, at word boundaries; the
+    # architecture goes under the name instead of in a column of its own
+    for column in ("name", "scale", "ch", "PSNR", "baseline"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("LR made by", min_width=12)
     for entry in bundled:
         meta = entry["meta"]
         test = meta.get("metrics", {}).get("test", {})
@@ -455,9 +462,10 @@ def models() -> None:
         score = f"{test['psnr']:.2f}" if test else "-"
         base = f"{baseline} {test['bicubic_psnr']:.2f}" if test else "-"
         skip = " +skip" if meta.get("arch_args", {}).get("global_skip") else ""
-        table.add_row(entry["name"], f"{meta.get('arch', '?')}{skip}", f"x{sy}" if sy == sx else f"{sy}x{sx}",
-                      str(meta.get("in_channels", "?")), score, base, test.get("protocol", "bicubic"),
-                      entry["card"].name if entry["card"] else "-")
+        name = Text(entry["name"])
+        name.append(f"\n  {meta.get('arch', '?')}{skip}", style="dim")
+        table.add_row(name, f"x{sy}" if sy == sx else f"{sy}x{sx}", str(meta.get("in_channels", "?")),
+                      score, base, test.get("protocol", "bicubic"))
     console.print(table)
 
 

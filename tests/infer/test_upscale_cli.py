@@ -215,17 +215,20 @@ def test_bad_model_is_one_line_and_exit_2(small_png, tmp_path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_models_command_lists_the_bundled_models_with_their_test_scores() -> None:
+@pytest.mark.parametrize("columns", ["200", "80"])
+def test_models_command_lists_the_bundled_models_with_their_test_scores(columns: str) -> None:
     from medsr.models import list_bundled_models
 
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["models"])
+    result = CliRunner(env={"COLUMNS": columns}).invoke(app, ["models"])
     assert result.exit_code == 0, result.output
+    # at 80 columns nothing is cut or folded mid-word: every line fits, every name and score is whole
+    assert max(len(line) for line in result.output.splitlines()) <= int(columns)
     bundled = list_bundled_models()
     assert {"swift-srresnet-xray-x4", "swift-srgan-xray-x4"} <= {entry["name"] for entry in bundled}
     for entry in bundled:
         test = entry["meta"]["metrics"]["test"]
-        assert entry["name"] in result.output and entry["card"] is not None
-        row = next(line for line in result.output.splitlines()
-                   if "│" in line and line.split("│")[1].strip() == entry["name"])
+        assert entry["card"] is not None
+        row = next(line.split() for line in result.output.splitlines()
+                   if line.split() and line.split()[0] == entry["name"])
         baseline = "input" if entry["meta"]["scale"] == [1, 1] else "bicubic"
-        assert f"{test['psnr']:.2f}" in row and f"{baseline} {test['bicubic_psnr']:.2f}" in row
+        assert row[3:6] == [f"{test['psnr']:.2f}", baseline, f"{test['bicubic_psnr']:.2f}"], row
