@@ -84,6 +84,13 @@ Lanczos on every source (+2.75 dB over bicubic on the mean of sources; v12 +2.73
 another seed; a 3-epoch cosine schedule stopped after epoch 2 for the session's time, EMA weights after epoch 2. \
 Val, mean of sources 38.737 -> 38.751 dB (Hannover 32.862 -> 32.861, Kermany 38.744 -> 38.745, NIH 44.605 -> \
 44.647; published 44.41; docs/results/eval-xray-x4-bicubic-v13-val-whole.json)." \
+      --note "Tried from v13 and not bundled: the same recipe again, the whole 3 epochs (run \
+xray-x4-bicubic-wide48m: \`CONFIG=xray-x4-bicubic-deep48 FROM=xray-x4-bicubic HARD=0.9 SEED=57 EPOCHS=3 \
+OUT=xray-x4-bicubic-wide48m bash bench/train_bundled.sh xray-x4-bicubic-hard --patch-size 192 --batch-size 8 \
+--patches-per-image 8 --oversample '*/hannover-640/*=6,*/nih-*/*=18' --amp --threads 2\`, 37 minutes on 2 \
+threads). Val, mean of sources 38.751 -> 38.751, 38.757, 38.760 dB after epochs 1 to 3 (Hannover 32.869, Kermany \
+38.750, NIH 44.660 after epoch 3): +0.009 dB, too little to bundle and score on test. NIH-heavy schedules have \
+flattened." \
       --note "Version twelve (eighteenth schedule, from v11, 4 epochs): NIH drawn 14x, 90% of patches \
 over hard steps, another seed, EMA weights after epoch 4. Val, mean of sources 38.714 -> 38.737 dB \
 (Hannover 32.855 -> 32.862, Kermany 38.739 -> 38.744, NIH 44.548 -> 44.605; published 44.41; \
