@@ -13,15 +13,19 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from medsr.evaluate import summarize
+
 
 def folder_means(path: Path) -> dict[tuple[str, str], tuple[int, float, float]]:
-    """(folder, method) -> (images, mean PSNR, mean SSIM) of one evaluate CSV."""
-    scores: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    """(folder, method) -> (images, mean PSNR, mean SSIM) of one evaluate CSV, by medsr's own :func:`summarize`."""
+    by_folder: dict[str, list[dict[str, object]]] = defaultdict(list)
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
-            scores[(Path(row["image"]).parent.name, row["method"])].append((float(row["psnr"]), float(row["ssim"])))
-    return {key: (len(values), sum(p for p, _ in values) / len(values), sum(s for _, s in values) / len(values))
-            for key, values in sorted(scores.items())}
+            by_folder[Path(row["image"]).parent.name].append(
+                {"method": row["method"], "psnr": float(row["psnr"]), "ssim": float(row["ssim"])})
+    means = {(folder, s["method"]): (s["images"], s["psnr"], s["ssim"])
+             for folder, rows in by_folder.items() for s in summarize(rows)}
+    return dict(sorted(means.items()))
 
 
 def main(paths: list[str]) -> None:
