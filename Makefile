@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test setup browser dicomtools clean
 
 # PyTorch first, pinned to the release this machine keeps on local disk (pip takes it from there; elsewhere
-# it comes from PyPI); then medsr itself, editable, with its test extras.
+# it comes from PyPI); then medsr itself, editable, with every optional extra (web app, ONNX, TensorBoard) and
+# the test tools. A user who needs only the core runs `pip install .` instead.
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[all,test]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -33,6 +33,7 @@ from medsr.data import download as dl
 from medsr.data import manifest as mf
 from medsr.degrade.files import degrade_files
 from medsr.errors import ConfigError, MedsrError, escape
+from medsr.extras import require
 from medsr.infer import InferenceSettings, export_onnx, parse_memory
 from medsr.infer.files import Outcome, Source, collect_sources, upscale_files
 from medsr.infer.modality import modality_warnings, plan_models
@@ -554,6 +555,7 @@ def demo(
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a web browser.")] = False,
 ) -> None:
     """Start the web app (Streamlit) on localhost: compare bicubic and a model on your own images."""
+    require("streamlit", "app", "the web app")
     env = dict(os.environ)
     if models_dir is not None:
         if not models_dir.is_dir():

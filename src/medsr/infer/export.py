@@ -15,13 +15,13 @@ import logging
 import warnings
 from pathlib import Path
 
-import onnx
 import torch
 import torch.fx
 from torch import nn
 
 from medsr.atomic import atomic_path
 from medsr.errors import ImageWriteError
+from medsr.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ def onnx_bytes(model: nn.Module, *, opset: int = 17) -> bytes:
 
     Input ``lr`` is ``(N, C, h, w)`` float32 in [0, 1], output ``sr`` is ``(N, C, h*sy, w*sx)``.
     """
+    require("onnx", "onnx", "ONNX export")  # torch's exporter needs it; checked first for a one-line error
     folded = inference_form(model).cpu().float()
     channels = int(getattr(model, "in_channels", 1))
     example = torch.rand(1, channels, 24, 20)
@@ -138,6 +139,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17) -> Path:
 
     The graph is validated with ``onnx.checker`` and records medsr's metadata (scale, channels, meta JSON).
     """
+    onnx = require("onnx", "onnx", "ONNX export")
     path = Path(path)
     proto = onnx.load_from_string(onnx_bytes(model, opset=opset))
     onnx.checker.check_model(proto, full_check=True)

@@ -27,6 +27,7 @@ from torch.utils._pytree import tree_leaves
 
 from medsr.devices import resolve_device
 from medsr.errors import ConfigError
+from medsr.extras import require
 from medsr.infer.export import inference_form, onnx_bytes
 from medsr.infer.settings import PRECISIONS, InferenceSettings
 from medsr.models import adapt_channels
@@ -160,7 +161,7 @@ class _OnnxModule:
     """An ONNX Runtime session that looks like the model to ``adapt_channels``: tensors in, tensors out."""
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
-        import onnxruntime as ort  # optional and heavy: loaded only for this backend
+        ort = require("onnxruntime", "onnx", "the onnxruntime backend")  # optional and heavy: loaded only here
 
         self.in_channels = int(model.in_channels)
         self.scale = tuple(model.scale)

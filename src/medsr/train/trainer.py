@@ -35,6 +35,7 @@ from medsr.degrade import lr_scale
 from medsr.devices import cpu_has_native_bf16, resolve_device
 from medsr.errors import ConfigError, MedsrError
 from medsr.evaluate import MEAN_OF_SOURCES, headline, summarize_sources
+from medsr.extras import require
 from medsr.infer import upscale_array
 from medsr.losses import (
     CONTENT_NETWORK_FOR_ARCH,
@@ -345,6 +346,7 @@ class Trainer:
         else:
             self._setup_stage(*cfg.stages[0])
         if self.dist.is_main and cfg.tensorboard:
+            require("tensorboard", "tensorboard", "TensorBoard logging (off with tensorboard: false)")
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
