@@ -236,13 +236,13 @@ _train.__annotations__ = {p.name: p.annotation for p in _train.__signature__.par
 app.command("train")(_train)
 
 
-@app.command()
+@app.command(help="Make LR images from HR ones with a modality degradation model, keeping name, format and "
+             "bit depth.\n\nDegradation models (--model):\n\n" + degradations.registry_help())
 def degrade(
     inputs: Annotated[list[Path], typer.Argument(metavar="HR...", help="HR images or folders (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the LR images (same names, formats).")],
     model: Annotated[
-        str, typer.Option("--model", "-m", help="bicubic, bicubic-blur-noise, ultrasound, ct-sparse-view, "
-                          "ct-sinogram or endoscopy.")
+        str, typer.Option("--model", "-m", help=f"One of: {', '.join(degradations.REGISTRY)} (see above).")
     ] = "bicubic",
     scale: Annotated[
         int, typer.Option("--scale", "-s", min=1, help="Downscale factor (CT: keep every S-th view).")
@@ -252,7 +252,6 @@ def degrade(
         list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value; repeatable.")
     ] = None,
 ) -> None:
-    """Make LR images from HR ones with a modality degradation model, keeping name, format and bit depth."""
     params = degradations.parse_params(model, param or [])
     written, failures = degrade_files(inputs, out, model, scale, seed=seed, **params)
     console.print(f"wrote {len(written)} {model} x{scale} image(s) to {out}", highlight=False)

@@ -22,7 +22,7 @@ import numpy as np
 from rich.table import Table
 
 from medsr.atomic import atomic_path
-from medsr.degrade import lr_scale
+from medsr.degrade import degradation_spec
 from medsr.errors import ConfigError, MedsrError
 from medsr.infer import InferenceSettings, get_predictor, upscale_array
 from medsr.intensity import model_units
@@ -228,15 +228,16 @@ def resolve_scale(model_scale: tuple[int, int], degradation: str, scale: int | N
     The scale is taken from the model (``max(sy, sx)``) unless given; ``ct-sparse-view`` models work at
     scale 1 whatever the number of views dropped, so there it must be given. ConfigError on a mismatch.
     """
-    if degradation == "ct-sinogram":
+    spec = degradation_spec(degradation)
+    if spec.output != "image":
         raise ConfigError(
-            "evaluate scores images; the ct-sinogram route's output is a sinogram (use ct-sparse-view)"
+            f"evaluate scores images; the {degradation} route's output is a {spec.output} (use ct-sparse-view)"
         )
     if scale is None:
-        if lr_scale(degradation, 2) == (1, 1):
+        if spec.lr_axes == "none":
             raise ConfigError(f"degradation {degradation!r} does not fix the scale; pass --scale")
         scale = max(model_scale)
-    wanted = lr_scale(degradation, scale)
+    wanted = spec.lr_scale(scale)
     if wanted != tuple(model_scale):
         sy, sx = model_scale
         raise ConfigError(

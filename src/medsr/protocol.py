@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from medsr.data.manifest import read_manifest
-from medsr.degrade import check_size, get_degradation, hr_multiple
+from medsr.degrade import check_size, degradation_spec
 from medsr.degrade.bicubic import crop_to_multiple, pil_resize
 from medsr.errors import MedsrError
 from medsr.intensity import to_value_range
@@ -129,7 +129,7 @@ class Protocol:
     raster_offset: float = 0.0
 
     def __post_init__(self) -> None:
-        get_degradation(self.degradation)  # an unknown name fails here, naming the valid ones
+        degradation_spec(self.degradation)  # an unknown name fails here, naming the valid ones
 
     @property
     def crop(self) -> int:
@@ -147,16 +147,16 @@ class Protocol:
         pixels = image.pixels[0] if image.is_multiframe else image.pixels
         pixels = centre_crop(pixels, self.max_size)
         check_size(self.degradation, self.scale, pixels.shape[0], pixels.shape[1])
-        pixels = crop_to_multiple(pixels, hr_multiple(self.degradation, self.scale))
+        spec = degradation_spec(self.degradation)
+        pixels = crop_to_multiple(pixels, spec.hr_multiple(self.scale))
         hr = np.ascontiguousarray(pixels, dtype=np.float32)
-        params = dict(self.degradation_params)
-        if self.degradation.startswith("ct-") and "value_range" not in params:
-            if self.value_range is not None:  # the pixels are on this fixed HU range now
-                params["value_range"] = tuple(float(v) for v in self.value_range)
-            elif image.modality == "CT":
-                params["value_range"] = tuple(image.value_range)  # as medsr.degrade.degrade_image
+        # the pixels' modality range: the model's fixed one when set (they were mapped to it above), else a
+        # DICOM CT's own (as medsr.degrade.degrade_image)
+        value_range = self.value_range if self.value_range is not None else (
+            image.value_range if image.modality == "CT" else None)
+        params = spec.with_value_range(self.degradation_params, value_range)
         bit_depth = resize_bit_depth(image)
-        lr = get_degradation(self.degradation)(hr, self.scale, bit_depth=bit_depth, rng=self.rng(key), **params)
+        lr = spec.function(hr, self.scale, bit_depth=bit_depth, rng=self.rng(key), **params)
         levels = quantisation_levels(image)
         return Pair(hr=hr, lr=quantise(np.asarray(lr), levels), levels=levels, resize_bit_depth=bit_depth)
 

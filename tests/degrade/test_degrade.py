@@ -12,7 +12,9 @@ from PIL import Image
 
 from medsr.degrade import (
     DEGRADATIONS,
+    REGISTRY,
     degradation_params,
+    degradation_spec,
     degrade_image,
     get_degradation,
     hr_multiple,
@@ -283,8 +285,37 @@ def test_every_model_matches_lr_shape_and_range(name: str, bit_depth: int) -> No
     assert lr.dtype == np.float32 and lr.min() >= 0.0 and lr.max() <= 1.0
     assert _on_8bit_grid(lr) or bit_depth > 8
     sy, sx = lr_scale(name, 2)
-    if not name.startswith("ct-"):
+    if degradation_spec(name).output == "image":
         assert (lr.shape[0] * sy, lr.shape[1] * sx) == hr.shape[:2]
+
+
+def test_registry_records_answer_what_callers_used_to_read_from_names() -> None:
+    assert set(REGISTRY) == set(DEGRADATIONS)
+    ct_models = {name for name, spec in REGISTRY.items() if spec.value_units is not None}
+    assert ct_models == {"ct-sparse-view", "ct-sinogram"}
+    assert all(REGISTRY[name].hr_multiple(4) == (1, 1) for name in ct_models)
+    assert [name for name, spec in REGISTRY.items() if spec.whole_image] == ["ct-sparse-view"]
+    assert [name for name, spec in REGISTRY.items() if not spec.rotations] == ["ultrasound"]
+    assert hr_multiple("ultrasound", 3) == lr_scale("ultrasound", 3) == (1, 3)
+    assert lr_shape("ct-sinogram", (96, 80), 4, n_angles=120) == (127, 30)  # hypot(96, 80) = 124.96 -> 125 + 2
+    # the CT value range is added once, only where the model works in modality units and params lack one
+    assert degradation_spec("ct-sparse-view").with_value_range({}, (-1024, 3071)) == {"value_range": (-1024.0, 3071.0)}
+    assert degradation_spec("ct-sparse-view").with_value_range({"value_range": (0, 1)}, (-1024, 3071)) == {
+        "value_range": (0, 1)}
+    assert degradation_spec("bicubic").with_value_range({}, (-1024, 3071)) == {}
+    with pytest.raises(ConfigError, match="choose one of: bicubic"):
+        degradation_spec("gaussian")
+
+
+def test_degrade_help_lists_the_whole_registry() -> None:
+    from typer.testing import CliRunner
+
+    from medsr.cli import app
+
+    result = CliRunner().invoke(app, ["degrade", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for name, spec in REGISTRY.items():
+        assert f"{name}: {spec.summary}" in result.output
 
 
 def test_parse_params_types_and_errors() -> None:

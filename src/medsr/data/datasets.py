@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from medsr.data.manifest import ManifestRow, read_manifest
 from medsr.data.overlays import burn_in_annotation
-from medsr.degrade import degrades_whole_image, get_degradation
+from medsr.degrade import degradation_spec
 from medsr.intensity import to_value_range
 from medsr.io import read_image
 
@@ -146,7 +146,7 @@ class PatchDataset(Dataset):
     ``(h, w) = lr_shape(degradation, (H, W), scale)`` (e.g. 24x24 for a 96x96 patch at x4 bicubic;
     96x24 for ``ultrasound``). Flips and 90-degree rotations are applied to the HR patch before it is
     degraded, except for ``ultrasound``, whose two axes differ physically. Degradations of the whole image
-    (:func:`medsr.degrade.degrades_whole_image`: sparse-view CT, whose streaks come from the whole slice) are
+    (``Degradation.whole_image``: sparse-view CT, whose streaks come from the whole slice) are
     applied once per image (deterministic, cached) and the patch is cut from both HR and LR, then augmented.
     With ``patch_candidates`` > 1 each
     patch is the one with the largest mean absolute gradient (:func:`patch_detail`) among that many random
@@ -182,8 +182,9 @@ class PatchDataset(Dataset):
         value_range: Sequence[float] | None = None,
         raster_offset: float = 0.0,
     ) -> None:
-        self.whole_image = degrades_whole_image(degradation)
-        if patch_size % scale and not self.whole_image:
+        spec = degradation_spec(degradation)
+        self.whole_image = spec.whole_image
+        if any(patch_size % multiple for multiple in spec.hr_multiple(scale)):
             raise ValueError(f"patch size {patch_size} is not a multiple of scale {scale}")
         self.store = _ImageStore([Path(p) for p in paths], channels, cache_bytes, value_range, raster_offset)
         repeats = [1] * len(self.store) if repeats is None else [int(r) for r in repeats]
@@ -198,10 +199,8 @@ class PatchDataset(Dataset):
         self.scale = scale
         self.patch_size = patch_size
         self.degradation = degradation
-        self.degrade = get_degradation(degradation)
-        self.degradation_params = dict(degradation_params or {})
-        if value_range is not None and degradation.startswith("ct-"):
-            self.degradation_params.setdefault("value_range", tuple(float(v) for v in value_range))
+        self.degrade = spec.function
+        self.degradation_params = spec.with_value_range(degradation_params or {}, value_range)
         self._whole_lr: dict[int, np.ndarray] = {}
         self.patches_per_image = patches_per_image
         if patch_candidates < 1:
@@ -214,7 +213,7 @@ class PatchDataset(Dataset):
         self.hard_edge_fraction = hard_edge_fraction
         self.hard_edge_step = hard_edge_step
         self._edge_points: dict[int, np.ndarray] = {}
-        self.augment = augment and degradation != "ultrasound"
+        self.augment = augment and spec.rotations
         self.seed = seed
         self.epoch = 0
 

@@ -51,6 +51,14 @@ def detector_count(height: int, width: int) -> int:
     return int(np.ceil(np.hypot(height, width))) + 2
 
 
+def sinogram_shape(
+    size: tuple[int, int], scale: int, *, n_angles: int = DEFAULT_ANGLES, **_: object
+) -> tuple[int, int]:
+    """``(detectors, kept angles)``: the shape ``ct-sinogram`` makes from a ``size = (h, w)`` slice at ``scale``."""
+    height, width = size
+    return detector_count(height, width), int(n_angles) // scale
+
+
 def hu_to_attenuation(hu: np.ndarray) -> np.ndarray:
     """Hounsfield units -> attenuation relative to water (air 0, water 1); below-air values clip to 0."""
     return np.maximum(1.0 + np.asarray(hu, dtype=np.float64) / 1000.0, 0.0)

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from medsr.degrade import degrades_whole_image
+from medsr.degrade import degradation_spec
 from medsr.errors import ConfigError
 
 STAGES = ("pretrain", "gan", "both")
@@ -123,7 +123,8 @@ class TrainConfig:
         low_high = self.value_range
         if low_high is not None and (len(low_high) != 2 or not low_high[1] > low_high[0]):
             raise ConfigError(f"value_range must be [low, high] with low < high, not {self.value_range}")
-        if self.patch_size % self.scale and not self.degradation.startswith("ct-"):
+        spec = degradation_spec(self.degradation)
+        if any(self.patch_size % multiple for multiple in spec.hr_multiple(self.scale)):
             raise ConfigError(f"patch_size {self.patch_size} must be a multiple of scale {self.scale}")
         if not self.manifest:
             raise ConfigError("no manifest given: pass --manifest (made by `medsr prepare`)")
@@ -135,7 +136,7 @@ class TrainConfig:
             raise ConfigError(f"hard_edge_step must lie in (0, 1), not {self.hard_edge_step}")
         if not 0.0 <= self.overlay_prob <= 1.0:
             raise ConfigError(f"overlay_prob must lie in [0, 1], not {self.overlay_prob}")
-        if self.overlay_prob and degrades_whole_image(self.degradation):
+        if self.overlay_prob and spec.whole_image:
             raise ConfigError(f"overlay_prob needs a per-patch degradation; {self.degradation} degrades whole slices")
         self.oversample_factors()  # raises on a malformed setting
         for name in ("batch_size", "epochs", "patches_per_image", "patch_candidates", "save_every_steps",
