@@ -29,6 +29,7 @@ from medsr import evaluate as ev
 from medsr.allocator import tune_allocator
 from medsr.app import APP_FILE
 from medsr.app import server as app_server
+from medsr.atomic import output_problem
 from medsr.data import download as dl
 from medsr.data import manifest as mf
 from medsr.degrade.files import degrade_files
@@ -82,6 +83,17 @@ def _finish(failures: list[tuple[str, str]]) -> None:
     report_failures(failures)
     if failures:
         raise typer.Exit(1)
+
+
+def check_outputs(files: dict[str, Path | None] | None = None, folders: dict[str, Path | None] | None = None) -> None:
+    """Refuse, before any work, an output that exists as something else: ``files`` (option -> path) must be new
+    paths or regular files, ``folders`` new paths or folders. ConfigError (exit 2) naming the option."""
+    checks = [(option, path, False) for option, path in (files or {}).items()]
+    checks += [(option, path, True) for option, path in (folders or {}).items()]
+    for option, path, folder in checks:
+        problem = None if path is None else output_problem(path, folder=folder)
+        if problem:
+            raise ConfigError(f"{option} {escape(path)}: {problem}; give a {'folder' if folder else 'file'} path")
 
 
 def _items_or_exit(items: list[Item], where: list) -> list[Item]:
@@ -184,6 +196,7 @@ def baseline(
     ] = None,
 ) -> None:
     """Score interpolation baselines: bicubic-degrade each HR image, upscale back, report PSNR/SSIM."""
+    check_outputs({"--out": out})
     methods = _baseline_names(method or ["bicubic"], "--method")
     items = _items_or_exit(items_from_inputs(hr), hr)
     failures: list[tuple[str, str]] = []
@@ -200,6 +213,7 @@ def _train(config: Path | None = None, resume: Path | None = None, **settings: o
 
     Every option but --config and --resume is a TrainConfig setting (medsr.train.config), declared there once.
     """
+    check_outputs(folders={"--out": Path(str(settings["out"])) if settings.get("out") else None})
     tune_allocator()  # about 1.25x faster steps on CPU: activations reuse heap pages instead of fresh mmaps
     overrides = {key: str(value) if isinstance(value, Path) else value for key, value in settings.items()}
     if resume is not None:
@@ -252,6 +266,7 @@ def degrade(
         list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value; repeatable.")
     ] = None,
 ) -> None:
+    check_outputs(folders={"--out": out})
     params = degradations.parse_params(model, param or [])
     written, failures = degrade_files(inputs, out, model, scale, seed=seed, **params)
     console.print(f"wrote {len(written)} {model} x{scale} image(s) to {out}", highlight=False)
@@ -287,6 +302,7 @@ def prepare(
     ] = None,
 ) -> None:
     """Scan images into a manifest CSV with a train/val/test split by patient and a source per image."""
+    check_outputs({"--out": out, "the skipped-files list": mf.skipped_path(out)})
     with _progress("reading images", None) as advance:
         rows, skipped = mf.build_manifest(
             roots, out, val=val, test=test, seed=seed, patients=patients or (), id_column=id_column,
@@ -328,6 +344,7 @@ def download(
     retries: Annotated[int, typer.Option(min=0, help="Retries per file after a network error.")] = 5,
 ) -> None:
     """Download a public dataset (resumable, verified) into DEST/images/; a re-run skips finished parts."""
+    check_outputs(folders={"DEST": dest})
     source = dl.get_source(dataset, base_url=base_url, urls_file=urls_file)
     chosen = dl.parse_parts(parts, len(source.archives)) if parts else None
     report = dl.download_dataset(
@@ -376,6 +393,7 @@ def upscale(
 
     Without --model each DICOM gets the bundled model for its Modality (CT, US, CR/DX); the choice is printed.
     """
+    check_outputs(folders={"--out": out})
     tune_allocator()
     if threads:
         torch.set_num_threads(threads)
@@ -427,6 +445,7 @@ def export(
     opset: Annotated[int, typer.Option(min=13, help="ONNX opset version.")] = 17,
 ) -> None:
     """Export a model to ONNX (dynamic batch/height/width, branches collapsed, BatchNorm folded)."""
+    check_outputs({"--onnx": onnx})
     net = load_model(model, "cpu")
     path = export_onnx(net, onnx, opset=opset)
     sy, sx = net.scale
@@ -517,6 +536,7 @@ def evaluate(
     """Score a model beside the bicubic/Lanczos baselines: PSNR, SSIM and seconds per image, per source."""
     arguments = {key: (str(v) if isinstance(v, Path) else [str(p) for p in v] if isinstance(v, list) else v)
                  for key, v in locals().items()}
+    check_outputs({"--out": out, "--json": json_out}, {"--save-images": save_images})
     tune_allocator()
     if bool(hr) == (manifest is not None):
         raise typer.BadParameter("give HR images or --manifest (with --split), not both", param_hint="HR")

@@ -20,6 +20,18 @@ def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
+def failure_reason(exc: BaseException) -> str:
+    """What a batch report prints after the input's name when ``exc`` skipped it.
+
+    An error about the input itself gives its reason alone (the line already names the input); an error about
+    an output gives its whole message, which names the output ("cannot write out/x.png: Read-only file system"),
+    so a full disk or a read-only folder is never blamed on the input.
+    """
+    if isinstance(exc, ImageWriteError | ManifestWriteError):
+        return str(exc)
+    return getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+
+
 class MedsrError(Exception):
     """Base class: every error meant for a user carries a one-line message."""
 

@@ -30,7 +30,7 @@ import numpy as np
 from medsr.data.manifest import read_manifest
 from medsr.degrade import check_size, degradation_spec
 from medsr.degrade.bicubic import crop_to_multiple, pil_resize
-from medsr.errors import MedsrError
+from medsr.errors import MedsrError, failure_reason
 from medsr.intensity import to_value_range
 from medsr.io import read_image
 from medsr.io.find import expand_inputs
@@ -253,7 +253,7 @@ def score_items(
                 saver = None if on_output is None else (lambda m, sr, im=image, it=item: on_output(it, im, m, sr))
                 found = protocol.run(pair, chosen, saver)
             except (MedsrError, ValueError) as exc:
-                failures.append((str(item.path), getattr(exc, "reason", str(exc))))
+                failures.append((str(item.path), failure_reason(exc)))
                 continue
             rows.extend({"image": str(item.path), "source": item.source, **row} for row in found)
         if progress is not None:

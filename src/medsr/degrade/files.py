@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medsr.degrade import degrade_image, get_degradation
-from medsr.errors import MedsrError
+from medsr.errors import MedsrError, failure_reason
 from medsr.io import read_image, write_image
 from medsr.protocol import items_from_inputs, seeded_rng
 
@@ -29,10 +29,9 @@ def degrade_files(
         try:
             image = read_image(item.path)
             lr = degrade_image(image, name, scale, rng=seeded_rng(seed, item.key), **params)
-            target.parent.mkdir(parents=True, exist_ok=True)
             write_image(lr, target, format=image.format)  # the input's format, whatever the name's suffix
         except (MedsrError, ValueError, OSError) as exc:
-            failures.append((str(item.path), getattr(exc, "reason", None) or str(exc)))
+            failures.append((str(item.path), failure_reason(exc)))
             continue
         written.append(target)
     return written, failures

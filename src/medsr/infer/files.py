@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from medsr.errors import ConfigError, MedsrError
+from medsr.errors import ConfigError, MedsrError, failure_reason
 from medsr.infer.api import upscale_arrays, upscaled_image
 from medsr.infer.settings import InferenceSettings
 from medsr.intensity import for_model, restore
@@ -172,7 +172,7 @@ def upscale_files(
             try:
                 write_image(result, target, format=out_fmt, **options)
             except MedsrError as exc:
-                outcome.error = getattr(exc, "reason", None) or str(exc)
+                outcome.error = failure_reason(exc)
                 yield outcome
                 continue
             outcome.target = target

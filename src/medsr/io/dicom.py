@@ -226,7 +226,7 @@ def _stored_pixels(image: MedicalImage, src: Dataset) -> tuple[np.ndarray, str, 
     bits_allocated, bits_stored = int(src.BitsAllocated), int(src.BitsStored)
     signed = int(src.PixelRepresentation)
     if bits_allocated not in (8, 16):
-        raise ValueError(f"BitsAllocated {bits_allocated} is not supported (8 or 16)")
+        raise ValueError(f"the source's BitsAllocated {bits_allocated} cannot be written (medsr writes 8 or 16)")
     slope, intercept = rescale(src)
     low, high = image.value_range
     values = low + np.nan_to_num(pixels[..., 0], nan=0.0) * np.float32(high - low)  # modality values
