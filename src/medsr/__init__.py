@@ -19,6 +19,7 @@ _API = {
     "MedsrError": "medsr.errors",
     "psnr": "medsr.metrics",
     "ssim": "medsr.metrics",
+    "consistency_map": "medsr.consistency",
     "build_generator": "medsr.models",
     "load_model": "medsr.models",
     "DEFAULT_MODEL": "medsr.models",

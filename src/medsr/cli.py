@@ -126,13 +126,15 @@ def upscale_table(outcomes: list[Outcome], out: Path, model: torch.nn.Module) ->
     sy, sx = model.scale
     table = Table(title=f"medsr upscale: {model_name(model)}, x{sy}" + (f" (rows) x{sx} (columns)" if sy != sx else ""))
     table.add_column(f"file (in {out})", overflow="fold")
-    for column in ("in size", "out size", "seconds"):
+    maps = any(o.consistency_rms is not None for o in outcomes)
+    for column in ("in size", "out size", "seconds") + (("consistency RMS (noise units)",) if maps else ()):
         table.add_column(column, justify="right")
     for o in outcomes:
         (w, h), (ow, oh) = o.in_size, o.out_size
         name = o.target.relative_to(out) if o.target.is_relative_to(out) else o.target
         frames = f" x{o.frames}" if o.frames > 1 else ""
-        table.add_row(escape(str(name)), f"{w}x{h}{frames}", f"{ow}x{oh}", f"{o.seconds:.2f}")
+        rms = (f"{o.consistency_rms:.2f}",) if maps else ()
+        table.add_row(escape(str(name)), f"{w}x{h}{frames}", f"{ow}x{oh}", f"{o.seconds:.2f}", *rms)
     return table
 
 
@@ -388,6 +390,14 @@ def upscale(
     modality: Annotated[str | None, typer.Option(
         help="CT | US | CR | DX: the bundled model for this modality for every file (default: each DICOM's "
              "Modality; PNG/TIFF get the chest model).")] = None,
+    consistency: Annotated[str, typer.Option(
+        help="none | project: 'project' makes each output, degraded by --consistency-kernel, equal its input.")
+    ] = _DEFAULTS.consistency,
+    consistency_kernel: Annotated[str, typer.Option(
+        help="bicubic | box: the degradation the input is assumed to come from.")] = _DEFAULTS.consistency_kernel,
+    consistency_map: Annotated[bool, typer.Option(
+        "--consistency-map", help="Also write NAME.consistency.tiff: output degraded minus input, in noise units.")
+    ] = False,
 ) -> None:
     """Super-resolve images with a model; DICOM in gives a derived DICOM out.
 
@@ -399,12 +409,13 @@ def upscale(
         torch.set_num_threads(threads)
     started = time.perf_counter()
     settings = InferenceSettings(tile, overlap, batch_size, device, backend, precision, max_memory=max_memory,
-                                 clip_to_input=clip, colour=colour)
+                                 clip_to_input=clip, colour=colour, consistency=consistency,
+                                 consistency_kernel=consistency_kernel)
     sources, failures = collect_sources(inputs)
     groups, notes = plan_models(sources, model, modality)
     for line in notes:
         console.print(escape(line), highlight=False)
-    outcomes = _upscale_groups(groups, out, fmt, settings, warn=model is not None)
+    outcomes = _upscale_groups(groups, out, fmt, settings, warn=model is not None, maps=consistency_map)
     failures += [(str(o.source), o.error) for o in outcomes if o.error is not None]
     done = [o for o in outcomes if o.error is None]
     console.print(f"upscaled {len(done)} of {len(done) + len(failures)} file(s) into {out} in "
@@ -414,7 +425,7 @@ def upscale(
 
 def _upscale_groups(
     groups: list[tuple[str | None, list[Source]]], out: Path, fmt: str | None, settings: InferenceSettings,
-    *, warn: bool,
+    *, warn: bool, maps: bool = False,
 ) -> list[Outcome]:
     """Run each group of files with its model (see medsr.infer.modality); print each model's table.
 
@@ -428,7 +439,7 @@ def _upscale_groups(
             for line in modality_warnings(group, net.meta, model_name(net)) if warn else ():
                 console.print(escape(line), highlight=False)
             found = []
-            for outcome in upscale_files(group, out, net, fmt=fmt, settings=settings):
+            for outcome in upscale_files(group, out, net, fmt=fmt, settings=settings, consistency=maps):
                 found.append(outcome)
                 advance()
             done = [o for o in found if o.error is None]

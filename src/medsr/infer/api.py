@@ -10,6 +10,7 @@ from typing import Any, overload
 import numpy as np
 from torch import nn
 
+from medsr.consistency import consistency_map, project
 from medsr.errors import ConfigError
 from medsr.infer.colour import luminance, runs_on_luminance, upscale_luminance, with_chroma
 from medsr.infer.runtime import OnnxPredictor, TorchPredictor, get_predictor
@@ -91,7 +92,26 @@ def upscale_arrays(
     results = [with_chroma(sr, im) if y else sr for sr, im, y in zip(results, images, on_y, strict=True)]
     if settings.clip_to_input:
         results = [clip_to_input(sr, np.asarray(lr, dtype=np.float32)) for sr, lr in zip(results, images, strict=True)]
+    if settings.consistency == "project":
+        results = [project_onto_input(sr, lr, tuple(net.scale), settings.consistency_kernel)
+                   for sr, lr in zip(results, images, strict=True)]
     return results
+
+
+def project_onto_input(sr: np.ndarray, lr: np.ndarray, scale: tuple[int, int], kernel: str) -> np.ndarray:
+    """``sr`` made consistent with ``lr`` (:func:`medsr.consistency.project`), then clipped to [0, 1]."""
+    if tuple(scale) == (1, 1):
+        raise ConfigError("the consistency projection needs a model that upscales (this one keeps the size)")
+    return np.clip(project(sr, np.asarray(lr, dtype=np.float32), scale, kernel), 0.0, 1.0)
+
+
+def consistency_maps(
+    outputs: Sequence[np.ndarray], inputs: Sequence[np.ndarray], scale: tuple[int, int], kernel: str,
+    levels: float = 255.0,
+) -> list[np.ndarray]:
+    """One :func:`medsr.consistency.consistency_map` ``(h, w, C)`` per output/input pair."""
+    return [consistency_map(sr, np.asarray(lr, dtype=np.float32), scale, kernel, levels)
+            for sr, lr in zip(outputs, inputs, strict=True)]
 
 
 def _to_float(array: np.ndarray) -> tuple[np.ndarray, np.dtype | None]:
@@ -125,7 +145,9 @@ def upscale(
     image_or_path: np.ndarray | MedicalImage | str | Path,
     model: ModelLike = None,
     settings: InferenceSettings | None = None,
-) -> np.ndarray | MedicalImage:
+    *,
+    return_consistency: bool = False,
+) -> np.ndarray | MedicalImage | tuple[np.ndarray | MedicalImage, np.ndarray]:
     """Super-resolve an image with ``model`` (default: :data:`medsr.models.DEFAULT_MODEL`).
 
     - A path or a :class:`MedicalImage` gives a MedicalImage with the upscaled pixels (multi-frame files
@@ -137,20 +159,28 @@ def upscale(
       input's [min, max]: a CT slice spanning -1000..1500 HU gives an upscaled slice within -1000..1500 HU.
     ``model`` is a bundled name, a checkpoint path or an ``nn.Module`` from :mod:`medsr.models`; loaded models
     and their prepared inference copies are cached per process. ``settings``: :class:`InferenceSettings`.
+
+    With ``return_consistency`` the result comes with its consistency map: ``(result, map)``, the map float32
+    on the input's grid (``(h, w)``, ``(h, w, C)`` or ``(F, h, w, C)`` as the input), the output degraded with
+    ``settings.consistency_kernel`` minus the input, in units of the input's noise estimated from the input
+    (:func:`medsr.consistency.consistency_map`; of the output as returned, before rounding to integers).
     """
     settings = settings or InferenceSettings()
     net = load_model(model, settings.device)
+    scale = tuple(net.scale)
     if isinstance(image_or_path, np.ndarray):
         array, dtype = _to_float(image_or_path)
-        if array.ndim == 2:
-            out = upscale_arrays(net, [array[:, :, None]], settings)[0][:, :, 0]
-        elif array.ndim == 3:
-            out = upscale_arrays(net, [array], settings)[0]
-        elif array.ndim == 4:
-            out = np.stack(upscale_arrays(net, list(array), settings))
-        else:
+        if array.ndim not in (2, 3, 4):
             raise ConfigError(f"expected an (H, W), (H, W, C) or (F, H, W, C) array, got shape {array.shape}")
-        return _from_float(out, dtype)
+        frames = [array[:, :, None]] if array.ndim == 2 else [array] if array.ndim == 3 else list(array)
+        outputs = upscale_arrays(net, frames, settings)
+        out = outputs[0][:, :, 0] if array.ndim == 2 else outputs[0] if array.ndim == 3 else np.stack(outputs)
+        if not return_consistency:
+            return _from_float(out, dtype)
+        levels = 65535.0 if dtype == np.uint16 else 255.0
+        maps = consistency_maps(outputs, frames, scale, settings.consistency_kernel, levels)
+        found = maps[0][:, :, 0] if array.ndim == 2 else maps[0] if array.ndim == 3 else np.stack(maps)
+        return _from_float(out, dtype), found
     if isinstance(image_or_path, str | os.PathLike):
         image = read_image(image_or_path)
     elif isinstance(image_or_path, MedicalImage):
@@ -160,7 +190,12 @@ def upscale(
     image = for_model(image, getattr(net, "meta", None))  # a CT model's fixed HU range (medsr.intensity)
     frames = list(image.pixels) if image.is_multiframe else [image.pixels]
     results = upscale_arrays(net, frames, settings)
-    return restore(upscaled_image(image, np.stack(results) if image.is_multiframe else results[0], net))
+    upscaled = restore(upscaled_image(image, np.stack(results) if image.is_multiframe else results[0], net))
+    if not return_consistency:
+        return upscaled
+    levels = 255.0 if image.bit_depth == 8 else 65535.0
+    maps = consistency_maps(results, frames, scale, settings.consistency_kernel, levels)
+    return upscaled, np.stack(maps) if image.is_multiframe else maps[0]
 
 
 def upscaled_image(image: MedicalImage, pixels: np.ndarray, model: nn.Module) -> MedicalImage:

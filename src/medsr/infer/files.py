@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from medsr.errors import ConfigError, MedsrError, failure_reason
-from medsr.infer.api import upscale_arrays, upscaled_image
+from medsr.atomic import atomic_path
+from medsr.errors import ConfigError, ImageWriteError, MedsrError, failure_reason, os_reason
+from medsr.infer.api import consistency_maps, upscale_arrays, upscaled_image
 from medsr.infer.settings import InferenceSettings
 from medsr.intensity import for_model, restore
 from medsr.io import read_image, write_image
@@ -52,6 +53,7 @@ class Outcome:
     frames: int = 1
     seconds: float = 0.0
     error: str | None = None
+    consistency_rms: float | None = None  # RMS of the consistency map (units of the input's noise)
 
 
 def collect_sources(inputs: Sequence[str | Path]) -> tuple[list[Source], list[tuple[str, str]]]:
@@ -106,8 +108,13 @@ def upscale_files(
     *,
     fmt: str | None = None,
     settings: InferenceSettings | None = None,
+    consistency: bool = False,
 ) -> Iterator[Outcome]:
     """Read, upscale and write each source; yield one :class:`Outcome` per source, in order.
+
+    With ``consistency`` each output's consistency map (:func:`medsr.infer.api.consistency_maps`, kernel
+    ``settings.consistency_kernel``) is written beside it as ``NAME.consistency.tiff`` (float32, the input's
+    grid, frames first for multi-frame inputs), and its RMS goes into the outcome.
 
     ``settings.batch_size`` files are read together and their same-size frames run as one batch. A file that
     cannot be read, upscaled or written gives an Outcome with ``error`` set; nothing partial is left behind.
@@ -171,9 +178,31 @@ def upscale_files(
                 options = {"model_name": name, "scale": (sy, sx), "series_uid": series(uid)}
             try:
                 write_image(result, target, format=out_fmt, **options)
+                if consistency:
+                    levels = 255.0 if image.bit_depth == 8 else 65535.0
+                    inputs = list(image.pixels) if image.is_multiframe else [image.pixels]
+                    maps = np.stack(consistency_maps(done, inputs, (sy, sx), settings.consistency_kernel, levels))
+                    outcome.consistency_rms = float(np.sqrt(np.mean(maps.astype(np.float64) ** 2)))
+                    write_consistency_map(maps if image.is_multiframe else maps[0], consistency_map_path(target))
             except MedsrError as exc:
                 outcome.error = failure_reason(exc)
                 yield outcome
                 continue
             outcome.target = target
             yield outcome
+
+
+def consistency_map_path(target: Path) -> Path:
+    """Where the consistency map of the output ``target`` goes: ``NAME.consistency.tiff`` beside it."""
+    return target.with_name(target.stem + ".consistency.tiff")
+
+
+def write_consistency_map(values: np.ndarray, path: Path) -> None:
+    """Write a float32 consistency map as a TIFF, atomically (channels last, one page per frame)."""
+    import tifffile
+
+    try:
+        with atomic_path(path) as tmp:
+            tifffile.imwrite(tmp, np.asarray(values, dtype=np.float32), compression="zlib")
+    except OSError as exc:
+        raise ImageWriteError(path, f"cannot write the consistency map: {os_reason(exc)}") from None

@@ -15,6 +15,8 @@ from medsr.errors import ConfigError
 BACKENDS = ("torch", "onnxruntime")
 PRECISIONS = ("fp32", "bf16")
 COLOURS = ("luminance", "per-channel")
+CONSISTENCY = ("none", "project")
+CONSISTENCY_KERNELS = ("bicubic", "box")
 DEFAULT_MAX_MEMORY = 3 * 2**29  # 1.5 GiB of activations
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _UNLIMITED = ("none", "unlimited", "inf")
@@ -47,7 +49,10 @@ class InferenceSettings:
     ``clip_to_input``: :func:`medsr.infer.upscale` and ``upscale_arrays`` clip each output, per image and per
     channel, to its input's [min, max] (a CT spanning -1000..1500 HU stays within it); ``colour``: how a
     1-channel model meets an RGB image, ``luminance`` (the model on Y, chroma by bicubic, one forward: see
-    :mod:`medsr.infer.colour`) or ``per-channel`` (the model on R, G and B: three forwards).
+    :mod:`medsr.infer.colour`) or ``per-channel`` (the model on R, G and B: three forwards);
+    ``consistency``: ``none`` or ``project`` (each output moved least so that degrading it with
+    ``consistency_kernel``, ``bicubic`` or ``box``, gives its input exactly: :func:`medsr.consistency.project`;
+    applied after clipping, then clipped to [0, 1]); ``consistency_kernel`` also makes the consistency map.
     """
 
     tile: int = 512
@@ -59,6 +64,8 @@ class InferenceSettings:
     max_memory: int | None = DEFAULT_MAX_MEMORY
     clip_to_input: bool = True
     colour: str = "luminance"
+    consistency: str = "none"
+    consistency_kernel: str = "bicubic"
 
     def __post_init__(self) -> None:
         if self.overlap < 0 or self.tile < 8 or 2 * self.overlap >= self.tile:
@@ -72,6 +79,11 @@ class InferenceSettings:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         if self.colour not in COLOURS:
             raise ConfigError(f"unknown colour mode {self.colour!r}; choose one of: {', '.join(COLOURS)}")
+        if self.consistency not in CONSISTENCY:
+            raise ConfigError(f"unknown consistency {self.consistency!r}; choose one of: {', '.join(CONSISTENCY)}")
+        if self.consistency_kernel not in CONSISTENCY_KERNELS:
+            raise ConfigError(f"unknown consistency kernel {self.consistency_kernel!r}; choose one of: "
+                              f"{', '.join(CONSISTENCY_KERNELS)}")
         if self.backend == "onnxruntime" and self.precision != "fp32":
             raise ConfigError(f"precision {self.precision} is only available with the torch backend")
         if self.max_memory is not None and (isinstance(self.max_memory, bool) or not isinstance(
