@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup browser dicomtools clean
+.PHONY: demo test setup browser dicomtools orthanc clean
 
 # PyTorch first, pinned to the release this machine keeps on local disk (pip takes it from there; elsewhere
 # it comes from PyPI); then medsr itself, editable, with every optional extra (web app, ONNX, TensorBoard) and
@@ -33,13 +33,20 @@ dicomtools:
 	  (apt-get update -qq && apt-get install -y -qq dicom3tools >/dev/null) || \
 	  echo "dicom3tools could not be installed: the DICOM validity test will skip"; }
 
+# Orthanc with its DICOMweb plugin: the real PACS the DICOM node's tests send to and receive from (Debian
+# packages; skipped where apt is not available). The tests start their own Orthanc on loopback ports.
+orthanc:
+	@test -x /usr/sbin/Orthanc -a -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so || { command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null) || \
+	  echo "orthanc could not be installed: the DICOM node's PACS tests will skip"; }
+
 # The main job: super-resolve the bundled sample chest X-rays (4x) with the default bundled model, then score
 # the model beside bicubic and Lanczos on the same images (each downscaled 4x first, so the original is the truth).
 demo: $(STAMP)
 	$(BIN)/medsr upscale src/medsr/samples -o out/demo
 	$(BIN)/medsr evaluate --model xray-x4 src/medsr/samples --out out/demo/scores.csv
 
-test: $(STAMP) browser dicomtools
+test: $(STAMP) browser dicomtools orthanc
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
 

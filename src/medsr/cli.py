@@ -598,6 +598,86 @@ def demo(
         raise typer.Exit(code)
 
 
+def _serve_extra() -> None:
+    """One line instead of an ImportError when the DICOM node's packages are not installed."""
+    try:
+        import dicomweb_client  # noqa: F401, PLC0415
+        import prometheus_client  # noqa: F401, PLC0415
+        import pynetdicom  # noqa: F401, PLC0415
+    except ImportError as exc:
+        raise ConfigError(f"the DICOM node needs {exc.name}: pip install 'medsr[serve]'") from None
+
+
+@app.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="The node's YAML configuration.")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Validate the configuration and its models, then exit.")
+                     ] = False,
+    example: Annotated[bool, typer.Option("--example", help="Print a commented example configuration.")] = False,
+) -> None:
+    """Run medsr as a DICOM node: receive (C-STORE), enhance each series, send the results on (C-STORE/STOW-RS).
+
+    See docs/serve.md for wiring it to a PACS; --example prints a configuration to start from.
+    """
+    if example:
+        from medsr.serve.config import example_text  # noqa: PLC0415
+
+        typer.echo(example_text(), nl=False)
+        return
+    if config is None:
+        raise ConfigError("--config is required (see --example for a configuration to start from)")
+    _serve_extra()
+    import logging  # noqa: PLC0415
+
+    from medsr.serve.config import load_config  # noqa: PLC0415
+    from medsr.serve.node import Node  # noqa: PLC0415
+
+    settings = load_config(config)
+    if check:
+        names = {route.model for route in settings.routes if route.model}
+        for name in sorted(names):
+            load_model(name, "cpu")
+        console.print(f"{config}: valid; node {settings.ae_title} on {settings.host}:{settings.port}, "
+                      f"{len(settings.callers)} caller(s), {len(settings.destinations)} destination(s), "
+                      f"{len(settings.routes)} route(s), {len(names)} routed model(s) loaded", highlight=False)
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its debug output would print datasets
+    tune_allocator()
+    Node(settings).run()
+
+
+@app.command("enhance-study")
+def enhance_study(
+    url: Annotated[str, typer.Argument(help="DICOMweb study URL: http(s)://HOST/.../studies/STUDY_UID")],
+    to: Annotated[str | None, typer.Option("--to", help="DICOMweb base URL to store to (default: the same).")
+                  ] = None,
+    model: ModelOption = None,
+    modality: Annotated[str | None, typer.Option(help="CT | US | CR | DX: the bundled model for every series.")
+                        ] = None,
+    device: DeviceOption = _DEFAULTS.device,
+    precision: PrecisionOption = _DEFAULTS.precision,
+    username: Annotated[str | None, typer.Option(help="HTTP basic-auth user.")] = None,
+    password: Annotated[str | None, typer.Option(envvar="MEDSR_DICOMWEB_PASSWORD",
+                                                 help="HTTP basic-auth password (or $MEDSR_DICOMWEB_PASSWORD).")
+                        ] = None,
+) -> None:
+    """Enhance a study already in a PACS: fetch it by WADO-RS, upscale each series, store back by STOW-RS."""
+    _serve_extra()
+    from medsr.serve.dicomweb import enhance_study as run  # noqa: PLC0415
+
+    tune_allocator()
+    settings = InferenceSettings(device=device, precision=precision)
+    result = run(url, store_url=to, model=model, modality=modality, settings=settings, username=username,
+                 password=password)
+    for line in result.notes:
+        console.print(escape(line), highlight=False)
+    skipped = f", {result.skipped} earlier medsr result(s) skipped" if result.skipped else ""
+    console.print(f"fetched {result.fetched} instance(s){skipped}; stored {result.stored} derived instance(s)",
+                  highlight=False)
+    _finish(result.failures)
+
+
 def main() -> None:
     """Console-script entry point: run the Typer app, turning MedsrError into one line and exit 2."""
     # Before torch loads OpenMP: idle worker threads sleep instead of spinning. Measured here with another job

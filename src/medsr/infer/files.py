@@ -109,6 +109,7 @@ def upscale_files(
     fmt: str | None = None,
     settings: InferenceSettings | None = None,
     consistency: bool = False,
+    series: SeriesUIDMap | None = None,
 ) -> Iterator[Outcome]:
     """Read, upscale and write each source; yield one :class:`Outcome` per source, in order.
 
@@ -118,12 +119,13 @@ def upscale_files(
 
     ``settings.batch_size`` files are read together and their same-size frames run as one batch. A file that
     cannot be read, upscaled or written gives an Outcome with ``error`` set; nothing partial is left behind.
+    ``series`` maps source series to derived ones (default: fresh UIDs; a salted map gives repeatable UIDs).
     """
     settings = settings or InferenceSettings()
     batch_size = settings.batch_size
     if fmt is not None:
         output_format("png", fmt)  # an unknown format fails before any work
-    series = SeriesUIDMap()
+    series = series if series is not None else SeriesUIDMap()
     name = model_name(model)
     sy, sx = model.scale
     written: dict[Path, Path] = {}
@@ -175,7 +177,8 @@ def upscale_files(
             options = {}
             if out_fmt == "dicom" and image.dataset is not None:
                 uid = str(image.dataset.get("SeriesInstanceUID", "") or source.path)
-                options = {"model_name": name, "scale": (sy, sx), "series_uid": series(uid)}
+                options = {"model_name": name, "scale": (sy, sx), "series_uid": series(uid),
+                           "sop_instance_uid": series.instance_uid(str(image.dataset.get("SOPInstanceUID", "")))}
             try:
                 write_image(result, target, format=out_fmt, **options)
                 if consistency:

@@ -204,15 +204,30 @@ def read_dicom(path: Path, max_pixels: int) -> MedicalImage:
 
 
 class SeriesUIDMap:
-    """One new SeriesInstanceUID per source series: all instances of an input series go to one new series."""
+    """One new SeriesInstanceUID per source series: all instances of an input series go to one new series.
 
-    def __init__(self) -> None:
+    With ``salt`` (e.g. the model's name) the new UIDs are derived from the source UIDs instead of drawn at
+    random, so processing the same instance again gives the same Series and SOP Instance UIDs: the DICOM node
+    relies on that to make a resend after a crash harmless (the PACS sees the same instance twice, not two).
+    """
+
+    def __init__(self, salt: str | None = None) -> None:
         self._uids: dict[str, str] = {}
+        self.salt = salt
 
     def __call__(self, source_series_uid: str) -> str:
         if source_series_uid not in self._uids:
-            self._uids[source_series_uid] = generate_uid()
+            self._uids[source_series_uid] = self._new(source_series_uid, "series")
         return self._uids[source_series_uid]
+
+    def instance_uid(self, source_sop_uid: str) -> str | None:
+        """The derived SOP Instance UID for a source instance; None (a fresh UID at write time) without a salt."""
+        return self._new(source_sop_uid, "instance") if self.salt is not None and source_sop_uid else None
+
+    def _new(self, source_uid: str, kind: str) -> str:
+        if self.salt is None:
+            return generate_uid()
+        return generate_uid(entropy_srcs=["medsr", kind, self.salt, source_uid])
 
 
 def _stored_pixels(image: MedicalImage, src: Dataset) -> tuple[np.ndarray, str, int]:
@@ -257,6 +272,7 @@ def write_derived_dicom(
     scale: int | float | tuple[float, float] | None = None,
     model_name: str = "",
     series_uid: str | None = None,
+    sop_instance_uid: str | None = None,
 ) -> None:
     """Write ``image`` as a derived DICOM instance of ``source`` (default: ``image.dataset``).
 
@@ -265,7 +281,7 @@ def write_derived_dicom(
     (rows, columns) defaults to the size ratio between ``image`` and the source; the header follows the new grid
     (:func:`medsr.io.dicom_grid.move_to_grid`: spacings, positions, regions, overlays). The instance gets a new
     SOPInstanceUID and SeriesInstanceUID (pass ``series_uid``, e.g. from :class:`SeriesUIDMap`, to keep a whole
-    input series together), keeps the study and patient, is marked DERIVED\\SECONDARY (enhanced multi-frame
+    input series together; ``sop_instance_uid`` to fix the instance's), keeps the study and patient, is marked DERIVED\\SECONDARY (enhanced multi-frame
     IODs: DERIVED\\PRIMARY, frames too), and is written uncompressed (Explicit VR Little Endian) via a temporary
     file.
     ``model_name`` defaults to the model :func:`medsr.infer.upscale` records in ``image.extra``.
@@ -278,6 +294,8 @@ def write_derived_dicom(
         if not isinstance(src, Dataset):
             src = pydicom.dcmread(src, stop_before_pixels=True)
         ds = _derive(image, src, scale, model_name, series_uid)
+        if sop_instance_uid:
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
         with atomic_path(path) as tmp:
             ds.save_as(tmp, enforce_file_format=True)
     except ImageWriteError:
