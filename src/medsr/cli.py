@@ -34,7 +34,7 @@ from medsr.data import download as dl
 from medsr.data import manifest as mf
 from medsr.degrade.files import degrade_files
 from medsr.errors import ConfigError, MedsrError, escape
-from medsr.extras import require
+from medsr.extras import EXTRAS, require
 from medsr.infer import InferenceSettings, export_onnx, parse_memory
 from medsr.infer.files import Outcome, Source, collect_sources, upscale_files
 from medsr.infer.modality import modality_warnings, plan_models
@@ -600,12 +600,8 @@ def demo(
 
 def _serve_extra() -> None:
     """One line instead of an ImportError when the DICOM node's packages are not installed."""
-    try:
-        import dicomweb_client  # noqa: F401, PLC0415
-        import prometheus_client  # noqa: F401, PLC0415
-        import pynetdicom  # noqa: F401, PLC0415
-    except ImportError as exc:
-        raise ConfigError(f"the DICOM node needs {exc.name}: pip install 'medsr[serve]'") from None
+    for module in EXTRAS["serve"]:
+        require(module, "serve", "the DICOM node")
 
 
 @app.command()

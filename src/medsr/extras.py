@@ -17,6 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "app": ("streamlit",),
     "onnx": ("onnx", "onnxruntime"),
     "tensorboard": ("tensorboard",),
+    "serve": ("pynetdicom", "dicomweb_client", "prometheus_client", "pydantic"),
 }
 
 

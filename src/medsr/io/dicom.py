@@ -281,9 +281,9 @@ def write_derived_dicom(
     (rows, columns) defaults to the size ratio between ``image`` and the source; the header follows the new grid
     (:func:`medsr.io.dicom_grid.move_to_grid`: spacings, positions, regions, overlays). The instance gets a new
     SOPInstanceUID and SeriesInstanceUID (pass ``series_uid``, e.g. from :class:`SeriesUIDMap`, to keep a whole
-    input series together; ``sop_instance_uid`` to fix the instance's), keeps the study and patient, is marked DERIVED\\SECONDARY (enhanced multi-frame
-    IODs: DERIVED\\PRIMARY, frames too), and is written uncompressed (Explicit VR Little Endian) via a temporary
-    file.
+    input series together; ``sop_instance_uid`` to fix the instance's), keeps the study and patient, is marked
+    DERIVED\\SECONDARY (enhanced multi-frame IODs: DERIVED\\PRIMARY, frames too), and is written uncompressed
+    (Explicit VR Little Endian) via a temporary file.
     ``model_name`` defaults to the model :func:`medsr.infer.upscale` records in ``image.extra``.
     """
     src = image.dataset if source is None else source
