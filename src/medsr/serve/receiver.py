@@ -146,6 +146,7 @@ class Receiver:
             self.node.metrics.rejected.labels("not allowed").inc()
             log.warning("rejected association from %s at %s: not an allowed caller", ae_title, requestor.address)
             event.assoc.acse.send_reject(REJECT_PERMANENT, SOURCE_SERVICE_USER, CALLING_AE_NOT_RECOGNISED)
+            event.assoc.kill()  # as pynetdicom's own rejection does: the A-ASSOCIATE-RJ goes out before the close
 
     def _on_close(self, event: Any) -> None:
         with self._lock:
