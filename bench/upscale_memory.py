@@ -11,6 +11,14 @@ estimate behind the tile (``predictor.memory``) and seconds per output megapixel
     .venv/bin/python bench/upscale_memory.py [--cases 512-grey,800x350-rgb,3072-grey] [--modes budget,old]
         [--max-memory 1.5G] [--threads N]
 
+File cases run the whole ``medsr upscale FILE -o OUT`` (read, model chosen by Modality, upscale, write) in a fresh
+process at default settings (threads: all cores unless ``--threads``; memory budget: ``--max-memory``), on files
+the parent process writes first into a temporary folder: ``us-cine`` (a 120-frame 480x640 colour ultrasound
+cine, DICOM, ``ultrasound-lateral-x4``), ``mr-series`` (a 200-frame 256x256 16-bit MR, DICOM, ``xray-x4``) and
+``3072-png`` (a 3072x3072 8-bit grey PNG, ``xray-x4``). Their mode column is ``file``.
+
+    .venv/bin/python bench/upscale_memory.py --cases us-cine,mr-series,3072-png --modes file
+
 The 3072x3072 case takes minutes per mode on two cores, and mode ``old`` of 800x350-rgb peaks at 10-12 GB of
 RSS (3072x3072 ``old``: one 494-pixel tile at a time, about 3 GB plus the 600 MB output); pick with ``--cases``
 and ``--modes``.
@@ -26,6 +34,7 @@ import sys
 from pathlib import Path
 
 CASES = {"512-grey": (512, 512, 1), "800x350-rgb": (350, 800, 3), "3072-grey": (3072, 3072, 1)}
+FILE_CASES = {"us-cine": (120, 480, 640, 3), "mr-series": (200, 256, 256, 1), "3072-png": (1, 3072, 3072, 1)}
 SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "xray_bd10d5e2_512.jpg"
 
 
@@ -43,6 +52,68 @@ def _image(height: int, width: int, channels: int):  # noqa: ANN202 (numpy is im
     if channels == 1:
         return grey[..., None]
     return np.stack([grey, grey**0.8, grey**1.25], axis=2).astype(np.float32)  # three different channels
+
+
+def make_file(case: str, folder: Path) -> Path:
+    """Write the input of a file case into ``folder``: frames of the chest X-ray fixture, each shifted a little."""
+    import numpy as np
+    from PIL import Image
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    frames, height, width, channels = FILE_CASES[case]
+    grey = _image(height + frames, width, 1)[..., 0]
+    if case == "3072-png":
+        path = folder / "large.png"
+        Image.fromarray(np.rint(grey[:height] * 255).astype(np.uint8)).save(path)
+        return path
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    us = case == "us-cine"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1" if us else "1.2.840.10008.5.1.4.1.1.4"  # US multi-frame, MR
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.PatientID, ds.PatientName = ("US" if us else "MR"), "BENCH", "Bench^Memory"
+    stack = np.stack([grey[i : i + height] for i in range(frames)])
+    if us:
+        colour = np.stack([stack, stack**0.8, stack**1.25], axis=-1)
+        ds.set_pixel_data(np.rint(colour * 255).astype(np.uint8), "RGB", 8)
+    else:
+        ds.set_pixel_data(np.rint(stack * 4095).astype(np.uint16), "MONOCHROME2", 12)
+        ds.PixelSpacing = [0.9, 0.9]
+    path = folder / f"{case}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def file_worker(case: str, path: str, max_memory: str, threads: int | None) -> dict:
+    """``medsr upscale PATH -o OUT`` at default settings in this (fresh) process: peak RSS and seconds."""
+    import resource
+    import tempfile
+    import time
+
+    from medsr.cli import main
+
+    argv = ["medsr", "upscale", path, "-o", tempfile.mkdtemp(prefix="medsr-bench-"), "--max-memory", max_memory]
+    sys.argv = argv + (["--threads", str(threads)] if threads else [])
+    start = time.perf_counter()
+    try:
+        with open(os.devnull, "w") as quiet:
+            sys.stdout = quiet
+            main()
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    finally:
+        sys.stdout = sys.__stdout__
+    seconds = time.perf_counter() - start
+    import torch
+
+    frames, height, width, _ = FILE_CASES[case]
+    return {"case": case, "mode": "file", "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "seconds": seconds, "input_mp": frames * height * width / 1e6, "threads": torch.get_num_threads()}
 
 
 def worker(case: str, mode: str, max_memory: str, threads: int | None) -> dict:
@@ -91,19 +162,30 @@ def worker(case: str, mode: str, max_memory: str, threads: int | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default=",".join(CASES), help=f"Comma-separated, of: {', '.join(CASES)}.")
-    parser.add_argument("--modes", default="budget,old", help="Comma-separated: budget, old.")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"Comma-separated, of: {', '.join([*CASES, *FILE_CASES])}.")
+    parser.add_argument("--modes", default="budget,old", help="Comma-separated: budget, old, file.")
     parser.add_argument("--max-memory", default="1.5G", help="The budget of mode 'budget' (default 1.5G).")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--worker", nargs=2, metavar=("CASE", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker and args.file:
+        print(json.dumps(file_worker(args.worker[0], args.file, args.max_memory, args.threads)))
+        return
     if args.worker:
         print(json.dumps(worker(*args.worker, args.max_memory, args.threads)))
         return
     cases, modes = args.cases.split(","), args.modes.split(",")
     for item in cases + modes:
-        if item not in CASES and item not in ("budget", "old"):
+        if item not in CASES and item not in FILE_CASES and item not in ("budget", "old", "file"):
             parser.error(f"unknown case or mode {item!r}")
+    files = [case for case in cases if case in FILE_CASES]
+    if files:
+        run_file_cases(files, args)
+        cases = [case for case in cases if case in CASES]
+        if not cases:
+            return
     print(f"{'case':<12} {'mode':<14} {'tile':>5} {'tiles':>5} {'estimate MB':>11} {'peak RSS MB':>11} "
           f"{'growth MB':>9} {'s':>6} {'s/out MP':>8}")
     model = "?"
@@ -123,6 +205,26 @@ def main() -> None:
                   f"{r['seconds'] / r['output_mp']:>8.2f}", flush=True)
     print(f"model {model}; growth: peak RSS over the warm process; estimate: "
           "predictor.memory for one tile (its budget check)")
+
+
+def run_file_cases(cases: list[str], args: argparse.Namespace) -> None:
+    """Each file case: write its input, then ``medsr upscale`` it in a fresh process; one line each."""
+    import tempfile
+
+    print(f"{'case':<12} {'mode':<14} {'frames':>6} {'input MP':>8} {'peak RSS MB':>11} {'s':>6} {'threads':>7}")
+    with tempfile.TemporaryDirectory(prefix="medsr-bench-") as folder:
+        for case in cases:
+            path = make_file(case, Path(folder))
+            command = [sys.executable, __file__, "--worker", case, "file", "--file", str(path),
+                       "--max-memory", args.max_memory] + (["--threads", str(args.threads)] if args.threads else [])
+            done = subprocess.run(command, capture_output=True, text=True, env=os.environ)
+            path.unlink()
+            if done.returncode:
+                print(f"{case:<12} {'file':<14} failed: {done.stderr.strip().splitlines()[-1:]}")
+                continue
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"{case:<12} {'file ' + args.max_memory:<14} {FILE_CASES[case][0]:>6} {r['input_mp']:>8.1f} "
+                  f"{r['peak_rss'] / 1e6:>11.0f} {r['seconds']:>6.1f} {r['threads']:>7}", flush=True)
 
 
 if __name__ == "__main__":

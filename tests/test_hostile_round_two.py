@@ -21,7 +21,7 @@ from PIL import Image
 
 from medsr.atomic import atomic_path, remove_stale_temporaries
 from medsr.cli import main
-from medsr.errors import ImageWriteError
+from medsr.errors import ArrayError, ConfigError, ImageWriteError
 from medsr.io import read_image, write_image
 
 DATA = Path(__file__).parent / "data"
@@ -238,3 +238,73 @@ def test_the_next_run_into_the_folder_removes_stale_temporaries(
     code, lines = run_cli(capsys, "upscale", source, "-o", out, "-m", MODEL, "--device", "cpu")
     assert code == 0, lines
     assert sorted(p.name for p in out.iterdir()) == [fresh.name, "good.png"]  # fresh: maybe a live run's
+
+
+# --- D3, D4: the Python API takes documented array layouts and finite values in [0, 1], and says so otherwise ---
+
+
+def _lr(shape: tuple[int, ...]) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.uniform(0.2, 0.8, size=shape).astype(np.float32)
+
+
+@pytest.mark.parametrize(("poison", "count"), [(np.nan, 1), (np.inf, 1), (-np.inf, 3)])
+def test_nan_or_inf_is_refused_not_spread(poison: float, count: int) -> None:
+    import medsr
+
+    lr = _lr((16, 16))
+    lr.flat[[5, 77, 200][:count]] = poison
+    with pytest.raises(ArrayError, match=rf"shape \(16, 16\), dtype float32: {count} value\(s\) are NaN or infinite"):
+        medsr.upscale(lr, MODEL)
+
+
+def test_floats_outside_zero_one_are_refused_not_clipped() -> None:
+    import medsr
+
+    lr = _lr((16, 16)) * 1000
+    with pytest.raises(ArrayError, match=r"floats must lie in \[0, 1\], these span 2\d\d\.\d+\.\.7\d\d\.\d+"):
+        medsr.upscale(lr, MODEL)
+    with pytest.raises(ArrayError, match=r"span -0\.29\d+\.\.0\.29"):
+        medsr.upscale(_lr((16, 16)) - 0.5, MODEL)
+
+
+@pytest.mark.parametrize(("shape", "words"), [
+    ((1, 2, 32, 32), r"shape \(1, 2, 32, 32\), dtype float32: the last axis holds the channels and must be 1 or 3, "
+                     r"not 32"),
+    ((3, 32, 32), r"shape \(3, 32, 32\).*not 32 \(channels first\? pass np.moveaxis\(a, -3, -1\)\)"),
+    ((32, 32, 5), r"shape \(32, 32, 5\).*must be 1 or 3, not 5"),
+    ((32,), r"shape \(32,\).*expected \(H, W\), \(H, W, C\) or \(F, H, W, C\)"),
+    ((1, 1, 8, 8, 1), r"shape \(1, 1, 8, 8, 1\).*expected"),
+    ((0, 5), r"shape \(0, 5\), dtype float32: it holds no pixels"),
+    ((4, 0, 1), r"shape \(4, 0, 1\).*no pixels"),
+    ((0, 8, 8, 1), r"shape \(0, 8, 8, 1\).*no pixels"),
+])
+def test_array_layouts_outside_the_rules_are_refused_with_their_shape(shape: tuple[int, ...], words: str) -> None:
+    import medsr
+
+    with pytest.raises(ArrayError, match=words):
+        medsr.upscale(np.full(shape, 0.5, dtype=np.float32), MODEL)
+
+
+def test_the_documented_layouts_keep_their_layout_and_agree() -> None:
+    import medsr
+
+    lr = _lr((12, 10))
+    two = medsr.upscale(lr, MODEL)
+    three = medsr.upscale(lr[:, :, None], MODEL)
+    four = medsr.upscale(np.stack([lr[:, :, None], lr[::-1, :, None]]), MODEL)
+    assert two.shape == (48, 40) and three.shape == (48, 40, 1) and four.shape == (2, 48, 40, 1)
+    np.testing.assert_array_equal(two, three[:, :, 0])
+    np.testing.assert_array_equal(two, four[0, :, :, 0])
+    as_uint8 = medsr.upscale(np.rint(lr * 255).astype(np.uint8), MODEL)
+    assert as_uint8.dtype == np.uint8 and as_uint8.shape == (48, 40)
+    for dtype in (np.int16, bool, complex):
+        with pytest.raises(ArrayError, match=r"shape \(12, 10\)"):
+            medsr.upscale(np.zeros((12, 10), dtype=dtype), MODEL)
+
+
+def test_an_empty_model_name_says_so() -> None:
+    from medsr.models import load_model
+
+    with pytest.raises(ConfigError, match=r"^the model name is empty; give a bundled model \(.*xray-x4.*\)"):
+        load_model("")

@@ -40,6 +40,11 @@ class ConfigError(MedsrError):
     """A setting is invalid; the message names the setting and the allowed values."""
 
 
+class ArrayError(ConfigError, ValueError):
+    """An array given to the Python API has a layout, type or values medsr does not take; the message names its
+    shape (and dtype) and the rule it breaks."""
+
+
 class FileError(MedsrError):
     """Something went wrong with one file: ``"<action> <path>: <reason>"``, e.g. ``cannot read a.dcm: ...``.
 

@@ -11,7 +11,7 @@ import numpy as np
 from torch import nn
 
 from medsr.consistency import consistency_map, project
-from medsr.errors import ConfigError
+from medsr.errors import ArrayError, ConfigError
 from medsr.infer.colour import luminance, runs_on_luminance, upscale_luminance, with_chroma
 from medsr.infer.runtime import OnnxPredictor, TorchPredictor, get_predictor
 from medsr.infer.settings import InferenceSettings
@@ -114,16 +114,51 @@ def consistency_maps(
             for sr, lr in zip(outputs, inputs, strict=True)]
 
 
-def _to_float(array: np.ndarray) -> tuple[np.ndarray, np.dtype | None]:
-    """Integer arrays are scaled by their dtype's maximum; floats must already be in [0, 1]."""
+def _describe(array: np.ndarray) -> str:
+    return f"shape {tuple(array.shape)}, dtype {array.dtype}"
+
+
+def check_array(array: np.ndarray) -> tuple[np.ndarray, np.dtype | None]:
+    """The ``(F, H, W, C)`` float32 frames in [0, 1] of an array given to :func:`upscale`, and the integer dtype
+    to return (None for floats), by the rules :func:`upscale` documents; :class:`ArrayError` names the shape and
+    the broken rule otherwise."""
+    shape = tuple(array.shape)
+    if array.ndim not in (2, 3, 4):
+        raise ArrayError(f"cannot upscale an array of {_describe(array)}: expected (H, W), (H, W, C) or "
+                         "(F, H, W, C) with C 1 or 3")
+    if array.ndim >= 3 and shape[-1] not in (1, 3):
+        first = shape[-3] if array.ndim == 3 else shape[1]
+        hint = (" (channels first? pass np.moveaxis(a, -3, -1))" if first in (1, 3) else "")
+        raise ArrayError(f"cannot upscale an array of {_describe(array)}: the last axis holds the channels and "
+                         f"must be 1 or 3, not {shape[-1]}{hint}")
+    if not all(shape):
+        raise ArrayError(f"cannot upscale an array of {_describe(array)}: it holds no pixels")
     if np.issubdtype(array.dtype, np.integer):
         info = np.iinfo(array.dtype)
         if info.min < 0:
-            raise ConfigError(f"signed integer arrays ({array.dtype}) are ambiguous; pass floats in [0, 1]")
-        return array.astype(np.float32) / np.float32(info.max), array.dtype
-    if not np.issubdtype(array.dtype, np.floating):
-        raise ConfigError(f"cannot upscale an array of dtype {array.dtype}")
-    return array.astype(np.float32, copy=False), None
+            raise ArrayError(f"cannot upscale an array of {_describe(array)}: signed integers are ambiguous; "
+                             "pass unsigned integers (scaled by their maximum) or floats in [0, 1]")
+        frames = np.multiply(array, np.float32(1 / info.max), dtype=np.float32)
+        dtype: np.dtype | None = array.dtype
+    elif np.issubdtype(array.dtype, np.floating):
+        frames, dtype = array.astype(np.float32, copy=False), None
+        finite = np.isfinite(frames)
+        if not finite.all():
+            bad = int(frames.size - np.count_nonzero(finite))
+            raise ArrayError(f"cannot upscale an array of {_describe(array)}: {bad:,} value(s) are NaN or "
+                             "infinite; replace them (np.nan_to_num) or crop them out first")
+        low, high = float(frames.min()), float(frames.max())
+        if low < 0.0 or high > 1.0:
+            raise ArrayError(f"cannot upscale an array of {_describe(array)}: floats must lie in [0, 1], these "
+                             f"span {low:g}..{high:g}; scale them first (e.g. (a - lo) / (hi - lo)) or pass a "
+                             "MedicalImage whose value_range says what 0 and 1 mean")
+    else:
+        raise ArrayError(f"cannot upscale an array of {_describe(array)}: pass unsigned integers or floats")
+    if frames.ndim == 2:
+        frames = frames[None, :, :, None]
+    elif frames.ndim == 3:
+        frames = frames[None]
+    return frames, dtype
 
 
 def _from_float(array: np.ndarray, dtype: np.dtype | None) -> np.ndarray:
@@ -153,8 +188,13 @@ def upscale(
     - A path or a :class:`MedicalImage` gives a MedicalImage with the upscaled pixels (multi-frame files
       frame by frame), ``pixel_spacing`` divided by the scale, and ``extra["medsr_upscale"] = {"model",
       "scale"}``; write it with :func:`medsr.io.write_image` (DICOM: a derived instance).
-    - An array ``(H, W)``, ``(H, W, C)`` or ``(F, H, W, C)`` gives an array of the same layout: floats in
-      [0, 1] stay float32; uint8/uint16 are scaled by their maximum and returned in the same dtype.
+    - An array gives an array of the same layout. Layouts: ``(H, W)``; ``(H, W, C)`` with C = 1 or 3 (channels
+      last; a channels-first ``(C, H, W)`` array is refused, not guessed); ``(F, H, W, C)``, a stack of F frames
+      (or a batch of same-size images), each upscaled on its own. Values: floats must be finite and lie in
+      [0, 1] (returned as float32); unsigned integers are scaled by their dtype's maximum (uint8: 255, uint16:
+      65535) and returned in the same dtype. Anything else (NaN or inf, floats outside [0, 1], signed integers,
+      other channel counts, 1-D or 5-D arrays, no pixels) raises :class:`medsr.errors.ArrayError` naming the
+      shape: nothing is clipped or guessed silently.
     - With ``settings.clip_to_input`` (the default) every image (every frame) is clipped, per channel, to its
       input's [min, max]: a CT slice spanning -1000..1500 HU gives an upscaled slice within -1000..1500 HU.
     ``model`` is a bundled name, a checkpoint path or an ``nn.Module`` from :mod:`medsr.models`; loaded models
@@ -169,18 +209,19 @@ def upscale(
     net = load_model(model, settings.device)
     scale = tuple(net.scale)
     if isinstance(image_or_path, np.ndarray):
-        array, dtype = _to_float(image_or_path)
-        if array.ndim not in (2, 3, 4):
-            raise ConfigError(f"expected an (H, W), (H, W, C) or (F, H, W, C) array, got shape {array.shape}")
-        frames = [array[:, :, None]] if array.ndim == 2 else [array] if array.ndim == 3 else list(array)
+        ndim = image_or_path.ndim
+        stack, dtype = check_array(image_or_path)
+        frames = list(stack)
         outputs = upscale_arrays(net, frames, settings)
-        out = outputs[0][:, :, 0] if array.ndim == 2 else outputs[0] if array.ndim == 3 else np.stack(outputs)
+
+        def layout(found: list[np.ndarray]) -> np.ndarray:  # back to the caller's layout
+            return found[0][:, :, 0] if ndim == 2 else found[0] if ndim == 3 else np.stack(found)
+
         if not return_consistency:
-            return _from_float(out, dtype)
+            return _from_float(layout(outputs), dtype)
         levels = 65535.0 if dtype == np.uint16 else 255.0
         maps = consistency_maps(outputs, frames, scale, settings.consistency_kernel, levels)
-        found = maps[0][:, :, 0] if array.ndim == 2 else maps[0] if array.ndim == 3 else np.stack(maps)
-        return _from_float(out, dtype), found
+        return _from_float(layout(outputs), dtype), layout(maps)
     if isinstance(image_or_path, str | os.PathLike):
         image = read_image(image_or_path)
     elif isinstance(image_or_path, MedicalImage):

@@ -279,6 +279,9 @@ def list_bundled_models() -> list[dict[str, Any]]:
 
 
 def _resolve(name_or_path: str | Path) -> Path:
+    if not str(name_or_path).strip():  # Path("") is ".", the current folder: say what was wrong instead
+        names = ", ".join(sorted(m["name"] for m in list_bundled_models())) or "none"
+        raise ConfigError(f"the model name is empty; give a bundled model ({names}) or a checkpoint file")
     path = Path(name_or_path)
     if path.is_file():
         return path
