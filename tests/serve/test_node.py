@@ -241,3 +241,32 @@ def test_tls_listener(start_node, tmp_path):
     assert assoc.send_c_store(pydicom.dcmread(path)).Status == 0
     assoc.release()
     assert not associate(node.port).is_established  # plain TCP to a TLS port gets nowhere
+
+
+# transfer syntaxes
+
+
+@pytest.mark.parametrize("syntax", ["RLELossless", "JPEG2000Lossless", "DeflatedExplicitVRLittleEndian"])
+def test_compressed_instances_are_received_and_enhanced_like_uncompressed(start_node, tmp_path, syntax):
+    from medsr.infer.files import Source, upscale_files
+    from medsr.models import load_model
+
+    uid = getattr(pydicom.uid, syntax)
+    node = start_node(node_config(tmp_path / "spool", idle_seconds=0.1, keep_files=True))
+    path = new_study(DATA / "ct_small.dcm", tmp_path / "ct")[0]
+    ds = pydicom.dcmread(path)
+    if uid.is_compressed:
+        ds.compress(uid)
+    else:
+        ds.file_meta.TransferSyntaxUID = uid
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(CT, [uid])
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="MEDSR")
+    assert assoc.is_established
+    assert assoc.send_c_store(ds).Status == 0
+    assoc.release()
+    wait_for(lambda: node.ledger.counts().get("done") == 1, 120, "the compressed instance to be processed")
+    result = pydicom.dcmread(next((tmp_path / "spool" / "derived").rglob("*.dcm")))
+    expected = next(upscale_files([Source(path, Path("x.dcm"))], tmp_path / "expected",
+                                  load_model("ct-sparse-view", "cpu"), fmt="dicom"))
+    assert (result.pixel_array == pydicom.dcmread(expected.target).pixel_array).all()
