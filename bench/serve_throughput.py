@@ -6,14 +6,16 @@ the clock stops when every derived instance is in Orthanc. The same N files thro
 `medsr upscale` runs) give the model's own time. Overhead = node seconds per image / upscale seconds per image - 1,
 with the node's idle wait (idle_seconds, here 0.2 s, overlapped across series) included.
 
-    .venv/bin/python bench/serve_throughput.py --images 12
+    .venv/bin/python bench/serve_throughput.py --images 12 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,6 +73,7 @@ def through_node(server: local.LocalOrthanc, files: list[Path], senders: int, sp
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=12, help="CR instances per run")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (the median is reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     args = parser.parse_args()
     if args.threads:
@@ -78,32 +81,36 @@ def main() -> None:
     reason = local.available()
     if reason:
         sys.exit(reason)
+    load_before = os.getloadavg()[0]
+    runs: dict[str, list[float]] = {"upscale": [], "node, 1 sender": [], "node, 4 senders": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = load_model("xray-x4", "cpu")
-        runs = {}
-        files = [new_study(SOURCE, tmp / "local" / str(i))[0] for i in range(args.images)]
-        started = time.perf_counter()
-        outcomes = list(upscale_files([Source(p, Path(f"{i}.dcm")) for i, p in enumerate(files)], tmp / "out",
-                                      model, fmt="dicom"))
-        runs["upscale"] = time.perf_counter() - started
-        assert all(o.error is None for o in outcomes)
-        for senders in (1, 4):
-            server = local.LocalOrthanc()
-            try:
-                batch = [new_study(SOURCE, tmp / f"n{senders}" / str(i))[0] for i in range(args.images)]
-                runs[f"node, {senders} sender(s)"] = through_node(server, batch, senders, tmp / f"spool{senders}")
-            finally:
-                server.stop()
-    base = runs["upscale"] / args.images
+        for repeat in range(args.repeats):  # interleaved, so a busy moment hits every path alike
+            files = [new_study(SOURCE, tmp / f"local{repeat}" / str(i))[0] for i in range(args.images)]
+            started = time.perf_counter()
+            outcomes = list(upscale_files([Source(p, Path(f"{i}.dcm")) for i, p in enumerate(files)],
+                                          tmp / f"out{repeat}", model, fmt="dicom"))
+            runs["upscale"].append(time.perf_counter() - started)
+            assert all(o.error is None for o in outcomes)
+            for senders, name in ((1, "node, 1 sender"), (4, "node, 4 senders")):
+                server = local.LocalOrthanc()
+                try:
+                    batch = [new_study(SOURCE, tmp / f"n{senders}-{repeat}" / str(i))[0] for i in range(args.images)]
+                    runs[name].append(through_node(server, batch, senders, tmp / f"spool{senders}-{repeat}"))
+                finally:
+                    server.stop()
+    medians = {name: statistics.median(values) for name, values in runs.items()}
+    base = medians["upscale"] / args.images
     print(f"{args.images} CR instances 440x440 -> 1760x1760 (xray-x4, fp32, {torch.get_num_threads()} threads), "
-          f"CPU {cpu_name()}")
-    print(f"{'path':<22} {'s/image':>8} {'images/s':>9} {'overhead':>9}")
-    for name, seconds in runs.items():
+          f"median of {args.repeats} interleaved runs; CPU {cpu_name()}, load average before "
+          f"{load_before:.1f}")
+    print(f"{'path':<18} {'s/image':>8} {'images/s':>9} {'overhead':>9}")
+    for name, seconds in medians.items():
         per = seconds / args.images
         overhead = "" if name == "upscale" else f"{(per / base - 1) * 100:+.0f} %"
-        print(f"{name:<22} {per:>8.3f} {args.images / seconds:>9.2f} {overhead:>9}")
-    print(json.dumps({k: round(v, 3) for k, v in runs.items()}))
+        print(f"{name:<18} {per:>8.3f} {args.images / seconds:>9.2f} {overhead:>9}")
+    print(json.dumps({name: [round(v, 2) for v in values] for name, values in runs.items()}))
 
 
 if __name__ == "__main__":

@@ -270,3 +270,14 @@ def test_compressed_instances_are_received_and_enhanced_like_uncompressed(start_
     expected = next(upscale_files([Source(path, Path("x.dcm"))], tmp_path / "expected",
                                   load_model("ct-sparse-view", "cpu"), fmt="dicom"))
     assert (result.pixel_array == pydicom.dcmread(expected.target).pixel_array).all()
+
+
+def test_configuration_reference_names_every_setting():
+    from medsr.serve import config
+
+    text = (Path(__file__).parents[2] / "docs" / "serve.md").read_text()
+    models = [config.NodeConfig, config.Limits, config.Inference, config.Tls, config.Http, config.Caller,
+              config.Match, config.Route, config.DicomDestination, config.StowDestination]
+    missing = [f"{m.__name__}.{name}" for m in models for name in m.model_fields if f"`{name}" not in text
+               and f" {name}" not in text and f"{{{name}" not in text]
+    assert not missing, f"docs/serve.md does not mention: {', '.join(missing)}"
