@@ -14,9 +14,22 @@ from typing import Protocol
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from medsr.errors import one_line
 from medsr.serve.config import DicomDestination, StowDestination
 
 _SUCCESS_OR_WARNING = {0x0000, 0xB000, 0xB006, 0xB007}
+
+
+def read_all(files: Sequence[Path]) -> tuple[dict[Path, pydicom.Dataset], dict[Path, str | None]]:
+    """The files' datasets, and the reason for each that cannot be read (it cannot be sent either)."""
+    datasets: dict[Path, pydicom.Dataset] = {}
+    failures: dict[Path, str | None] = {}
+    for path in files:
+        try:
+            datasets[path] = pydicom.dcmread(path)
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds; the ledger gets one line
+            failures[path] = f"cannot read {path.name}: {one_line(exc) or type(exc).__name__}"
+    return datasets, failures
 
 
 class Sender(Protocol):
@@ -40,13 +53,7 @@ class DicomSender:
     def send(self, files: Sequence[Path]) -> dict[Path, str | None]:
         from pynetdicom import AE  # noqa: PLC0415 - networking only where it is used
 
-        results: dict[Path, str | None] = {}
-        datasets = {}
-        for path in files:
-            try:
-                datasets[path] = pydicom.dcmread(path)
-            except Exception as exc:  # noqa: BLE001 - a file we cannot read cannot be sent; say why
-                results[path] = f"cannot read {path.name}: {str(exc).splitlines()[0] if str(exc) else exc}"
+        datasets, results = read_all(files)
         if not datasets:
             return results
         ae = AE(ae_title=self.ae_title)
@@ -105,13 +112,7 @@ class StowSender:
         import requests  # noqa: PLC0415
         from dicomweb_client.api import DICOMwebClient  # noqa: PLC0415
 
-        results: dict[Path, str | None] = {}
-        datasets = {}
-        for path in files:
-            try:
-                datasets[path] = pydicom.dcmread(path)
-            except Exception as exc:  # noqa: BLE001
-                results[path] = f"cannot read {path.name}: {str(exc).splitlines()[0] if str(exc) else exc}"
+        datasets, results = read_all(files)
         if not datasets:
             return results
         session = requests.Session()
