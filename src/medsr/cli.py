@@ -39,6 +39,7 @@ from medsr.infer import InferenceSettings, export_onnx, parse_memory
 from medsr.infer.files import Outcome, Source, collect_sources, upscale_files
 from medsr.infer.modality import modality_warnings, plan_models
 from medsr.models import DEFAULT_MODEL, list_bundled_models, load_model, model_name
+from medsr.models.cards import verify_weights
 from medsr.protocol import BASELINE_METHODS, Item, Protocol, items_from_inputs, items_from_manifest
 from medsr.train.config import TrainConfig
 from medsr.train.trainer import train as train_api
@@ -469,27 +470,38 @@ def export(
 
 @app.command()
 def models() -> None:
-    """List the bundled models: name, architecture, scale, channels and test PSNR from their cards."""
+    """List the bundled models from their cards: name, architecture, scale, channels and test PSNR.
+
+    Each weights file is checked against the sha256 its card records; a mismatch is reported and exits 1.
+    """
     bundled = list_bundled_models()
     if not bundled:
         console.print("no bundled models")
         return
-    cards = {entry["card"].parent for entry in bundled if entry["card"]}
-    where = f"; cards: {cards.pop()}/<name>.md" if len(cards) == 1 else ""
-    table = Table(title="Bundled models (test split)", caption=f"PSNR and baseline in dB{where}",
+    table = Table(title="Bundled models (test split)",
+                  caption="PSNR and baseline in dB; cards: medsr/weights/<name>.yaml, docs/models/<name>.md",
                   box=box.SIMPLE_HEAD, show_edge=False)
     # the short columns never wrap, so at 80 columns only the LR description folds, at word boundaries; the
     # architecture goes under the name instead of in a column of its own
     for column in ("name", "scale", "ch", "PSNR", "baseline"):
         table.add_column(column, no_wrap=True)
     table.add_column("LR made by", min_width=12)
+    failures = []
     for entry in bundled:
-        meta = entry["meta"]
-        test = meta.get("metrics", {}).get("test", {})
+        meta, card = entry["meta"], entry["card"]
+        if card is None:
+            failures.append((str(entry["weights"]), "no model card beside the weights"))
+            continue
+        try:
+            verify_weights(card)
+        except MedsrError as exc:
+            failures.append((str(entry["weights"]), str(exc)))
+            continue
+        test = card.scores
         sy, sx = meta["scale"]
+        score = f"{test['psnr']:.2f}" if test else "-"
         # a scale-1 model (sparse-view CT) has no interpolation baseline: its baseline is its input as it is
         baseline = "input" if (sy, sx) == (1, 1) else "bicubic"
-        score = f"{test['psnr']:.2f}" if test else "-"
         base = f"{baseline} {test['bicubic_psnr']:.2f}" if test else "-"
         skip = " +skip" if meta.get("arch_args", {}).get("global_skip") else ""
         name = Text(entry["name"])
@@ -497,6 +509,7 @@ def models() -> None:
         table.add_row(name, f"x{sy}" if sy == sx else f"{sy}x{sx}", str(meta.get("in_channels", "?")),
                       score, base, test.get("protocol", "bicubic"))
     console.print(table)
+    _finish(failures)
 
 
 @app.command()

@@ -1,26 +1,26 @@
 """Model cards for the web app's sidebar: what a model is, what it was trained on, how it scores, its limits.
 
-A bundled model's card is its Markdown file (``medsr/weights/<name>.md``), cut into sections by ``##``
-headings; a checkpoint from the models folder has no card, so its JSON header (architecture, training
-config, metrics) stands in.
+A bundled model's card is rendered from its card data (``medsr/weights/<name>.yaml``, read by
+:mod:`medsr.models.cards`); a checkpoint from the models folder has no card, so its JSON header (architecture,
+training config, metrics) stands in.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medsr.models import list_bundled_models
+from medsr.models.cards import Card, score_tables
 
 
 @dataclass
 class ModelCard:
     """What the sidebar shows about one model; each field is Markdown ("" when the source says nothing).
 
-    ``tests`` holds the card's test-split sections (heading -> Markdown with its table), ``limits`` its
-    "What it is not for" section or its warnings.
+    ``tests`` holds the test-split tables (heading -> Markdown table), ``limits`` the card's "What it is not
+    for" list or its warning.
     """
 
     name: str
@@ -29,53 +29,32 @@ class ModelCard:
     data: str = ""
     tests: dict[str, str] = field(default_factory=dict)
     limits: str = ""
-    source: str = "card"  # "card" (bundled Markdown) or "header" (a checkpoint's own metadata)
-
-
-def split_sections(text: str) -> tuple[str, str, dict[str, str]]:
-    """A Markdown card -> ``(title, text before the first ## heading, {heading: body})``."""
-    title = ""
-    intro: list[str] = []
-    sections: dict[str, list[str]] = {}
-    current: list[str] = intro
-    for line in text.splitlines():
-        if line.startswith("# ") and not title:
-            title = line[2:].strip()
-        elif line.startswith("## "):
-            current = sections.setdefault(line[3:].strip(), [])
-        else:
-            current.append(line)
-    return title, "\n".join(intro).strip(), {k: "\n".join(v).strip() for k, v in sections.items()}
+    source: str = "card"  # "card" (bundled card data) or "header" (a checkpoint's own metadata)
 
 
 def _first_paragraph(text: str) -> str:
     return text.strip().split("\n\n", 1)[0].strip()
 
 
-def _drop_images_and_code(text: str) -> str:
-    """Card text without images (their paths are relative to the repository) and shell blocks."""
-    text = re.sub(r"```.*?```", "", text, flags=re.S)
-    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+NO_LIMITS = ("The card states no limits of its own: it was trained and tested only on the data above, "
+             "so treat any other kind of image as untested. Research software, not a medical device.")
 
 
-def card_from_markdown(text: str, name: str) -> ModelCard:
-    """Cut a bundled model card into the sidebar's parts (see :class:`ModelCard`)."""
-    title, intro, sections = split_sections(text)
-    tests = {head: _drop_images_and_code(body) for head, body in sections.items() if head.lower().startswith("test")}
-    limits = next((body for head, body in sections.items() if "not for" in head.lower()), "")
-    if not limits and intro.upper().startswith("WARNING"):
-        limits = _first_paragraph(intro)
-    if not limits:
-        limits = ("The card states no limits of its own: it was trained and tested only on the data above, "
-                  "so treat any other kind of image as untested. Research software, not a medical device.")
+def card_from_release(card: Card) -> ModelCard:
+    """The sidebar's card of a bundled model, from its card data (see :class:`ModelCard`)."""
+    pooled = f"Test split ({int(card.scores['images'])} images)" if "images" in card.scores else "Test split"
+    tests = score_tables(card) or {pooled: _metric_table({"test": card.scores})}
+    limits = "\n".join(f"- {item}" for item in card.limits)
+    if not limits and card.summary.upper().startswith("WARNING"):
+        limits = _first_paragraph(card.summary)
+    licences = "\n".join(f"- {item.source}: {item.licence}" for item in card.licences)
     return ModelCard(
-        name=title or name,
-        summary=_first_paragraph(intro),
-        architecture=_first_paragraph(sections.get("Network", "")),
-        data=_drop_images_and_code(sections.get("Data", "")),
+        name=card.name,
+        summary=_first_paragraph(card.summary),
+        architecture=_first_paragraph(card.architecture),
+        data=f"{card.data.strip()}\n\nLicences:\n\n{licences}",
         tests=tests,
-        limits=limits,
+        limits=limits or NO_LIMITS,
     )
 
 
@@ -125,8 +104,8 @@ def card_from_header(meta: dict[str, Any], name: str) -> ModelCard:
 
 
 def model_card(ref: str, meta: dict[str, Any] | None = None) -> ModelCard:
-    """The card of a bundled model by name (its Markdown), else of a checkpoint (its header ``meta``)."""
+    """The card of a bundled model by name (its card data), else of a checkpoint (its header ``meta``)."""
     for bundled in list_bundled_models():
         if bundled["name"] == ref and bundled["card"] is not None:
-            return card_from_markdown(Path(bundled["card"]).read_text(encoding="utf-8"), ref)
+            return card_from_release(bundled["card"])
     return card_from_header(dict(meta or {}), Path(ref).name)

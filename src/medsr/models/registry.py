@@ -264,18 +264,30 @@ def _weights_dir() -> Path:
 def list_bundled_models() -> list[dict[str, Any]]:
     """Models shipped in ``medsr/weights``: ``[{"name", "weights", "card", "meta"}]`` by name.
 
-    A bundled model is ``<name>.safetensors`` with its model card ``<name>.md`` beside it; ``meta`` is its
-    JSON header (``meta["metrics"]["test"]`` holds the test-split scores its card reports).
+    A bundled model is ``<name>.safetensors`` with its model card ``<name>.yaml`` beside it (``card``: a
+    :class:`medsr.models.cards.Card`, or None if missing); ``meta`` is the weights' JSON header. The card's test
+    scores are the header's ``meta["metrics"]["test"]``; its sha256 is checked when the model is loaded.
     """
+    from medsr.models.cards import read_card
+
     folder = _weights_dir()
     if not folder.is_dir():
         return []
     out = []
     for w in sorted(folder.glob("*.safetensors")):
-        card = w.with_suffix(".md")
-        out.append({"name": w.stem, "weights": w, "card": card if card.is_file() else None,
+        card = w.with_suffix(".yaml")
+        out.append({"name": w.stem, "weights": w, "card": read_card(card) if card.is_file() else None,
                     "meta": read_header(w)})
     return out
+
+
+def _verify_bundled(path: Path) -> None:
+    """A bundled weights file must match the sha256 of its card (CheckpointError otherwise)."""
+    card = path.with_suffix(".yaml")
+    if path.parent.resolve() == _weights_dir().resolve() and card.is_file():
+        from medsr.models.cards import read_card, verify_weights
+
+        verify_weights(read_card(card), path)
 
 
 def _resolve(name_or_path: str | Path) -> Path:
@@ -371,9 +383,10 @@ def load_model(
     Accepts ``None`` (the default bundled model, :data:`DEFAULT_MODEL`), a bundled model name
     (``list_bundled_models``), a medsr ``.safetensors`` file, a reference Swift-SRGAN checkpoint
     (``{"model": state_dict}`` in a ``.pth``/``.pth.tar``), a medsr training-state file, or a module (returned
-    as it is). Loaded models are cached per process by (file, modification time, device), so the CLI, the API
-    and the web app load each model once; pass ``cache=False`` for a private copy to change. Anything
-    unreadable raises CheckpointError(path, reason).
+    as it is). A bundled model's weights are first checked against the sha256 of its card (a damaged or
+    replaced file raises CheckpointError). Loaded models are cached per process by (file, modification time,
+    device), so the CLI, the API and the web app load each model once; pass ``cache=False`` for a private copy
+    to change. Anything unreadable raises CheckpointError(path, reason).
     """
     if isinstance(name_or_path, nn.Module):
         return name_or_path
@@ -385,6 +398,7 @@ def load_model(
     key = (str(path.resolve()), path.stat().st_mtime_ns, str(dev))
     if cache and key in _CACHE:
         return _CACHE[key]
+    _verify_bundled(path)
     model = _load_safetensors(path) if _sniff(path) == "safetensors" else _load_torch(path)
     model = model.to(dev).eval()
     model.meta.setdefault("name", path.stem if path.parent == _weights_dir() else path.name)
