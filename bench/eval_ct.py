@@ -8,7 +8,7 @@ chosen on the validation split), and the model. Each is scored by PSNR/SSIM over
 images are clipped to the window and the window's width is the peak. A border of 4 pixels is left out.
 
     .venv/bin/python bench/eval_ct.py --model ct-sparse-view --manifest runs/ct-manifest.csv \\
-        [--split test] [--json docs/results/eval-ct-sparse-view.json] [--markdown runs/ct-windows.md]
+        [--split test] [--json docs/results/ct-sparse-view/eval-ct-sparse-view.json] [--markdown runs/ct-windows.md]
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from medsr import __version__
+from medsr import __version__, recipes
 from medsr import degrade as degradations
 from medsr import evaluate as ev
 from medsr.allocator import tune_allocator
@@ -211,14 +211,22 @@ def baseline(
     _finish(failures)
 
 
-def _train(config: Path | None = None, resume: Path | None = None, **settings: object) -> None:
+def _train(config: Path | None = None, resume: Path | None = None, recipe: str | None = None,
+           **settings: object) -> None:
     """Train a generator (pixel-loss pretraining, then adversarial fine-tuning); checkpoints every epoch.
 
-    Every option but --config and --resume is a TrainConfig setting (medsr.train.config), declared there once.
+    Every option but --config, --resume and --recipe is a TrainConfig setting (medsr.train.config), declared
+    there once. --recipe replays a bundled model's training (configs/recipes/NAME: manifest, then each step).
     """
     check_outputs(folders={"--out": Path(str(settings["out"])) if settings.get("out") else None})
     tune_allocator()  # about 1.25x faster steps on CPU: activations reuse heap pages instead of fresh mmaps
     overrides = {key: str(value) if isinstance(value, Path) else value for key, value in settings.items()}
+    if recipe is not None:
+        if config is not None or resume is not None or any(v is not None for v in overrides.values()):
+            raise ConfigError("--recipe replays its own configs: give it no --config, --resume or settings")
+        runs = recipes.run_recipe(recipes.load_recipe(recipe), log=lambda line: console.print(line, highlight=False))
+        console.print(f"run folders: {', '.join(map(str, runs))}")
+        return
     if resume is not None:
         run_dir = train_api(resume=resume, **overrides)
     else:
@@ -234,6 +242,8 @@ def _train_signature() -> inspect.Signature:
             Path | None, typer.Option("--config", "-c", help="YAML file with every setting.")]),
         inspect.Parameter("resume", keyword, default=None, annotation=Annotated[
             Path | None, typer.Option(help="Continue the run in this folder where it stopped.")]),
+        inspect.Parameter("recipe", keyword, default=None, annotation=Annotated[
+            str | None, typer.Option(help="Replay a bundled model's training: configs/recipes/NAME (or a folder).")]),
     ]
     for item in TrainConfig.cli_fields():
         kind = {"bool": bool, "int": int, "float": float}.get(str(item.type).split(" ")[0], str)

@@ -92,3 +92,16 @@ def test_a_malformed_card_names_the_file_and_what_is_missing(tmp_path: Path) -> 
 def test_verify_weights_passes_the_bundled_files() -> None:
     for entry in BUNDLED:
         assert verify_weights(entry["card"]) == entry["weights"]
+
+
+def test_results_files_the_cards_and_docs_name_exist() -> None:
+    """Every docs/results/... path (or glob) a card, the README or a docs page names matches a file."""
+    import re
+
+    texts = [render_markdown(entry["card"]) for entry in BUNDLED]
+    texts += [p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]]
+    named = {m.rstrip(".,;:)") for text in texts for m in re.findall(r"docs/results/[\w*./{}-]+", text)}
+    assert named
+    placeholder = re.compile(r"\{|NAME|SRC")  # a command's pattern, not a file
+    missing = [path for path in sorted(named) if not placeholder.search(path) and not list(ROOT.glob(path))]
+    assert not missing, f"named but not found: {missing}"

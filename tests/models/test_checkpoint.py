@@ -209,14 +209,20 @@ def test_training_state_file_loads_its_generator(tmp_path):
 
 
 def test_bundled_models_are_found_by_name(tmp_path, monkeypatch):
+    import dataclasses
+
+    from medsr.models.cards import read_card, sha256_of, write_card
+
+    real_card = read_card(registry._weights_dir() / "xray-x4.yaml")
     monkeypatch.setattr(registry, "_weights_dir", lambda: tmp_path)
     assert list_bundled_models() == []
     with pytest.raises(CheckpointError, match=r"bundled: none"):
         load_model("xray-x4")
     save_model(_tiny(), tmp_path / "xray-x4.safetensors", {"card": "demo"})
-    (tmp_path / "xray-x4.md").write_text("# model card")
+    card = dataclasses.replace(real_card, sha256=sha256_of(tmp_path / "xray-x4.safetensors"))
+    write_card(card, tmp_path / "xray-x4.yaml")
     [entry] = list_bundled_models()
-    assert entry["name"] == "xray-x4" and entry["card"] == tmp_path / "xray-x4.md"
+    assert entry["name"] == "xray-x4" and entry["card"] == card and entry["card"].path == tmp_path / "xray-x4.yaml"
     assert load_model("xray-x4").meta["card"] == "demo"
 
 
