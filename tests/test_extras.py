@@ -36,7 +36,7 @@ def _tiny() -> torch.nn.Module:
 def test_pyproject_extras_provide_the_modules_medsr_asks_for() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     for extra, modules in EXTRAS.items():
-        packages = {re.split(r"[<>=\[ ]", dep)[0] for dep in extras[extra]}
+        packages = {re.split(r"[<>=\[ ]", dep)[0].replace("-", "_").lower() for dep in extras[extra]}
         assert set(modules) <= packages, (extra, packages)
         assert extra in extras["all"][0], "medsr[all] must include every extra"
     core = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
