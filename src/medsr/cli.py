@@ -19,7 +19,15 @@ import torch
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -37,7 +45,10 @@ from medsr.errors import ConfigError, MedsrError, escape
 from medsr.extras import EXTRAS, require
 from medsr.infer import InferenceSettings, export_onnx, parse_memory
 from medsr.infer.files import Outcome, Source, collect_sources, upscale_files
+from medsr.infer.jobs import JobReport, upscale_job
 from medsr.infer.modality import modality_warnings, plan_models
+from medsr.infer.ray_engine import import_ray
+from medsr.infer.results import RESULTS_NAME
 from medsr.models import DEFAULT_MODEL, list_bundled_models, load_model, model_name
 from medsr.models.cards import verify_weights
 from medsr.protocol import BASELINE_METHODS, Item, Protocol, items_from_inputs, items_from_manifest
@@ -112,14 +123,24 @@ def _baseline_names(names: list[str], hint: str) -> list[str]:
     return names
 
 
+class _RateColumn(ProgressColumn):
+    """Items per second over the last half minute (rich's own speed estimate)."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.2f}/s" if task.speed else "")
+
+
 @contextlib.contextmanager
-def _progress(what: str, total: int | None) -> Iterator[Callable[[], None]]:
-    """A transient progress bar on stderr; yields the function that advances it by one."""
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=err_console, transient=True)
+def _progress(what: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A transient progress bar on stderr, with the rate and the time left; yields ``advance(n=1)``."""
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+                   TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=err_console,
+                   transient=True, speed_estimate_period=30)
     with bar:
         task = bar.add_task(what, total=total)
-        yield lambda: bar.advance(task)
+        advance = lambda n=1: bar.advance(task, n)  # noqa: E731
+        advance.set_total = lambda n: bar.update(task, total=n)
+        yield advance
 
 
 def upscale_table(outcomes: list[Outcome], out: Path, model: torch.nn.Module) -> Table:
@@ -409,29 +430,65 @@ def upscale(
     consistency_map: Annotated[bool, typer.Option(
         "--consistency-map", help="Also write NAME.consistency.tiff: output degraded minus input, in noise units.")
     ] = False,
+    engine: Annotated[str, typer.Option(help="local | ray: this process, or a Ray cluster (pip install "
+                                             "'medsr[ray]').")] = _DEFAULTS.engine,
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster: auto | HOST:PORT (default: a new one on this machine).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Ray workers, each loading the model once (default: the cluster's CPUs / --threads).")] = None,
+    results: Annotated[Path | None, typer.Option(
+        help=f"Results table (CSV, a row per input); a rerun skips inputs done in it (ray default: "
+             f"OUT/{RESULTS_NAME}).")] = None,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Also rerun the inputs the results table lists as failed.")] = False,
 ) -> None:
     """Super-resolve images with a model; DICOM in gives a derived DICOM out.
 
     Without --model each DICOM gets the bundled model for its Modality (CT, US, CR/DX); the choice is printed.
+    With --engine ray (or a --results table) the job is resumable: run the same command again to finish it.
     """
     check_outputs(folders={"--out": out})
     tune_allocator()
-    if threads:
+    if threads and engine == "local":
         torch.set_num_threads(threads)
     started = time.perf_counter()
     settings = InferenceSettings(tile, overlap, batch_size, device, backend, precision, max_memory=max_memory,
                                  clip_to_input=clip, colour=colour, consistency=consistency,
-                                 consistency_kernel=consistency_kernel)
+                                 consistency_kernel=consistency_kernel, engine=engine, address=address,
+                                 workers=workers, worker_threads=threads or 1)
     sources, failures = collect_sources(inputs)
     groups, notes = plan_models(sources, model, modality)
     for line in notes:
         console.print(escape(line), highlight=False)
+    if engine != "local" or results is not None or retry_failed:
+        table = results or out / RESULTS_NAME
+        if engine == "ray":
+            import_ray()  # before the progress bar: without Ray, one line says how to get it
+        with _progress("upscaling", None) as advance:
+            report = upscale_job(groups, out, table, fmt=fmt, settings=settings, retry_failed=retry_failed,
+                                 consistency=consistency_map,
+                                 missing=failures, on_start=advance.set_total,
+                                 on_rows=lambda rows: advance(len(rows)))
+        _job_summary(report, out, time.perf_counter() - started)
+        return
     outcomes = _upscale_groups(groups, out, fmt, settings, warn=model is not None, maps=consistency_map)
     failures += [(str(o.source), o.error) for o in outcomes if o.error is not None]
     done = [o for o in outcomes if o.error is None]
     console.print(f"upscaled {len(done)} of {len(done) + len(failures)} file(s) into {out} in "
                   f"{time.perf_counter() - started:.1f} s", highlight=False)
     _finish(failures)
+
+
+def _job_summary(report: JobReport, out: Path, seconds: float) -> None:
+    """What a job with a results table did: counts, the table's path, then the failed inputs (exit 1 if any)."""
+    done = sum(row.status == "done" for row in report.rows)
+    console.print(f"{done} of {len(report.rows)} input(s) done in {out} ({len(report.ran)} run now, "
+                  f"{len(report.rows) - len(report.ran)} settled earlier) in {seconds:.1f} s; results: "
+                  f"{report.table}", highlight=False, soft_wrap=True)
+    if report.failed_earlier:
+        console.print(f"{len(report.failed_earlier)} input(s) failed in an earlier run and were not retried "
+                      "(--retry-failed runs them again)", highlight=False)
+    _finish([(row.input, row.reason) for row in report.failed])
 
 
 def _upscale_groups(

@@ -2,7 +2,7 @@
 
 The core (reading, upscaling, scoring, training) needs none of them. ``medsr[app]`` adds the web app (Streamlit),
 ``medsr[onnx]`` ONNX export and the ONNX Runtime backend, ``medsr[tensorboard]`` TensorBoard logging during
-training; ``medsr[all]`` adds them all.
+training, ``medsr[ray]`` ``medsr upscale --engine ray``; ``medsr[all]`` adds them all.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "onnx": ("onnx", "onnxruntime"),
     "tensorboard": ("tensorboard",),
     "serve": ("pynetdicom", "dicomweb_client", "prometheus_client", "pydantic"),
+    "ray": ("ray",),
 }
 
 

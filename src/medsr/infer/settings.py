@@ -17,6 +17,7 @@ PRECISIONS = ("fp32", "bf16")
 COLOURS = ("luminance", "per-channel")
 CONSISTENCY = ("none", "project")
 CONSISTENCY_KERNELS = ("bicubic", "box")
+ENGINES = ("local", "ray")
 DEFAULT_MAX_MEMORY = 3 * 2**29  # 1.5 GiB of activations
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _UNLIMITED = ("none", "unlimited", "inf")
@@ -53,6 +54,11 @@ class InferenceSettings:
     ``consistency``: ``none`` or ``project`` (each output moved least so that degrading it with
     ``consistency_kernel``, ``bicubic`` or ``box``, gives its input exactly: :func:`medsr.consistency.project`;
     applied after clipping, then clipped to [0, 1]); ``consistency_kernel`` also makes the consistency map.
+
+    How a batch of files is spread (:mod:`medsr.infer.jobs`): ``engine`` ``local`` (this process) or ``ray`` (a
+    Ray cluster at ``address``: ``auto``, ``HOST:PORT``, or None to start one on this machine); ``workers``: Ray
+    workers, each loading the model once (None: as many as the cluster's CPUs allow); ``worker_threads``: CPU
+    threads (and CPUs reserved) per Ray worker.
     """
 
     tile: int = 512
@@ -66,6 +72,10 @@ class InferenceSettings:
     colour: str = "luminance"
     consistency: str = "none"
     consistency_kernel: str = "bicubic"
+    engine: str = "local"
+    address: str | None = None
+    workers: int | None = None
+    worker_threads: int = 1
 
     def __post_init__(self) -> None:
         if self.overlap < 0 or self.tile < 8 or 2 * self.overlap >= self.tile:
@@ -84,6 +94,10 @@ class InferenceSettings:
         if self.consistency_kernel not in CONSISTENCY_KERNELS:
             raise ConfigError(f"unknown consistency kernel {self.consistency_kernel!r}; choose one of: "
                               f"{', '.join(CONSISTENCY_KERNELS)}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINES)}")
+        if (self.workers is not None and self.workers < 1) or self.worker_threads < 1:
+            raise ConfigError(f"workers {self.workers} / worker threads {self.worker_threads}: need at least 1")
         if self.backend == "onnxruntime" and self.precision != "fp32":
             raise ConfigError(f"precision {self.precision} is only available with the torch backend")
         if self.max_memory is not None and (isinstance(self.max_memory, bool) or not isinstance(
