@@ -690,6 +690,8 @@ def serve(
     check: Annotated[bool, typer.Option("--check", help="Validate the configuration and its models, then exit.")
                      ] = False,
     example: Annotated[bool, typer.Option("--example", help="Print a commented example configuration.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Print what the node's ledger holds (counts, failures, "
+                                         "unsent results), then exit; safe while the node runs.")] = False,
 ) -> None:
     """Run medsr as a DICOM node: receive (C-STORE), enhance each series, send the results on (C-STORE/STOW-RS).
 
@@ -709,6 +711,19 @@ def serve(
     from medsr.serve.node import Node  # noqa: PLC0415
 
     settings = load_config(config)
+    if status:
+        from medsr.serve.ledger import Ledger  # noqa: PLC0415
+        from medsr.serve.spool import LEDGER_FILE  # noqa: PLC0415
+
+        ledger = Ledger(settings.spool / LEDGER_FILE)
+        counts = ledger.counts()
+        console.print("instances: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("received", "done", "failed",
+                      "ignored")) + f"; {counts['outbox']} result(s) waiting to be sent", highlight=False,
+                      soft_wrap=True)
+        for what, uid, reason in ledger.problems():
+            console.print(f"  {what}: {uid}: {escape(reason)}", highlight=False, markup=False, soft_wrap=True)
+        ledger.close()
+        return
     if check:
         names = {route.model for route in settings.routes if route.model}
         for name in sorted(names):
@@ -718,7 +733,9 @@ def serve(
                       f"{len(settings.routes)} route(s), {len(names)} routed model(s) loaded", highlight=False)
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its debug output would print datasets
+    # pynetdicom's debug output would print datasets, and it logs every failed connection as an error: the node
+    # says what failed itself (one warning per batch, the audit log per instance)
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     tune_allocator()
     Node(settings).run()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+import yaml
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 from serve_helpers import DATA, new_study, node_config, wait_for
@@ -200,6 +201,16 @@ def test_unreachable_destination_is_retried_with_back_off(start_node, tmp_path):
              if '"send_failed"' in line]
     assert tries[1]["retry_in_seconds"] > tries[0]["retry_in_seconds"]
     assert node.ledger.counts()["outbox"] == 1  # still queued, not lost
+    config = tmp_path / "node.yaml"
+    config.write_text(yaml.safe_dump(node_config(tmp_path / "spool")))
+    from typer.testing import CliRunner
+
+    from medsr.cli import app
+
+    status = CliRunner().invoke(app, ["serve", "--config", str(config), "--status"])
+    assert status.exit_code == 0
+    assert "1 done" in status.stdout and "1 result(s) waiting to be sent" in status.stdout
+    assert "unsent to pacs" in status.stdout and "NOBODY@127.0.0.1" in status.stdout
 
 
 # health and metrics

@@ -177,6 +177,15 @@ class Ledger:
         counts["outbox"] = self._rows("SELECT COUNT(*) FROM outbox WHERE sent IS NULL")[0][0]
         return {key: int(value) for key, value in counts.items()}
 
+    def problems(self, limit: int = 20) -> list[tuple[str, str, str]]:
+        """(what, UID, reason) of failed instances and of results still waiting after a failed send, newest first."""
+        failed = self._rows("SELECT 'failed', sop_uid, reason FROM instances WHERE state = 'failed' "
+                            "ORDER BY received DESC LIMIT ?", (limit,))
+        waiting = self._rows("SELECT 'unsent to ' || destination, sop_uid, error || ' (' || attempts || "
+                             "' attempts)' FROM outbox WHERE sent IS NULL AND error IS NOT NULL "
+                             "ORDER BY next_try DESC LIMIT ?", (limit,))
+        return [(a, b, c or "") for a, b, c in failed + waiting]
+
     def known(self) -> dict[str, str]:
         """Every recorded instance's state, by SOP Instance UID (for recovery after a crash)."""
         return dict(self._rows("SELECT sop_uid, state FROM instances"))

@@ -307,10 +307,12 @@ class Node:
         for item in sent:
             self.metrics.sent.labels(destination).inc()
             self.audit("sent", destination=destination, series_uid=item.series_uid, sop_uid=item.sop_uid)
-        for item in items:
-            reason = results.get(item.path, "not sent")
-            if reason is None:
-                continue
+        unsent = [item for item in items if results.get(item.path, "not sent") is not None]
+        if unsent:
+            log.warning("%d result(s) not sent to %s: %s", len(unsent), destination,
+                        results.get(unsent[0].path, "not sent"))
+        for item in unsent:
+            reason = results.get(item.path) or "not sent"
             delay = min(self.config.send_retry_seconds * 2**item.attempts, self.config.send_retry_max_seconds)
             self.ledger.mark_retry(item, reason, delay)
             self.metrics.send_errors.labels(destination).inc()

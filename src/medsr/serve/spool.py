@@ -16,6 +16,7 @@ from pathlib import Path
 
 from medsr.atomic import TEMP_PREFIX, atomic_path
 
+LEDGER_FILE = "ledger.sqlite"
 _UID = re.compile(r"^[0-9.]{1,64}$")
 
 
@@ -44,7 +45,7 @@ class Spool:
 
     @property
     def ledger_path(self) -> Path:
-        return self.root / "ledger.sqlite"
+        return self.root / LEDGER_FILE
 
     def incoming(self, series_uid: str, sop_uid: str) -> Path:
         return self.root / "incoming" / safe_uid(series_uid) / f"{safe_uid(sop_uid)}.dcm"
