@@ -2,7 +2,8 @@
 
 The core (reading, upscaling, scoring, training) needs none of them. ``medsr[app]`` adds the web app (Streamlit),
 ``medsr[onnx]`` ONNX export and the ONNX Runtime backend, ``medsr[tensorboard]`` TensorBoard logging during
-training, ``medsr[ray]`` ``medsr upscale --engine ray``; ``medsr[all]`` adds them all.
+training, ``medsr[ray]`` ``medsr upscale --engine ray``, ``medsr[plot]`` the plots of ``medsr detectability``;
+``medsr[all]`` adds them all.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "tensorboard": ("tensorboard",),
     "serve": ("pynetdicom", "dicomweb_client", "prometheus_client", "pydantic"),
     "ray": ("ray",),
+    "plot": ("matplotlib",),
 }
 
 

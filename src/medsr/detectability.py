@@ -1,0 +1,512 @@
+"""Low-contrast detectability: do the methods keep small, faint round findings, and do they invent detail?
+
+``medsr detectability`` runs a signal-known-exactly task on real backgrounds, as the FDA DIDSR LCD-CT toolbox
+does for CT (AAPM TG-233): per HR image (centre-cropped to ``crop`` pixels),
+
+1. faint smooth-edged discs (:func:`medsr.observers.disc_signal`, ``sizes`` HR pixels across, ``contrasts``
+   times the local mean under the disc) are added at known positions on a jittered grid, each position given
+   one size x contrast class (every class about equally often per image);
+2. the signal-present and the signal-absent HR are each degraded by the :class:`~medsr.protocol.Protocol`
+   (independent noise: keys ``KEY#present`` / ``KEY#absent``) and each method upscales both; outputs are
+   quantised as the protocol scores them;
+3. ROIs at the same positions are cut from both outputs; a channelized Hotelling and a non-prewhitening
+   observer (:mod:`medsr.observers`), trained and tested on disjoint halves of the images, give AUC with a
+   95 % interval from resampling images, d', and each method's AUC difference to bicubic's with its interval
+   (the same resamples, so the pairing of methods on one image is kept);
+4. on the signal-absent outputs: PSNR/SSIM (border cropped) and the band statistics above the LR Nyquist,
+   pooled per source: power relative to the truth's, and correlation with the truth.
+
+Everything is seeded (positions and jitter by the image key, noise by the protocol, halves and bootstrap by
+``seed``): the same inputs give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medsr.consistency import project
+from medsr.errors import ConfigError, MedsrError
+from medsr.metrics import psnr, ssim
+from medsr.observers import (
+    OBSERVERS,
+    auc_difference_interval,
+    auc_interval,
+    band_from_sums,
+    band_sums,
+    disc_signal,
+    dprime,
+    observer_scores,
+)
+from medsr.protocol import Item, Method, Protocol, interpolation_methods, quantise, read_images, seeded_rng
+
+REFERENCE = "bicubic"
+TRUTH = "original (HR)"
+
+
+@dataclass(frozen=True)
+class DetectabilitySettings:
+    """The task: signal sizes (HR px) and contrasts (fraction of the local mean), where and how they are scored."""
+
+    sizes: tuple[float, ...] = (4.0, 8.0, 16.0)
+    contrasts: tuple[float, ...] = (0.01, 0.02, 0.04)
+    crop: int = 512
+    spacing: int = 64
+    edge: float = 1.0
+    observers: tuple[str, ...] = OBSERVERS
+    bootstrap: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.sizes or min(self.sizes) <= 0 or not self.contrasts or min(self.contrasts) <= 0:
+            raise ConfigError("signal sizes and contrasts must be positive (and at least one of each)")
+        if self.roi_size(max(self.sizes)) > self.spacing:
+            raise ConfigError(f"spacing {self.spacing} is less than the ROI of the largest signal "
+                              f"({self.roi_size(max(self.sizes))} px): ROIs would overlap")
+        if self.crop < 2 * self.spacing:
+            raise ConfigError(f"crop {self.crop} holds fewer than 2x2 signal positions at spacing {self.spacing}")
+        unknown = [o for o in self.observers if o not in OBSERVERS]
+        if unknown or not self.observers:
+            raise ConfigError(f"unknown observer {unknown[0] if unknown else ''!r}; choose from {', '.join(OBSERVERS)}")
+        if self.bootstrap < 100:
+            raise ConfigError(f"bootstrap needs at least 100 resamples, not {self.bootstrap}")
+
+    @property
+    def classes(self) -> list[tuple[float, float]]:
+        """Every (size, contrast) pair, sizes outer."""
+        return [(s, c) for s in self.sizes for c in self.contrasts]
+
+    @staticmethod
+    def roi_size(diameter: float) -> int:
+        """ROI side for a signal: three diameters, at least 32 px, even."""
+        return max(32, 2 * math.ceil(1.5 * diameter))
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One inserted signal: centre (row, column) in the HR crop and its class index."""
+
+    y: int
+    x: int
+    cls: int
+
+
+def signal_positions(shape: tuple[int, int], settings: DetectabilitySettings, rng: np.random.Generator) -> list[Signal]:
+    """A jittered grid of positions (one per ``spacing`` cell that fits its ROI), classes dealt evenly at random."""
+    height, width = shape
+    cells = [(cy, cx) for cy in range(height // settings.spacing) for cx in range(width // settings.spacing)]
+    jitter = settings.spacing // 2 - settings.roi_size(max(settings.sizes)) // 2
+    classes = np.resize(rng.permutation(len(settings.classes)), len(cells))
+    rng.shuffle(classes)
+    signals = []
+    for (cy, cx), cls in zip(cells, classes, strict=True):
+        dy, dx = rng.integers(-jitter, jitter + 1, size=2) if jitter > 0 else (0, 0)
+        signals.append(Signal(int(cy * settings.spacing + settings.spacing // 2 + dy),
+                              int(cx * settings.spacing + settings.spacing // 2 + dx), int(cls)))
+    return signals
+
+
+def insert_signals(hr: np.ndarray, signals: Sequence[Signal], settings: DetectabilitySettings) -> np.ndarray:
+    """``hr`` ``(H, W, C)`` with each signal added: ``contrast x (disc-weighted local mean) x disc``, clipped."""
+    out = np.array(hr, dtype=np.float64)
+    grey = out.mean(axis=2)
+    for signal in signals:
+        size, contrast = settings.classes[signal.cls]
+        side = 2 * math.ceil(size / 2 + settings.edge) + 1
+        disc = disc_signal(side, size, settings.edge)
+        top, left = signal.y - side // 2, signal.x - side // 2
+        window = grey[top:top + side, left:left + side]
+        local_mean = float((window * disc).sum() / disc.sum())
+        out[top:top + side, left:left + side, :] += (contrast * local_mean * disc)[..., None]
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def cut_rois(image: np.ndarray, signals: Sequence[Signal], size: int) -> np.ndarray:
+    """``(N, size, size)`` grey ROIs centred (pixel ``size // 2``) on each signal of an ``(H, W, C)`` image,
+    each less its own mean: the observers judge local contrast, not how bright the anatomy around it is (on
+    chest backgrounds that brightness varies far more than a faint signal, and a non-prewhitening observer
+    would score mostly it)."""
+    grey = np.asarray(image, dtype=np.float64).mean(axis=2)
+    half = size // 2
+    rois = np.stack([grey[s.y - half:s.y - half + size, s.x - half:s.x - half + size] for s in signals])
+    return rois - rois.mean(axis=(1, 2), keepdims=True)
+
+
+# --- methods -----------------------------------------------------------------------------------------
+
+
+Variant = Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], np.ndarray]
+"""``(output of its base method, lr, every base method's output) -> output``: a method derived from another."""
+
+
+def projected(kernel: str, scale: int) -> Variant:
+    """The base output made consistent with the LR (:func:`medsr.consistency.project`), clipped to [0, 1]."""
+    return lambda sr, lr, outputs: np.clip(project(sr, lr, scale, kernel), 0.0, 1.0)
+
+
+def blended(strength: float, toward: str = REFERENCE) -> Variant:
+    """``toward + strength (base - toward)``: the model's change to bicubic scaled by ``strength``."""
+    return lambda sr, lr, outputs: outputs[toward] + strength * (sr - outputs[toward])
+
+
+def consistency_kernel(degradation: str) -> str:
+    """The linear operator of a degradation for the projection: ``box`` for box-noise, ``bicubic`` for bicubic."""
+    kernels = {"box-noise": "box", "bicubic": "bicubic"}
+    if degradation not in kernels:
+        raise ConfigError(f"the consistency projection needs a bicubic or box-noise degradation, not {degradation!r}")
+    return kernels[degradation]
+
+
+def build_methods(
+    models: Sequence[str],
+    baselines: Sequence[str],
+    protocol: Protocol,
+    *,
+    project_models: bool = False,
+    strengths: Sequence[float] = (),
+    inference: Any = None,
+) -> tuple[dict[str, Method | str], dict[str, tuple[str, Variant]], dict[str, str]]:
+    """Methods (baseline names, resized on each image's Pillow path; then each model by its name), variants
+    (``NAME+project``, ``NAME@strength``) and what each is. Models: a bundled name or a checkpoint path."""
+    from medsr.evaluate import model_method
+    from medsr.models import load_model, model_name
+
+    names = list(dict.fromkeys([REFERENCE, *baselines]))
+    interpolation_methods(names, 8)  # an unknown name fails here
+    methods: dict[str, Method | str] = {name: name for name in names}
+    descriptions = {TRUTH: "the signal-present / signal-absent HR images themselves (upper reference)"}
+    descriptions.update({name: f"Pillow {name} interpolation" for name in names})
+    variants: dict[str, tuple[str, Variant]] = {}
+    for model in models:
+        net = load_model(model, getattr(inference, "device", "cpu"))
+        name = model_name(net)
+        if tuple(net.scale) != (protocol.scale, protocol.scale):
+            raise ConfigError(f"model {name} upscales x{net.scale[0]}x{net.scale[1]}, the task is x{protocol.scale}")
+        methods[name] = model_method(net, inference)
+        descriptions[name] = f"model {model}"
+        if project_models:
+            kernel = consistency_kernel(protocol.degradation)
+            variants[f"{name}+project"] = (name, projected(kernel, protocol.scale))
+            descriptions[f"{name}+project"] = f"{name} made consistent with its input ({kernel} projection)"
+        for strength in strengths:
+            variants[f"{name}@{strength:g}"] = (name, blended(strength))
+            descriptions[f"{name}@{strength:g}"] = f"bicubic + {strength:g} x ({name} - bicubic)"
+    return methods, variants, descriptions
+
+
+# --- running --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Collected:
+    """ROIs per method and class (present, absent, image index), band sums and quality rows."""
+
+    rois: dict[str, dict[int, list[tuple[np.ndarray, np.ndarray, int]]]] = field(default_factory=dict)
+    band: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    quality: list[dict[str, Any]] = field(default_factory=list)
+    images: list[tuple[str, str]] = field(default_factory=list)  # (path, source)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def collect(
+    items: Sequence[Item],
+    protocol: Protocol,
+    methods: Mapping[str, Method | str],
+    variants: Mapping[str, tuple[str, Variant]],
+    settings: DetectabilitySettings,
+    progress: Callable[[int, int], None] | None = None,
+) -> Collected:
+    """Steps 1-2 and the ROI cutting of step 3 over ``items``; unreadable or too small images go to failures."""
+    found = Collected()
+    for done, item in enumerate(items, start=1):
+        for image in read_images([item.path], found.failures):
+            try:
+                _collect_image(item, image, protocol, methods, variants, settings, found)
+            except (MedsrError, ValueError) as exc:
+                found.failures.append((str(item.path), getattr(exc, "reason", str(exc))))
+        if progress is not None:
+            progress(done, len(items))
+    return found
+
+
+def _collect_image(item, image, protocol, methods, variants, settings, found: Collected) -> None:
+    pair = protocol.pair(image, item.key)
+    if min(pair.hr.shape[:2]) < 2 * settings.spacing:
+        raise ValueError(f"image too small for the detectability task ({pair.hr.shape[1]}x{pair.hr.shape[0]})")
+    signals = signal_positions(pair.hr.shape[:2], settings, seeded_rng(settings.seed, item.key + "#signals"))
+    hr_present = insert_signals(pair.hr, signals, settings)
+    frame = image.with_pixels(pair.hr, pixel_spacing=None, extra={})
+    present = protocol.pair(frame.with_pixels(hr_present), item.key + "#present")
+    absent = protocol.pair(frame, item.key + "#absent")
+    index = len(found.images)
+    outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {TRUTH: (present.hr, absent.hr)}
+    size = pair.hr.shape[:2]
+    chosen = {name: protocol.baselines([m], pair)[m] if isinstance(m, str) else m for name, m in methods.items()}
+    base = {name: tuple(quantise(np.asarray(method(p.lr, size)), p.levels) for p in (present, absent))
+            for name, method in chosen.items()}
+    outputs.update(base)
+    for name, (source, variant) in variants.items():
+        outputs[name] = tuple(
+            quantise(variant(base[source][k], p.lr, {m: o[k] for m, o in base.items()}), p.levels)
+            for k, p in enumerate((present, absent)))
+    for name, (out_p, out_a) in outputs.items():
+        per_class = found.rois.setdefault(name, {})
+        for cls, (diameter, _) in enumerate(settings.classes):
+            chosen = [s for s in signals if s.cls == cls]
+            if chosen:
+                roi = settings.roi_size(diameter)
+                rois = (cut_rois(out_p, chosen, roi), cut_rois(out_a, chosen, roi), index)
+                per_class.setdefault(cls, []).append(rois)
+        border = protocol.crop
+        inner = (slice(border, -border or None), slice(border, -border or None))
+        sums = band_sums(out_a.mean(axis=2)[inner], absent.hr.mean(axis=2)[inner], protocol.scale)
+        by_source = found.band.setdefault(name, {})
+        by_source[item.source] = by_source.get(item.source, 0) + sums
+        found.quality.append({"image": str(item.path), "source": item.source, "method": name,
+                              "psnr": float(psnr(out_a, absent.hr, 1.0, border)),
+                              "ssim": float(ssim(out_a, absent.hr, 1.0, border))})
+    found.images.append((str(item.path), item.source))
+
+
+def score(found: Collected, settings: DetectabilitySettings) -> list[dict[str, Any]]:
+    """Step 3's observers: one row per method, observer and class (AUC, interval, d', difference to bicubic)."""
+    rows = []
+    for observer in settings.observers:
+        reference: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for name in _ordered(found.rois):
+            for cls, parts in sorted(found.rois[name].items()):
+                diameter, contrast = settings.classes[cls]
+                present = np.concatenate([p for p, _, _ in parts])
+                absent = np.concatenate([a for _, a, _ in parts])
+                groups = np.concatenate([np.full(len(p), i) for p, _, i in parts])
+                scores = observer_scores(present, absent, groups, observer, channel_width=max(diameter, 4.0),
+                                         seed=settings.seed)
+                interval = auc_interval(*scores, groups, settings.bootstrap, settings.seed)
+                row = {"method": name, "observer": observer, "size": diameter, "contrast": contrast,
+                       "signals": int(len(present)), "images": int(np.unique(groups).size),
+                       "auc": interval.value, "auc_low": interval.low, "auc_high": interval.high,
+                       "dprime": dprime(*scores)}
+                if name == REFERENCE:
+                    reference[cls] = scores
+                if cls in reference:
+                    diff = auc_difference_interval(scores, reference[cls], groups, settings.bootstrap, settings.seed)
+                    row.update(auc_vs_bicubic=diff.value, auc_vs_bicubic_low=diff.low,
+                               auc_vs_bicubic_high=diff.high)
+                rows.append(row)
+    return rows
+
+
+def _ordered(names: Mapping[str, Any]) -> list[str]:
+    """The reference (bicubic) first, so every other method can be compared with it; then as given."""
+    return sorted(names, key=lambda n: (n != REFERENCE,))
+
+
+@dataclass
+class Detectability:
+    """What :func:`run_detectability` measured."""
+
+    protocol: Protocol
+    settings: DetectabilitySettings
+    rows: list[dict[str, Any]]
+    band: dict[str, dict[str, dict[str, float]]]
+    quality: dict[str, dict[str, dict[str, float]]]
+    images: list[tuple[str, str]]
+    failures: list[tuple[str, str]]
+    methods: dict[str, str]
+
+    def to_json(self, arguments: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        p = self.protocol
+        return {
+            "task": {**asdict(self.settings), "classes": self.settings.classes,
+                     "roi_sizes": {str(s): self.settings.roi_size(s) for s in self.settings.sizes}},
+            "protocol": {"scale": p.scale, "degradation": p.degradation,
+                         "degradation_params": dict(p.degradation_params), "border": p.crop, "seed": p.seed,
+                         "crop": p.max_size},
+            "methods": self.methods,
+            "images": len(self.images),
+            "sources": _count_sources(self.images),
+            "detectability": self.rows,
+            "band_above_lr_nyquist": self.band,
+            "signal_absent_quality": self.quality,
+            "failures": [{"path": path, "reason": reason} for path, reason in self.failures],
+            "arguments": dict(arguments or {}),
+        }
+
+
+def _count_sources(images: Sequence[tuple[str, str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _, source in images:
+        counts[source or "all"] = counts.get(source or "all", 0) + 1
+    return counts
+
+
+def summarise_band(band: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per method: band statistics per source and pooled over all images."""
+    out = {}
+    for name, by_source in band.items():
+        rows = {source or "all": asdict(band_from_sums(sums)) for source, sums in sorted(by_source.items())}
+        if len(by_source) > 1:
+            rows["all images"] = asdict(band_from_sums(sum(by_source.values())))
+        out[name] = rows
+    return out
+
+
+def summarise_quality(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per method: mean PSNR/SSIM of the signal-absent outputs per source and as the mean of sources."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == name]
+        per = {}
+        for source in sorted({r["source"] for r in mine}):
+            group = [r for r in mine if r["source"] == source]
+            per[source or "all"] = {"images": len(group), "psnr": float(np.mean([r["psnr"] for r in group])),
+                                    "ssim": float(np.mean([r["ssim"] for r in group]))}
+        if len(per) > 1:
+            per["mean of sources"] = {k: float(np.mean([v[k] for v in per.values()])) for k in ("psnr", "ssim")}
+        out[name] = per
+    return out
+
+
+def run_detectability(
+    items: Sequence[Item],
+    protocol: Protocol,
+    methods: Mapping[str, Method | str],
+    variants: Mapping[str, tuple[str, Variant]] | None = None,
+    settings: DetectabilitySettings | None = None,
+    descriptions: Mapping[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Detectability:
+    """The whole task (module docstring) of ``methods`` (must include bicubic) and their ``variants``.
+
+    A method is a :data:`~medsr.protocol.Method` or the name of an interpolation baseline (resized on each
+    image's own Pillow path, as the protocol does); :func:`build_methods` makes both mappings.
+    """
+    settings = settings or DetectabilitySettings()
+    if REFERENCE not in methods:
+        raise ConfigError("the detectability task compares every method with bicubic: include it")
+    if protocol.max_size != settings.crop:
+        raise ConfigError(f"the protocol's max_size ({protocol.max_size}) must be the task's crop ({settings.crop})")
+    found = collect(items, protocol, methods, variants or {}, settings, progress)
+    if not found.images:
+        raise MedsrError("no image could be scored for detectability")
+    return Detectability(
+        protocol=protocol, settings=settings, rows=score(found, settings), band=summarise_band(found.band),
+        quality=summarise_quality(found.quality), images=found.images, failures=found.failures,
+        methods={name: (descriptions or {}).get(name, name) for name in [TRUTH, *methods, *(variants or {})]},
+    )
+
+
+# --- reports ----------------------------------------------------------------------------------------------
+
+
+def auc_table(result: Detectability, observer: str) -> Any:
+    """A Rich table: a row per method and signal size, a column per contrast: AUC [95 % interval], marked
+    ``(-)`` where the AUC difference to bicubic's is below zero beyond its interval, ``(+)`` above."""
+    from rich.table import Table
+
+    table = Table(title=f"{observer.upper()} AUC [95 % interval]; (-)/(+): below/above bicubic beyond the "
+                        "interval of the difference")
+    table.add_column("method")
+    table.add_column("disc (HR px)", justify="right")
+    for contrast in result.settings.contrasts:
+        table.add_column(f"contrast {100 * contrast:g} %", justify="right")
+    for name in result.methods:
+        for i, size in enumerate(result.settings.sizes):
+            cells = []
+            for contrast in result.settings.contrasts:
+                row = _find(result.rows, name, observer, size, contrast)
+                cells.append("-" if row is None else
+                             f"{row['auc']:.3f} [{row['auc_low']:.2f}, {row['auc_high']:.2f}]{_mark(row)}")
+            table.add_row(name if i == 0 else "", f"{size:g}", *cells,
+                          end_section=i == len(result.settings.sizes) - 1)
+    return table
+
+
+def _find(rows, name, observer, size, contrast) -> dict[str, Any] | None:
+    return next((r for r in rows if (r["method"], r["observer"], r["size"], r["contrast"]) ==
+                 (name, observer, size, contrast)), None)
+
+
+def _mark(row: Mapping[str, Any]) -> str:
+    if "auc_vs_bicubic_high" in row and row["method"] != REFERENCE:
+        if row["auc_vs_bicubic_high"] < 0:
+            return " (-)"
+        if row["auc_vs_bicubic_low"] > 0:
+            return " (+)"
+    return ""
+
+
+def band_table(result: Detectability) -> Any:
+    """A Rich table of the band statistics: power ratio and correlation above the LR Nyquist, per source."""
+    from rich.table import Table
+
+    sources = list(dict.fromkeys(s for per in result.band.values() for s in per))
+    table = Table(title="signal-absent detail above the LR Nyquist: power / truth's, correlation with truth")
+    table.add_column("method")
+    for source in sources:
+        table.add_column(source, justify="right")
+    for name, per in result.band.items():
+        if name == TRUTH:
+            continue
+        table.add_row(name, *(f"{per[s]['power_ratio']:.2f} / {per[s]['correlation']:.2f}" if s in per else "-"
+                              for s in sources))
+    return table
+
+
+def plot(result: Detectability, path: str | Path, observer: str = "cho", methods: Sequence[str] | None = None) -> Path:
+    """AUC vs contrast per signal size (one panel each), one line per method (default: all but the variants)
+    with its interval, as PNG. :func:`plot_rows` draws the same from a saved JSON."""
+    p = result.protocol
+    return plot_rows(result.rows, path, sizes=result.settings.sizes, contrasts=result.settings.contrasts,
+                     methods=list(methods or [m for m in result.methods if "+" not in m and "@" not in m]),
+                     observer=observer, title=f"x{p.scale} {p.degradation}, {len(result.images)} images")
+
+
+def plot_rows(
+    rows: Sequence[Mapping[str, Any]], path: str | Path, *, sizes: Sequence[float], contrasts: Sequence[float],
+    methods: Sequence[str], observer: str = "cho", title: str = "",
+) -> Path:
+    """The plot of :func:`plot` from ``detectability`` rows (as :meth:`Detectability.to_json` holds them)."""
+    from medsr.atomic import atomic_path
+    from medsr.extras import require
+
+    require("matplotlib", "plot", "the detectability plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.8), sharey=True, squeeze=False)
+    for ax, size in zip(axes[0], sizes, strict=True):
+        for name in methods:
+            found = [_find(rows, name, observer, size, c) for c in contrasts]
+            found = [r for r in found if r is not None]
+            if not found:
+                continue
+            x = [100 * r["contrast"] for r in found]
+            y = np.array([r["auc"] for r in found])
+            err = np.array([[r["auc"] - r["auc_low"] for r in found], [r["auc_high"] - r["auc"] for r in found]])
+            style = {"linestyle": ":", "color": "grey"} if name == TRUTH else {}
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name, **style)
+        ax.set_title(f"{size:g} HR px disc")
+        ax.set_xlabel("contrast (% of local mean)")
+        ax.axhline(0.5, color="lightgrey", linewidth=0.8)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{observer.upper()} AUC (95 % interval)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"detectability ({observer.upper()}), {title}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    except OSError as exc:
+        raise MedsrError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        plt.close(fig)
+    return path
