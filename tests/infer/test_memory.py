@@ -126,7 +126,7 @@ def test_max_memory_option_reaches_the_settings(tmp_path: Path, monkeypatch: pyt
     seen: list[InferenceSettings] = []
     import medsr.cli
 
-    def record(sources, out, net, *, fmt=None, settings=None):
+    def record(sources, out, net, *, fmt=None, settings=None, **options):
         seen.append(settings)
         return iter(())
 
