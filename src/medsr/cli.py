@@ -430,6 +430,9 @@ def upscale(
     consistency_map: Annotated[bool, typer.Option(
         "--consistency-map", help="Also write NAME.consistency.tiff: output degraded minus input, in noise units.")
     ] = False,
+    strength: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Keep this share of the model's change to bicubic (1: the model; see "
+                               "docs/detectability.md).")] = _DEFAULTS.strength,
     engine: Annotated[str, typer.Option(help="local | ray: this process, or a Ray cluster (pip install "
                                              "'medsr[ray]').")] = _DEFAULTS.engine,
     address: Annotated[str | None, typer.Option(
@@ -454,8 +457,8 @@ def upscale(
     started = time.perf_counter()
     settings = InferenceSettings(tile, overlap, batch_size, device, backend, precision, max_memory=max_memory,
                                  clip_to_input=clip, colour=colour, consistency=consistency,
-                                 consistency_kernel=consistency_kernel, engine=engine, address=address,
-                                 workers=workers, worker_threads=threads or 1)
+                                 consistency_kernel=consistency_kernel, strength=strength, engine=engine,
+                                 address=address, workers=workers, worker_threads=threads or 1)
     sources, failures = collect_sources(inputs)
     groups, notes = plan_models(sources, model, modality)
     for line in notes:

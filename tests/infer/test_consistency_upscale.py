@@ -91,3 +91,17 @@ def test_cli_refuses_an_unknown_consistency_before_any_work(tiny_model, tmp_path
                                       str(tiny_model), "--consistency", "exact"])
     # main() prints a MedsrError as one line "medsr: ..." and exits 2
     assert isinstance(result.exception, ConfigError) and "unknown consistency 'exact'" in str(result.exception)
+
+
+def test_strength_scales_the_models_change_to_bicubic(tiny_model):
+    from medsr.degrade.bicubic import pil_resize
+
+    lr = chest_lr()
+    raw = InferenceSettings(device="cpu", clip_to_input=False)
+    model = upscale(lr, tiny_model, raw)
+    bicubic = pil_resize(lr[..., None], (64, 48), "bicubic", 16)[..., 0]
+    half = upscale(lr, tiny_model, raw.with_(strength=0.5))
+    np.testing.assert_allclose(half, bicubic + 0.5 * (model - bicubic), atol=1e-5)
+    np.testing.assert_allclose(upscale(lr, tiny_model, raw.with_(strength=0.0)), bicubic, atol=1e-6)
+    with pytest.raises(ConfigError, match="strength must be between 0"):
+        InferenceSettings(strength=1.5)

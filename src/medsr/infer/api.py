@@ -11,6 +11,7 @@ import numpy as np
 from torch import nn
 
 from medsr.consistency import consistency_map, project
+from medsr.degrade.bicubic import pil_resize
 from medsr.errors import ArrayError, ConfigError
 from medsr.infer.colour import luminance, runs_on_luminance, upscale_luminance, with_chroma
 from medsr.infer.runtime import OnnxPredictor, TorchPredictor, get_predictor
@@ -90,12 +91,21 @@ def upscale_arrays(
     inputs = [luminance(im) if y else im for im, y in zip(images, on_y, strict=True)]
     results = upscale_many(predictor, inputs, **_budget(predictor, settings))
     results = [with_chroma(sr, im) if y else sr for sr, im, y in zip(results, images, on_y, strict=True)]
+    if settings.strength != 1.0:
+        results = [toward_bicubic(sr, np.asarray(lr, dtype=np.float32), settings.strength)
+                   for sr, lr in zip(results, images, strict=True)]
     if settings.clip_to_input:
         results = [clip_to_input(sr, np.asarray(lr, dtype=np.float32)) for sr, lr in zip(results, images, strict=True)]
     if settings.consistency == "project":
         results = [project_onto_input(sr, lr, tuple(net.scale), settings.consistency_kernel)
                    for sr, lr in zip(results, images, strict=True)]
     return results
+
+
+def toward_bicubic(sr: np.ndarray, lr: np.ndarray, strength: float) -> np.ndarray:
+    """``bicubic + strength x (sr - bicubic)``: the model's change to Pillow's bicubic upscale of ``lr``, scaled."""
+    bicubic = pil_resize(lr, sr.shape[:2], "bicubic", bit_depth=16)  # float path: no rounding to 8 bits
+    return (bicubic + np.float32(strength) * (sr - bicubic)).astype(np.float32)
 
 
 def project_onto_input(sr: np.ndarray, lr: np.ndarray, scale: tuple[int, int], kernel: str) -> np.ndarray:

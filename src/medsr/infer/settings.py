@@ -53,7 +53,9 @@ class InferenceSettings:
     :mod:`medsr.infer.colour`) or ``per-channel`` (the model on R, G and B: three forwards);
     ``consistency``: ``none`` or ``project`` (each output moved least so that degrading it with
     ``consistency_kernel``, ``bicubic`` or ``box``, gives its input exactly: :func:`medsr.consistency.project`;
-    applied after clipping, then clipped to [0, 1]); ``consistency_kernel`` also makes the consistency map.
+    applied after clipping, then clipped to [0, 1]); ``consistency_kernel`` also makes the consistency map;
+    ``strength``: how much of the model's change to bicubic is kept, ``bicubic + strength x (model - bicubic)``
+    (1: the model as trained; lower keeps more of the input's faint detail and noise, see docs/detectability.md).
 
     How a batch of files is spread (:mod:`medsr.infer.jobs`): ``engine`` ``local`` (this process) or ``ray`` (a
     Ray cluster at ``address``: ``auto``, ``HOST:PORT``, or None to start one on this machine); ``workers``: Ray
@@ -72,6 +74,7 @@ class InferenceSettings:
     colour: str = "luminance"
     consistency: str = "none"
     consistency_kernel: str = "bicubic"
+    strength: float = 1.0
     engine: str = "local"
     address: str | None = None
     workers: int | None = None
@@ -89,6 +92,8 @@ class InferenceSettings:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         if self.colour not in COLOURS:
             raise ConfigError(f"unknown colour mode {self.colour!r}; choose one of: {', '.join(COLOURS)}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ConfigError(f"strength must be between 0 (bicubic) and 1 (the model), not {self.strength}")
         if self.consistency not in CONSISTENCY:
             raise ConfigError(f"unknown consistency {self.consistency!r}; choose one of: {', '.join(CONSISTENCY)}")
         if self.consistency_kernel not in CONSISTENCY_KERNELS:

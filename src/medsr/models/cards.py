@@ -54,6 +54,10 @@ class Card:
     limits: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     history: tuple[str, ...] = ()
+    # low-contrast detectability against bicubic (medsr detectability; bench/detectability_report.py writes it):
+    # text, protocol, command, auc rows {size, contrast, bicubic/model/difference: [value, low, high]},
+    # band {source: {bicubic/model: [power ratio, correlation]}}
+    small_findings: dict[str, Any] = field(default_factory=dict)
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -68,7 +72,7 @@ class Card:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "path":
+            if f.name == "path" or (f.name == "small_findings" and not value):
                 continue
             if f.name == "licences":
                 value = [{"source": item.source, "licence": item.licence} for item in value]
@@ -182,6 +186,31 @@ def score_tables(card: Card) -> dict[str, str]:
             for label, groups in (card.scores.get("by_degradation") or {}).items()}
 
 
+def small_findings_lines(card: Card) -> list[str]:
+    """The "Small findings" section's Markdown lines: the finding, the AUC table vs bicubic, invented detail."""
+    found = card.small_findings
+    lines = [str(found.get("text", "")).strip(), ""] if found.get("text") else []
+    lines += [f"{found.get('observer', 'CHO')} AUC [95 % interval] of faint discs on {found.get('protocol', '')}; "
+              "the last column is the model's AUC minus bicubic's with the interval of that difference "
+              "(**bold** where the whole interval lies below zero):", "",
+              f"| disc (HR px) | contrast | bicubic | **{card.name}** | model - bicubic |", "|---|---|---|---|---|"]
+    for row in found.get("auc", []):
+        (b, bl, bh), (m, ml, mh), (d, dl, dh) = row["bicubic"], row["model"], row["difference"]
+        diff = f"{d:+.3f} [{dl:+.3f}, {dh:+.3f}]"
+        lines.append(f"| {row['size']:g} | {100 * row['contrast']:g} % | {b:.3f} [{bl:.2f}, {bh:.2f}] | "
+                     f"{m:.3f} [{ml:.2f}, {mh:.2f}] | {f'**{diff}**' if dh < 0 else diff} |")
+    if found.get("band"):
+        lines += ["", "Detail above the LR Nyquist frequency in signal-absent images: power relative to the "
+                  "truth's / correlation with the truth (above 1: detail added; low correlation: not the truth's):",
+                  "", "| source | bicubic | model |", "|---|---|---|"]
+        for source, row in found["band"].items():
+            lines.append(f"| {source} | {row['bicubic'][0]:.2f} / {row['bicubic'][1]:.2f} | "
+                         f"{row['model'][0]:.2f} / {row['model'][1]:.2f} |")
+    if found.get("command"):
+        lines += ["", f"Made by: `{found['command']}` (see docs/detectability.md)."]
+    return lines
+
+
 def render_markdown(card: Card) -> str:
     """The card as a Markdown page (``docs/models/<name>.md``)."""
     lines = [f"# {card.name}", "", card.summary.strip(), "", "## Network", "", card.architecture.strip(), "",
@@ -191,6 +220,8 @@ def render_markdown(card: Card) -> str:
         lines += [f"## {heading}", "", table, ""]
     if card.results.strip():
         lines += [card.results.strip(), ""]
+    if card.small_findings:
+        lines += ["## Small findings", "", *small_findings_lines(card), ""]
     lines += ["## Training", "", card.training.strip(), ""]
     for heading, items in (("What it is not for", card.limits), ("Notes", card.notes), ("History", card.history)):
         if items:
