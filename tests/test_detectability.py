@@ -73,7 +73,8 @@ def test_task_scores_truth_above_a_method_that_erases_signals_and_repeats_exactl
     assert rows[("bicubic@0", "npw", 0.05)]["auc"] == rows[("bicubic", "npw", 0.05)]["auc"]
     assert all(r["signals"] == 64 and r["images"] == 8 for r in result.rows)
     assert set(result.band["bicubic"]) == {"a", "b", "all images"}
-    assert result.band["flat"]["all images"] == {"power_ratio": 0.0, "correlation": 0.0}  # no detail at all
+    assert result.band["flat"]["all images"] == {"power_ratio": 0.0, "correlation": 0.0, "octave_power_ratio": 0.0,
+                                                 "octave_correlation": 0.0}  # no detail at all
     again = det.run_detectability(items, protocol, methods, variants, SETTINGS)
     assert json.dumps(again.to_json(), default=str) == json.dumps(result.to_json(), default=str)
 

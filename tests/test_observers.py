@@ -132,3 +132,12 @@ def test_band_statistics_known_answers():
     assert invented.power_ratio == pytest.approx(2.0, rel=0.05)
     assert invented.correlation == pytest.approx(1 / np.sqrt(2), abs=0.03)
     assert abs(band_statistics(rng.normal(size=truth.shape), truth, 4).correlation) < 0.05
+
+
+def test_octave_band_is_the_first_octave_above_the_lr_nyquist():
+    from medsr.observers import high_band_mask
+
+    whole, octave = high_band_mask((64, 64), 4), high_band_mask((64, 64), 4, octave=True)
+    f = np.abs(np.fft.fftfreq(64))
+    assert octave.sum() == (f <= 0.25).sum() ** 2 - (f <= 0.125).sum() ** 2  # 33^2 - 17^2 frequencies
+    assert np.all(whole[octave]) and whole.sum() == 64**2 - 17**2

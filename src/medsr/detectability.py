@@ -13,8 +13,9 @@ does for CT (AAPM TG-233): per HR image (centre-cropped to ``crop`` pixels),
    observer (:mod:`medsr.observers`), trained and tested on disjoint halves of the images, give AUC with a
    95 % interval from resampling images, d', and each method's AUC difference to bicubic's with its interval
    (the same resamples, so the pairing of methods on one image is kept);
-4. on the signal-absent outputs: PSNR/SSIM (border cropped) and the band statistics above the LR Nyquist,
-   pooled per source: power relative to the truth's, and correlation with the truth.
+4. on the signal-absent outputs: PSNR/SSIM (border cropped) and the band statistics above the LR Nyquist
+   (all of it, and its first octave), pooled per source: power relative to the truth's, and correlation with
+   the truth.
 
 Everything is seeded (positions and jitter by the image key, noise by the protocol, halves and bootstrap by
 ``seed``): the same inputs give the same numbers.
@@ -264,7 +265,9 @@ def _collect_image(item, image, protocol, methods, variants, settings, found: Co
                 per_class.setdefault(cls, []).append(rois)
         border = protocol.crop
         inner = (slice(border, -border or None), slice(border, -border or None))
-        sums = band_sums(out_a.mean(axis=2)[inner], absent.hr.mean(axis=2)[inner], protocol.scale)
+        grey_out, grey_truth = out_a.mean(axis=2)[inner], absent.hr.mean(axis=2)[inner]
+        sums = np.concatenate([band_sums(grey_out, grey_truth, protocol.scale),
+                               band_sums(grey_out, grey_truth, protocol.scale, octave=True)])
         by_source = found.band.setdefault(name, {})
         by_source[item.source] = by_source.get(item.source, 0) + sums
         found.quality.append({"image": str(item.path), "source": item.source, "method": name,
@@ -346,12 +349,18 @@ def _count_sources(images: Sequence[tuple[str, str]]) -> dict[str, int]:
 
 
 def summarise_band(band: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Per method: band statistics per source and pooled over all images."""
+    """Per method: band statistics per source and pooled over all images, above the LR Nyquist
+    (``power_ratio``, ``correlation``) and in its first octave (``octave_power_ratio``, ``octave_correlation``)."""
+    def stats(sums: np.ndarray) -> dict[str, float]:
+        whole, octave = band_from_sums(sums[:3]), band_from_sums(sums[3:])
+        return {"power_ratio": whole.power_ratio, "correlation": whole.correlation,
+                "octave_power_ratio": octave.power_ratio, "octave_correlation": octave.correlation}
+
     out = {}
     for name, by_source in band.items():
-        rows = {source or "all": asdict(band_from_sums(sums)) for source, sums in sorted(by_source.items())}
+        rows = {source or "all": stats(sums) for source, sums in sorted(by_source.items())}
         if len(by_source) > 1:
-            rows["all images"] = asdict(band_from_sums(sum(by_source.values())))
+            rows["all images"] = stats(sum(by_source.values()))
         out[name] = rows
     return out
 
@@ -446,15 +455,17 @@ def band_table(result: Detectability) -> Any:
     from rich.table import Table
 
     sources = list(dict.fromkeys(s for per in result.band.values() for s in per))
-    table = Table(title="signal-absent detail above the LR Nyquist: power / truth's, correlation with truth")
+    table = Table(title="signal-absent detail above the LR Nyquist (and in its first octave): power / truth's, "
+                        "correlation with truth")
     table.add_column("method")
     for source in sources:
         table.add_column(source, justify="right")
     for name, per in result.band.items():
         if name == TRUTH:
             continue
-        table.add_row(name, *(f"{per[s]['power_ratio']:.2f} / {per[s]['correlation']:.2f}" if s in per else "-"
-                              for s in sources))
+        table.add_row(name, *(f"{per[s]['power_ratio']:.2f} / {per[s]['correlation']:.2f} (octave "
+                              f"{per[s]['octave_power_ratio']:.2f} / {per[s]['octave_correlation']:.2f})"
+                              if s in per else "-" for s in sources))
     return table
 
 

@@ -211,13 +211,16 @@ def auc_difference_interval(
 # --- band statistics -------------------------------------------------------------------------------------
 
 
-def high_band_mask(shape: tuple[int, int], scale: int | tuple[int, int]) -> np.ndarray:
+def high_band_mask(shape: tuple[int, int], scale: int | tuple[int, int], octave: bool = False) -> np.ndarray:
     """FFT-layout mask of the frequencies an LR grid ``scale`` times coarser cannot hold (``|f| > 0.5 / s``
-    along either axis, in cycles per HR pixel)."""
+    along either axis, in cycles per HR pixel); with ``octave`` only those a grid twice as fine as the LR holds
+    (``|f| <= 1 / s`` along both axes): the first octave above the LR Nyquist, where a method can still
+    restore detail, leaving out the finest grain of the HR image that nothing can predict."""
     sy, sx = (scale, scale) if isinstance(scale, int) else scale
     fy = np.abs(np.fft.fftfreq(shape[0]))[:, None]
     fx = np.abs(np.fft.fftfreq(shape[1]))[None, :]
-    return (fy > 0.5 / sy) | (fx > 0.5 / sx)
+    mask = (fy > 0.5 / sy) | (fx > 0.5 / sx)
+    return mask & (fy <= 1.0 / sy) & (fx <= 1.0 / sx) if octave else mask
 
 
 @dataclass(frozen=True)
@@ -241,10 +244,13 @@ def band_spectra(image: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.n
     return spectrum(image), spectrum(truth)
 
 
-def band_sums(image: np.ndarray, truth: np.ndarray, scale: int | tuple[int, int]) -> np.ndarray:
-    """``[output power, truth power, cross power]`` above the LR Nyquist, to be summed over images."""
+def band_sums(
+    image: np.ndarray, truth: np.ndarray, scale: int | tuple[int, int], octave: bool = False
+) -> np.ndarray:
+    """``[output power, truth power, cross power]`` above the LR Nyquist (``octave``: see
+    :func:`high_band_mask`), to be summed over images."""
     spec, ref = band_spectra(image, truth)
-    mask = high_band_mask(image.shape, scale)
+    mask = high_band_mask(image.shape, scale, octave)
     spec, ref = spec[mask], ref[mask]
     return np.array([np.sum(np.abs(spec) ** 2), np.sum(np.abs(ref) ** 2), np.real(np.sum(spec * np.conj(ref)))])
 

@@ -105,3 +105,26 @@ def test_results_files_the_cards_and_docs_name_exist() -> None:
     placeholder = re.compile(r"\{|NAME|SRC")  # a command's pattern, not a file
     missing = [path for path in sorted(named) if not placeholder.search(path) and not list(ROOT.glob(path))]
     assert not missing, f"named but not found: {missing}"
+
+
+def test_small_findings_round_trip_and_render(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from medsr.models.cards import write_card
+
+    card = next(entry["card"] for entry in BUNDLED if entry["name"] == "xray-x4")
+    assert "small_findings" not in replace(card, small_findings={}).to_dict()  # absent stays absent
+    findings = {"text": "Faint discs fade.", "protocol": "the test split", "command": "medsr detectability ...",
+                "auc": [{"size": 8.0, "contrast": 0.02, "bicubic": [0.7, 0.65, 0.75], "model": [0.6, 0.55, 0.66],
+                         "difference": [-0.1, -0.15, -0.05]},
+                        {"size": 16.0, "contrast": 0.04, "bicubic": [0.9, 0.85, 0.95], "model": [0.91, 0.86, 0.95],
+                         "difference": [0.01, -0.02, 0.04]}],
+                "band": {"nih": {"bicubic": [0.1, 0.2, 0.3, 0.4], "model": [0.5, 0.6, 0.7, 0.8]}}}
+    path = write_card(replace(card, small_findings=findings), tmp_path / "xray-x4.yaml")
+    again = read_card(path)
+    assert again.small_findings == findings
+    text = render_markdown(again)
+    assert "## Small findings" in text and "Faint discs fade." in text
+    assert "| 8 | 2 % | 0.700 [0.65, 0.75] | 0.600 [0.55, 0.66] | **-0.100 [-0.150, -0.050]** |" in text
+    assert "| 16 | 4 % | 0.900 [0.85, 0.95] | 0.910 [0.86, 0.95] | +0.010 [-0.020, +0.040] |" in text
+    assert "| nih | 0.10 / 0.20 | 0.50 / 0.60 | 0.30 / 0.40 | 0.70 / 0.80 |" in text

@@ -56,7 +56,7 @@ class Card:
     history: tuple[str, ...] = ()
     # low-contrast detectability against bicubic (medsr detectability; bench/detectability_report.py writes it):
     # text, protocol, command, auc rows {size, contrast, bicubic/model/difference: [value, low, high]},
-    # band {source: {bicubic/model: [power ratio, correlation]}}
+    # band {source: {bicubic/model: [power ratio, correlation, first-octave power ratio, its correlation]}}
     small_findings: dict[str, Any] = field(default_factory=dict)
     path: Path | None = field(default=None, compare=False)
 
@@ -200,12 +200,14 @@ def small_findings_lines(card: Card) -> list[str]:
         lines.append(f"| {row['size']:g} | {100 * row['contrast']:g} % | {b:.3f} [{bl:.2f}, {bh:.2f}] | "
                      f"{m:.3f} [{ml:.2f}, {mh:.2f}] | {f'**{diff}**' if dh < 0 else diff} |")
     if found.get("band"):
-        lines += ["", "Detail above the LR Nyquist frequency in signal-absent images: power relative to the "
-                  "truth's / correlation with the truth (above 1: detail added; low correlation: not the truth's):",
-                  "", "| source | bicubic | model |", "|---|---|---|"]
+        lines += ["", "Detail above the LR Nyquist frequency in signal-absent images, all of it and its first octave "
+                  "(where detail can still be restored): power relative to the truth's / correlation with the "
+                  "truth (above 1: detail added; low correlation: not the truth's):", "",
+                  "| source | bicubic | model | bicubic, first octave | model, first octave |", "|---|---|---|---|---|"]
         for source, row in found["band"].items():
-            lines.append(f"| {source} | {row['bicubic'][0]:.2f} / {row['bicubic'][1]:.2f} | "
-                         f"{row['model'][0]:.2f} / {row['model'][1]:.2f} |")
+            b, m = row["bicubic"], row["model"]
+            lines.append(f"| {source} | {b[0]:.2f} / {b[1]:.2f} | {m[0]:.2f} / {m[1]:.2f} | {b[2]:.2f} / {b[3]:.2f} | "
+                         f"{m[2]:.2f} / {m[3]:.2f} |")
     if found.get("command"):
         lines += ["", f"Made by: `{found['command']}` (see docs/detectability.md)."]
     return lines
