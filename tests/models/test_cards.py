@@ -128,3 +128,8 @@ def test_small_findings_round_trip_and_render(tmp_path: Path) -> None:
     assert "| 8 | 2 % | 0.700 [0.65, 0.75] | 0.600 [0.55, 0.66] | **-0.100 [-0.150, -0.050]** |" in text
     assert "| 16 | 4 % | 0.900 [0.85, 0.95] | 0.910 [0.86, 0.95] | +0.010 [-0.020, +0.040] |" in text
     assert "| nih | 0.10 / 0.20 | 0.50 / 0.60 | 0.30 / 0.40 | 0.70 / 0.80 |" in text
+    from medsr.app.cards import card_from_release
+
+    sidebar = card_from_release(again)
+    assert sidebar.small_findings.startswith("Faint discs fade.") and "**-0.100" in sidebar.small_findings
+    assert card_from_release(card).small_findings == ""  # a card without the section shows none

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medsr.models import list_bundled_models
-from medsr.models.cards import Card, score_tables
+from medsr.models.cards import Card, score_tables, small_findings_lines
 
 
 @dataclass
@@ -29,6 +29,7 @@ class ModelCard:
     data: str = ""
     tests: dict[str, str] = field(default_factory=dict)
     limits: str = ""
+    small_findings: str = ""  # detectability of faint findings vs bicubic, invented detail (docs/detectability.md)
     source: str = "card"  # "card" (bundled card data) or "header" (a checkpoint's own metadata)
 
 
@@ -55,6 +56,7 @@ def card_from_release(card: Card) -> ModelCard:
         data=f"{card.data.strip()}\n\nLicences:\n\n{licences}",
         tests=tests,
         limits=limits or NO_LIMITS,
+        small_findings="\n".join(small_findings_lines(card)) if card.small_findings else "",
     )
 
 

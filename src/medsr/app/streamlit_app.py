@@ -106,6 +106,9 @@ def show_card(card: cards.ModelCard, model: Any) -> None:
             st.markdown(f"**{heading}**\n\n{table}")
     with st.sidebar.expander("Known limits", expanded=True):
         st.markdown(card.limits)
+    if card.small_findings:
+        with st.sidebar.expander("Small findings: faint discs vs bicubic"):
+            st.markdown(card.small_findings)
 
 
 # --- input: choose, describe, preview -------------------------------------------------------------------------
