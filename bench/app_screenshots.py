@@ -9,7 +9,6 @@ difference maps, and a CT DICOM in its header or preset window, then stops the s
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
@@ -18,6 +17,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import _bench
 
 ROOT = Path(__file__).resolve().parents[1]
 CT = ROOT / "tests" / "data" / "ct_small.dcm"
@@ -79,10 +80,10 @@ def zoom(page, frame, canvas_index: int, steps: int, dx: float = 0.5, dy: float 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     parser.add_argument("--chromium", type=Path, default=Path("/usr/bin/chromium"))
-    args = parser.parse_args()
+    args = _bench.parse(parser)
     from playwright.sync_api import sync_playwright
 
     args.out.mkdir(parents=True, exist_ok=True)

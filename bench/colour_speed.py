@@ -16,11 +16,11 @@ For each colour image (first frame of a DICOM):
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
 
+import _bench
 import numpy as np
 import torch
 
@@ -79,13 +79,12 @@ def scores(net: torch.nn.Module, path: Path, settings: InferenceSettings) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _bench.parser(__doc__, threads=2)
     parser.add_argument("images", nargs="*", type=Path, default=list(DEFAULT_IMAGES))
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--note", default="", help="A line for the header (e.g. what else the machine ran).")
-    args = parser.parse_args()
+    args = _bench.parse(parser)
     torch.set_num_threads(args.threads)
     settings = InferenceSettings(device="cpu")
     net = load_model(args.model, "cpu")

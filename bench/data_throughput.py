@@ -11,7 +11,6 @@ first batch (worker start-up) and the patches per second over the following ``--
 
 from __future__ import annotations
 
-import argparse
 import math
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _bench
 import torch
 from torch.utils.data import DataLoader
 
@@ -56,7 +56,7 @@ def time_loader(dataset: PatchDataset, workers: int, batch_size: int, batches: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--manifest", type=Path, help="Manifest from `medsr prepare` (default: make one).")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Folder for the default manifest.")
     parser.add_argument("--split", default="train")
@@ -67,8 +67,7 @@ def main() -> None:
     parser.add_argument("--degradation", default="bicubic")
     parser.add_argument("--workers", default="0,2", help="Comma-separated DataLoader worker counts.")
     parser.add_argument("--max-images", type=int, help="Use only the first N images of the split.")
-    parser.add_argument("--threads", type=int, help="PyTorch threads of the main process.")
-    args = parser.parse_args()
+    args = _bench.parse(parser)
     if args.threads:
         torch.set_num_threads(args.threads)
 

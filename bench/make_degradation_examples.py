@@ -9,9 +9,9 @@ window taken from the HR image (1st to 99th percentile) and applied to both halv
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+import _bench
 import numpy as np
 from PIL import Image
 
@@ -49,10 +49,10 @@ def _save_pair(hr: np.ndarray, lr: np.ndarray, path: Path, window: tuple[float, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "img")
-    args = parser.parse_args()
+    args = _bench.parse(parser)
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
 

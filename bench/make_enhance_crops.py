@@ -11,9 +11,9 @@ by pixel repetition, bicubic, then each model. Usage:
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+import _bench
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -29,11 +29,11 @@ def _panel(pixels: np.ndarray) -> Image.Image:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("out", type=Path)
     parser.add_argument("--model", action="append", required=True)
     parser.add_argument("--crop", type=int, default=96, help="side of the input crop in input pixels")
-    args = parser.parse_args()
+    args = _bench.parse(parser)
 
     models = [load_model(name, "cpu") for name in args.model]
     rows = []

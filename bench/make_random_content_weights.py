@@ -7,15 +7,19 @@ Usage: python bench/make_random_content_weights.py mobilenet_v2 runs/mobilenet_v
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import _bench
 import torch
 from torchvision import models
 
 
 def main() -> None:
-    name, out = sys.argv[1], Path(sys.argv[2])
+    parser = _bench.parser(__doc__)
+    parser.add_argument("network", choices=("mobilenet_v2", "vgg19"))
+    parser.add_argument("out", type=Path)
+    args = _bench.parse(parser)
+    name, out = args.network, args.out
     torch.manual_seed(0)
     network = {"mobilenet_v2": models.mobilenet_v2, "vgg19": models.vgg19}[name](weights=None)
     out.parent.mkdir(parents=True, exist_ok=True)

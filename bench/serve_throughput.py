@@ -11,7 +11,6 @@ with the node's idle wait (idle_seconds, here 0.2 s, overlapped across series) i
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -23,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+import _bench
 import torch
 
 from medsr.infer.files import Source, upscale_files
@@ -71,11 +71,10 @@ def through_node(server: local.LocalOrthanc, files: list[Path], senders: int, sp
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--images", type=int, default=12, help="CR instances per run")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (the median is reported)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    args = parser.parse_args()
+    args = _bench.parse(parser)
     if args.threads:
         torch.set_num_threads(args.threads)
     reason = local.available()

@@ -17,11 +17,11 @@ steps run before the timed ones.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
+import _bench
 import torch
 from torch import nn
 
@@ -103,7 +103,7 @@ def measure(step: nn.Module | Step, lr: torch.Tensor, hr: torch.Tensor, warmup: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--archs", default="srgan,swift-srgan,swift-srgan+skip,plainrep",
                         help="Comma-separated; '+skip' adds the bicubic global skip.")
     parser.add_argument("--stages", default="pretrain,gan")
@@ -115,9 +115,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=1, help="1 (grayscale X-ray) or 3.")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--threads", type=int, help="PyTorch CPU threads (default: all cores).")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N.")
-    args = parser.parse_args()
+    args = _bench.parse(parser)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

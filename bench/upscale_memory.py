@@ -33,6 +33,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _bench
+
 CASES = {"512-grey": (512, 512, 1), "800x350-rgb": (350, 800, 3), "3072-grey": (3072, 3072, 1)}
 FILE_CASES = {"us-cine": (120, 480, 640, 3), "mr-series": (200, 256, 256, 1), "3072-png": (1, 3072, 3072, 1)}
 SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "xray_bd10d5e2_512.jpg"
@@ -161,15 +163,14 @@ def worker(case: str, mode: str, max_memory: str, threads: int | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--cases", default=",".join(CASES),
                         help=f"Comma-separated, of: {', '.join([*CASES, *FILE_CASES])}.")
     parser.add_argument("--modes", default="budget,old", help="Comma-separated: budget, old, file.")
     parser.add_argument("--max-memory", default="1.5G", help="The budget of mode 'budget' (default 1.5G).")
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--worker", nargs=2, metavar=("CASE", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = _bench.parse(parser)
     if args.worker and args.file:
         print(json.dumps(file_worker(args.worker[0], args.file, args.max_memory, args.threads)))
         return

@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+import _bench
+
 ARCHS = ("plainrep", "swift-srgan", "srresnet")
 BUNDLED = {"plainrep": "xray-x4", "swift-srgan": "swift-srresnet-xray-x4"}
 TOLERANCE = 1e-4
@@ -117,15 +119,14 @@ def worker(arch: str, tuned: bool, repeats: int, size: int, threads: int | None)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="Timed runs per method (median reported).")
     parser.add_argument("--size", type=int, default=256, help="Input side in pixels (output is 4x).")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
     parser.add_argument("--archs", default=",".join(ARCHS), help="Comma-separated architectures to time.")
     parser.add_argument("--methods", default="plain,medsr,onnxrt,bf16,bicubic",
                         help="Comma-separated methods (plain always runs: it is the reference).")
     parser.add_argument("--worker", nargs=2, metavar=("ARCH", "TUNED"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = _bench.parse(parser)
     if args.worker:
         worker(args.worker[0], args.worker[1] == "1", args.repeats, args.size, args.threads)
         return

@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from medsr import __version__, recipes
+from medsr import __version__, recipes, results, windowed
 from medsr import degrade as degradations
 from medsr import evaluate as ev
 from medsr.allocator import tune_allocator
@@ -681,6 +681,10 @@ def evaluate(
     device: DeviceOption = _DEFAULTS.device,
     precision: PrecisionOption = _DEFAULTS.precision,
     colour: ColourOption = _DEFAULTS.colour,
+    window: Annotated[
+        list[str] | None, typer.Option(help="Also score in a reading window (CT): lung, soft-tissue, full or "
+                                            "LOW,HIGH in the model's units (HU); repeatable.")
+    ] = None,
 ) -> None:
     """Score a model beside the bicubic/Lanczos baselines: PSNR, SSIM and seconds per image, per source."""
     arguments = {key: (str(v) if isinstance(v, Path) else [str(p) for p in v] if isinstance(v, list) else v)
@@ -702,14 +706,46 @@ def evaluate(
             progress=lambda done, total: advance(),
         )
     console.print(ev.summary_table(result.summary, title=result.title(), seconds=True, sources=result.sources))
+    summary = result.to_json(arguments)
+    if window:
+        summary["windows"] = _window_scores(model, items, result, names, window, settings=InferenceSettings(
+            tile=tile, overlap=overlap, device=device, precision=precision, max_memory=max_memory, colour=colour))
     for path, writer, data in ((out, ev.write_csv, (result.rows, out, ev.EVALUATE_CSV_COLUMNS)),
-                               (json_out, ev.write_json, (result.to_json(arguments), json_out))):
+                               (json_out, ev.write_json, (summary, json_out))):
         if path is not None:
             writer(*data)
             console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     if save_images is not None:
         console.print(f"saved {len(result.saved)} output image(s) in {save_images}", highlight=False, soft_wrap=True)
     _finish(result.failures)
+
+
+@app.command("results-table")
+def results_table(
+    runs: Annotated[list[str], typer.Argument(metavar="LABEL=JSON...", help="medsr evaluate --json files.")],
+    degradation: Annotated[str, typer.Option(help="How the LR inputs were made (the title line).")],
+) -> None:
+    """Print a Markdown table of test scores per source: baselines of the first file, one column per LABEL."""
+    print(results.results_table(results.read_summaries(runs), degradation))
+
+
+def _window_scores(model: str, items: list[Item], result: ev.Evaluation, baselines: list[str], names: list[str],
+                   settings: InferenceSettings) -> dict:
+    """``medsr evaluate --window``: the same pairs and outputs scored in reading windows; printed and returned."""
+    windows = dict(windowed.parse_window(name) for name in names)
+    with _progress("scoring in windows", len(items)) as advance:
+        rows = windowed.score_windows(items, result.protocol, {result.model_name: ev.model_method(model, settings)},
+                                      baselines, windows, failures=result.failures,
+                                      progress=lambda done, total: advance())
+    summary = windowed.summarize_windows(rows)
+    table = Table(title=f"{result.title()}: PSNR dB / SSIM in reading windows")
+    table.add_column("method")
+    for name in windows:
+        table.add_column(name, justify="right")
+    for method, by_window in summary.items():
+        table.add_row(method, *[f"{v['psnr']:.2f} / {v['ssim']:.4f}" for v in by_window.values()])
+    console.print(table)
+    return summary
 
 
 @app.command()

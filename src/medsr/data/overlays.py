@@ -4,9 +4,9 @@ Radiographs carry graphics that the imaging software burned into the pixels: sid
 circle or box), text ("PORTABLE", technologist initials, dates), lines and arrows. They are the sharpest
 structures in the image: a step of 100-250 grey levels within one pixel, lines one or two pixels wide. At 4x
 the low-resolution image keeps only a smear of them, and they hold most of bicubic's error on the test
-split (`bench/hard_edges.py`), yet a training set of a few hundred radiographs holds only a few hundred
-of them. Drawing more, with a real font renderer (FreeType through Pillow, anti-aliased as the scanner
-software draws them), teaches the network how such graphics look when sharp, without touching anatomy:
+split (docs/results/xray-x4-bicubic/hard_edges.md), yet a training set of a few hundred radiographs holds
+only a few hundred of them. Drawing more, with a real font renderer (FreeType through Pillow, anti-aliased as
+the scanner software draws them), teaches the network how such graphics look when sharp, without touching anatomy:
 the patch outside the drawn strokes is unchanged.
 
 :func:`burn_in_annotation` is a pure function of the patch and the random generator.
