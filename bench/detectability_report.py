@@ -12,11 +12,12 @@ then the CHO AUC per class and the band statistics per source. --cards writes ea
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+
+import _bench
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -121,14 +122,14 @@ def card_findings(data: dict, method: str, command: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _bench.parser(__doc__)
     parser.add_argument("json", type=Path)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--methods", help="comma-separated methods for the per-class table and the plot")
     parser.add_argument("--cards", action="store_true", help="write small_findings into the bundled cards")
     parser.add_argument("--command", default="", help="the command that made the JSON, for the cards")
-    args = parser.parse_args()
+    args = _bench.parse(parser)
     data = json.loads(args.json.read_text())
     methods = args.methods.split(",") if args.methods else list(data["methods"])
     p = data["protocol"]

@@ -20,13 +20,13 @@ gives a full-size CR estimate too (default 2,000 x 2,500).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import _bench
 import numpy as np
 from PIL import Image
 
@@ -64,13 +64,13 @@ def run(inputs: Path, out: Path, settings) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-ray"))
     parser.add_argument("--total", type=int, default=100_000, help="images in the estimated archive")
     parser.add_argument("--cr-pixels", type=float, default=2000 * 2500, help="input pixels of a full-size CR")
-    args = parser.parse_args()
+    args = _bench.parse(parser)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
