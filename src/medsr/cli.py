@@ -433,6 +433,9 @@ def upscale(
     strength: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Keep this share of the model's change to bicubic (1: the model; see "
                                "docs/detectability.md).")] = _DEFAULTS.strength,
+    fidelity: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="With --consistency project: how far to move to the projection (1: all the way).")
+    ] = _DEFAULTS.fidelity,
     engine: Annotated[str, typer.Option(help="local | ray: this process, or a Ray cluster (pip install "
                                              "'medsr[ray]').")] = _DEFAULTS.engine,
     address: Annotated[str | None, typer.Option(
@@ -457,8 +460,8 @@ def upscale(
     started = time.perf_counter()
     settings = InferenceSettings(tile, overlap, batch_size, device, backend, precision, max_memory=max_memory,
                                  clip_to_input=clip, colour=colour, consistency=consistency,
-                                 consistency_kernel=consistency_kernel, strength=strength, engine=engine,
-                                 address=address, workers=workers, worker_threads=threads or 1)
+                                 consistency_kernel=consistency_kernel, strength=strength, fidelity=fidelity,
+                                 engine=engine, address=address, workers=workers, worker_threads=threads or 1)
     sources, failures = collect_sources(inputs)
     groups, notes = plan_models(sources, model, modality)
     for line in notes:
@@ -536,6 +539,8 @@ def detectability(
                        ] = False,
     strength: Annotated[list[float] | None, typer.Option(
         help="Also bicubic + STRENGTH x (model - bicubic); repeatable.")] = None,
+    fidelity: Annotated[list[float] | None, typer.Option(
+        help="Also each model moved FIDELITY of the way to its projection; repeatable.")] = None,
     bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples (over images).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of signal positions, noise, halves and bootstrap.")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="JSON of every figure and setting.")] = None,
@@ -553,7 +558,7 @@ def detectability(
     protocol = Protocol(scale=scale, degradation=degradation, seed=seed, max_size=crop)
     methods, variants, descriptions = det.build_methods(
         model or [], _baseline_names(baselines.split(","), "--baselines"), protocol, project_models=project,
-        strengths=strength or [], inference=InferenceSettings(device=device))
+        strengths=strength or [], fidelities=fidelity or [], inference=InferenceSettings(device=device))
     items = _items_or_exit(items_from_manifest(manifest, split), [f"the {split!r} split of {manifest}"])
     with _progress("detectability", len(items)) as advance:
         result = det.run_detectability(items, protocol, methods, variants, settings, descriptions,

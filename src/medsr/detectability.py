@@ -145,9 +145,14 @@ Variant = Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], np.ndarra
 """``(output of its base method, lr, every base method's output) -> output``: a method derived from another."""
 
 
-def projected(kernel: str, scale: int) -> Variant:
-    """The base output made consistent with the LR (:func:`medsr.consistency.project`), clipped to [0, 1]."""
-    return lambda sr, lr, outputs: np.clip(project(sr, lr, scale, kernel), 0.0, 1.0)
+def projected(kernel: str, scale: int, fidelity: float = 1.0) -> Variant:
+    """The base output moved ``fidelity`` of the way to its consistency projection
+    (:func:`medsr.consistency.project`; 1: exactly consistent with the LR), clipped to [0, 1]."""
+    def variant(sr: np.ndarray, lr: np.ndarray, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        moved = sr + np.float32(fidelity) * (project(sr, lr, scale, kernel) - sr)
+        return np.clip(moved, 0.0, 1.0)
+
+    return variant
 
 
 def blended(strength: float, toward: str = REFERENCE) -> Variant:
@@ -170,10 +175,12 @@ def build_methods(
     *,
     project_models: bool = False,
     strengths: Sequence[float] = (),
+    fidelities: Sequence[float] = (),
     inference: Any = None,
 ) -> tuple[dict[str, Method | str], dict[str, tuple[str, Variant]], dict[str, str]]:
     """Methods (baseline names, resized on each image's Pillow path; then each model by its name), variants
-    (``NAME+project``, ``NAME@strength``) and what each is. Models: a bundled name or a checkpoint path."""
+    (``NAME+project``, ``NAME+project@fidelity``, ``NAME@strength``) and what each is. Models: a bundled name or
+    a checkpoint path."""
     from medsr.evaluate import model_method
     from medsr.models import load_model, model_name
 
@@ -194,6 +201,10 @@ def build_methods(
             kernel = consistency_kernel(protocol.degradation)
             variants[f"{name}+project"] = (name, projected(kernel, protocol.scale))
             descriptions[f"{name}+project"] = f"{name} made consistent with its input ({kernel} projection)"
+        for fidelity in fidelities:
+            kernel = consistency_kernel(protocol.degradation)
+            variants[f"{name}+project@{fidelity:g}"] = (name, projected(kernel, protocol.scale, fidelity))
+            descriptions[f"{name}+project@{fidelity:g}"] = f"{name} moved {fidelity:g} of the way to its projection"
         for strength in strengths:
             variants[f"{name}@{strength:g}"] = (name, blended(strength))
             descriptions[f"{name}@{strength:g}"] = f"bicubic + {strength:g} x ({name} - bicubic)"

@@ -105,3 +105,17 @@ def test_strength_scales_the_models_change_to_bicubic(tiny_model):
     np.testing.assert_allclose(upscale(lr, tiny_model, raw.with_(strength=0.0)), bicubic, atol=1e-6)
     with pytest.raises(ConfigError, match="strength must be between 0"):
         InferenceSettings(strength=1.5)
+
+
+def test_fidelity_moves_part_of_the_way_to_the_projection(tiny_model):
+    lr = chest_lr()
+    base = InferenceSettings(device="cpu", consistency_kernel="box")
+    model = upscale(lr, tiny_model, base)
+    full = upscale(lr, tiny_model, base.with_(consistency="project"))
+    half = upscale(lr, tiny_model, base.with_(consistency="project", fidelity=0.5))
+    inside = (full > 0) & (full < 1) & (model > 0) & (model < 1)  # where clipping to [0, 1] did not bind
+    np.testing.assert_allclose(half[inside], (0.5 * (model + full))[inside], atol=1e-5)
+    residual = downscale(half[..., None], 4, "box")[..., 0] - lr
+    np.testing.assert_allclose(residual, 0.5 * (downscale(model[..., None], 4, "box")[..., 0] - lr), atol=1e-3)
+    with pytest.raises(ConfigError, match="fidelity must be between 0"):
+        InferenceSettings(fidelity=-0.1)

@@ -97,7 +97,7 @@ def upscale_arrays(
     if settings.clip_to_input:
         results = [clip_to_input(sr, np.asarray(lr, dtype=np.float32)) for sr, lr in zip(results, images, strict=True)]
     if settings.consistency == "project":
-        results = [project_onto_input(sr, lr, tuple(net.scale), settings.consistency_kernel)
+        results = [project_onto_input(sr, lr, tuple(net.scale), settings.consistency_kernel, settings.fidelity)
                    for sr, lr in zip(results, images, strict=True)]
     return results
 
@@ -108,11 +108,15 @@ def toward_bicubic(sr: np.ndarray, lr: np.ndarray, strength: float) -> np.ndarra
     return (bicubic + np.float32(strength) * (sr - bicubic)).astype(np.float32)
 
 
-def project_onto_input(sr: np.ndarray, lr: np.ndarray, scale: tuple[int, int], kernel: str) -> np.ndarray:
-    """``sr`` made consistent with ``lr`` (:func:`medsr.consistency.project`), then clipped to [0, 1]."""
+def project_onto_input(
+    sr: np.ndarray, lr: np.ndarray, scale: tuple[int, int], kernel: str, fidelity: float = 1.0
+) -> np.ndarray:
+    """``sr`` moved ``fidelity`` of the way to its projection onto ``lr`` (:func:`medsr.consistency.project`;
+    1: exactly consistent), then clipped to [0, 1]."""
     if tuple(scale) == (1, 1):
         raise ConfigError("the consistency projection needs a model that upscales (this one keeps the size)")
-    return np.clip(project(sr, np.asarray(lr, dtype=np.float32), scale, kernel), 0.0, 1.0)
+    target = project(sr, np.asarray(lr, dtype=np.float32), scale, kernel)
+    return np.clip(sr + np.float32(fidelity) * (target - sr), 0.0, 1.0)
 
 
 def consistency_maps(

@@ -55,7 +55,8 @@ class InferenceSettings:
     ``consistency_kernel``, ``bicubic`` or ``box``, gives its input exactly: :func:`medsr.consistency.project`;
     applied after clipping, then clipped to [0, 1]); ``consistency_kernel`` also makes the consistency map;
     ``strength``: how much of the model's change to bicubic is kept, ``bicubic + strength x (model - bicubic)``
-    (1: the model as trained; lower keeps more of the input's faint detail and noise, see docs/detectability.md).
+    (1: the model as trained; lower keeps more of the input's faint detail and noise, see docs/detectability.md);
+    ``fidelity``: with ``consistency="project"``, how far each output moves to its projection (1: all the way).
 
     How a batch of files is spread (:mod:`medsr.infer.jobs`): ``engine`` ``local`` (this process) or ``ray`` (a
     Ray cluster at ``address``: ``auto``, ``HOST:PORT``, or None to start one on this machine); ``workers``: Ray
@@ -75,6 +76,7 @@ class InferenceSettings:
     consistency: str = "none"
     consistency_kernel: str = "bicubic"
     strength: float = 1.0
+    fidelity: float = 1.0
     engine: str = "local"
     address: str | None = None
     workers: int | None = None
@@ -92,6 +94,8 @@ class InferenceSettings:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         if self.colour not in COLOURS:
             raise ConfigError(f"unknown colour mode {self.colour!r}; choose one of: {', '.join(COLOURS)}")
+        if not 0.0 <= self.fidelity <= 1.0:
+            raise ConfigError(f"fidelity must be between 0 (the model) and 1 (consistent), not {self.fidelity}")
         if not 0.0 <= self.strength <= 1.0:
             raise ConfigError(f"strength must be between 0 (bicubic) and 1 (the model), not {self.strength}")
         if self.consistency not in CONSISTENCY:
