@@ -13,6 +13,7 @@ then the CHO AUC per class and the band statistics per source. --cards writes ea
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -55,7 +56,8 @@ def summary(data: dict) -> list[str]:
         band = data["band_above_lr_nyquist"][method]
         b = band.get("all images") or next(iter(band.values()))
         cells.append(f"{b['power_ratio']:.2f} / {b['correlation']:.2f}" if method != TRUTH else "1 / 1")
-        cells.append(f"{b['octave_power_ratio']:.2f} / {b['octave_correlation']:.2f}" if method != TRUTH else "1 / 1")
+        octave = (b.get("octave_power_ratio", math.nan), b.get("octave_correlation", math.nan))
+        cells.append(f"{octave[0]:.2f} / {octave[1]:.2f}" if method != TRUTH else "1 / 1")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -82,8 +84,9 @@ def band_table(data: dict, methods: list[str]) -> list[str]:
             continue
         band = data["band_above_lr_nyquist"][m]
         lines.append(f"| {m} | " + " | ".join(f"{band[s]['power_ratio']:.2f} / {band[s]['correlation']:.2f} "
-                                               f"(octave {band[s]['octave_power_ratio']:.2f} / "
-                                               f"{band[s]['octave_correlation']:.2f})" for s in sources) + " |")
+                                               f"(octave {band[s].get('octave_power_ratio', math.nan):.2f} / "
+                                               f"{band[s].get('octave_correlation', math.nan):.2f})"
+                                               for s in sources) + " |")
     return lines
 
 
