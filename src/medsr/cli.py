@@ -804,39 +804,17 @@ def serve(
     if config is None:
         raise ConfigError("--config is required (see --example for a configuration to start from)")
     _serve_extra()
-    import logging  # noqa: PLC0415
-
+    from medsr.serve import commands  # noqa: PLC0415
     from medsr.serve.config import load_config  # noqa: PLC0415
-    from medsr.serve.node import Node  # noqa: PLC0415
 
     settings = load_config(config)
     if status:
-        from medsr.serve.ledger import Ledger  # noqa: PLC0415
-        from medsr.serve.spool import LEDGER_FILE  # noqa: PLC0415
-
-        ledger = Ledger(settings.spool / LEDGER_FILE)
-        counts = ledger.counts()
-        console.print("instances: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("received", "done", "failed",
-                      "ignored")) + f"; {counts['outbox']} result(s) waiting to be sent", highlight=False,
-                      soft_wrap=True)
-        for what, uid, reason in ledger.problems():
-            console.print(f"  {what}: {uid}: {escape(reason)}", highlight=False, markup=False, soft_wrap=True)
-        ledger.close()
-        return
-    if check:
-        names = {route.model for route in settings.routes if route.model}
-        for name in sorted(names):
-            load_model(name, "cpu")
-        console.print(f"{config}: valid; node {settings.ae_title} on {settings.host}:{settings.port}, "
-                      f"{len(settings.callers)} caller(s), {len(settings.destinations)} destination(s), "
-                      f"{len(settings.routes)} route(s), {len(names)} routed model(s) loaded", highlight=False)
-        return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # pynetdicom's debug output would print datasets, and it logs every failed connection as an error: the node
-    # says what failed itself (one warning per batch, the audit log per instance)
-    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
-    tune_allocator()
-    Node(settings).run()
+        for line in commands.status(settings):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+    elif check:
+        console.print(f"{config}: {commands.check(settings)}", highlight=False, soft_wrap=True)
+    else:
+        commands.run(settings)
 
 
 @app.command("enhance-study")
