@@ -203,7 +203,8 @@ def test_model_choices_list_bundled_models_and_checkpoints_in_the_folder(tmp_pat
     assert found == ["a/net.safetensors", "b.pth.tar", "c.pt"]
     choices = logic.model_choices(tmp_path)
     bundled = [str(m["name"]) for m in list_bundled_models()]
-    assert list(choices.values()) == bundled + [str(tmp_path / f) for f in found]
+    assert list(choices.values()) == [""] + bundled + [str(tmp_path / f) for f in found]
+    assert list(choices)[0] == logic.AUTO_MODEL
     assert logic.find_checkpoints(tmp_path / "missing") == [] and logic.find_checkpoints(None) == []
 
 
@@ -370,7 +371,8 @@ def test_simulate_bundled_model_beats_bicubic_on_a_sample() -> None:
         pytest.skip(f"bundled model {DEFAULT_MODEL} is not in src/medsr/weights yet")
     at = start_app()
     assert at.radio(key="source").value == "Bundled sample"
-    assert at.selectbox(key="model").value.startswith(DEFAULT_MODEL)
+    assert at.selectbox(key="model").value == logic.AUTO_MODEL
+    assert any(f"{DEFAULT_MODEL}: the image states no modality" in i.value for i in at.sidebar.info)
     at.radio(key="mode").set_value("Simulate").run()
     at.button(key="run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]

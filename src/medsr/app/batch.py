@@ -13,7 +13,7 @@ import io
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +40,30 @@ class BatchRow:
 
 @dataclass
 class BatchResult:
-    """All rows, in upload order, and the zip of every written result."""
+    """All rows, in upload order, the zip of every written result, and notes for the page."""
 
     rows: list[BatchRow]
     zip_bytes: bytes
     written: int
+    notes: list[str] = field(default_factory=list)
+
+
+def upload_folder(name: str) -> str:
+    """The folder part of an uploaded file's name (a folder upload names files by their path below it), made
+    safe (each part through :func:`medsr.app.logic.upload_name`); "" for a plain file."""
+    parts = str(name).replace("\\", "/").split("/")[:-1]
+    safe = [upload_name(p) for p in parts if p.strip(" .")]
+    return "/".join(safe)
 
 
 def unique_names(names: Sequence[str]) -> list[str]:
-    """Safe base names (:func:`medsr.app.logic.upload_name`), with ``-2``, ``-3``... added to repeats."""
+    """Safe names (:func:`upload_folder` / :func:`medsr.app.logic.upload_name`), with ``-2``, ``-3``... added to
+    repeats."""
     seen: dict[str, int] = {}
     out = []
     for name in names:
-        safe = upload_name(name)
+        folder = upload_folder(name)
+        safe = (f"{folder}/" if folder else "") + upload_name(name)
         stem, dot, suffix = safe.rpartition(".")
         if not dot:
             stem, suffix = safe, ""
@@ -81,6 +92,15 @@ def pixel_count(data: bytes) -> int:
             return im.width * im.height * (3 if im.mode in ("RGB", "RGBA", "P", "YCbCr") else 1)
     except Exception:  # unreadable: the batch itself will say why
         return 0
+
+
+def lacks_series_uid(data: bytes) -> bool:
+    """Whether an uploaded file is a DICOM without a SeriesInstanceUID (header only)."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+    except Exception:  # not a DICOM
+        return False
+    return not str(ds.get("SeriesInstanceUID", "") or "").strip()
 
 
 def series_folder(path: Path) -> str:
@@ -135,6 +155,7 @@ def run_batch(
         inbox.mkdir()
         sources = []
         for name, (_, data) in zip(names, files, strict=True):
+            (inbox / name).parent.mkdir(parents=True, exist_ok=True)
             (inbox / name).write_bytes(data)
             sources.append(Source(inbox / name, Path(name)))
         groups: dict[int, tuple[Any, list[int]]] = {}
@@ -151,14 +172,20 @@ def run_batch(
                     if outcome.target is not None and outcome.target.is_file():
                         folder_name = series_folder(outcome.target)
                         row.archived_as = (f"{folder_name}/{outcome.target.name}" if folder_name
-                                           else outcome.target.name)
+                                           else outcome.target.relative_to(outbox).as_posix())
                         archive.write(outcome.target, row.archived_as)
                         written += 1
                     by_index[index] = row
                     if on_file is not None:
                         on_file(len(by_index), len(sources), row)
         rows = [by_index[i] for i in range(len(sources))]
-    return BatchResult(rows, buffer.getvalue(), written)
+    notes = []
+    no_uid = [name for name, (_, data) in zip(names, files, strict=True) if lacks_series_uid(data)]
+    if no_uid:
+        folders = sorted({upload_folder(n) or "the upload" for n in no_uid})
+        notes.append(f"{len(no_uid)} DICOM file(s) have no SeriesInstanceUID: they are grouped by folder "
+                     f"({', '.join(folders[:5])}{', ...' if len(folders) > 5 else ''}), one derived series each.")
+    return BatchResult(rows, buffer.getvalue(), written, notes)
 
 
 def _row(outcome: Outcome, name: str) -> BatchRow:

@@ -40,10 +40,16 @@ def measure_speed(model: Any, settings: InferenceSettings, side: int = CALIBRATI
     return side * side / max(time.perf_counter() - start, 1e-6)
 
 
+MIN_TIMED_PIXELS = CALIBRATION_SIDE * CALIBRATION_SIDE
+"""Runs on fewer input pixels than the calibration image are not recorded: their time is mostly fixed
+overhead, and one tiny image would set the estimate every session sees (a 1 x 1 PNG once made it minutes)."""
+
+
 class SpeedBook:
     """Measured speeds by ``(model key, device)``, shared by every session of the server process.
 
-    A real run's speed replaces the calibration: it includes tiling and the machine's current load.
+    A real run's speed replaces the calibration: it includes tiling and the machine's current load. Runs under
+    :data:`MIN_TIMED_PIXELS` are ignored.
     """
 
     def __init__(self) -> None:
@@ -56,8 +62,9 @@ class SpeedBook:
             return self._speeds.get(key)
 
     def record(self, key: tuple[str, str], pixels: int, seconds: float, how: str = "last run") -> None:
-        """Store the speed of a run of ``pixels`` input pixels that took ``seconds``."""
-        if pixels > 0 and seconds > 0:
+        """Store the speed of a run of ``pixels`` input pixels that took ``seconds`` (ignored under
+        :data:`MIN_TIMED_PIXELS`)."""
+        if pixels >= MIN_TIMED_PIXELS and seconds > 0:
             with self._lock:
                 self._speeds[key] = (pixels / seconds, how)
 

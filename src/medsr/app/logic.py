@@ -25,10 +25,11 @@ from medsr.degrade.bicubic import pil_resize
 from medsr.devices import resolve_device
 from medsr.errors import ConfigError, ImageReadError, os_reason
 from medsr.infer import InferenceSettings, clip_to_input, upscale_array, upscaled_image
+from medsr.infer.modality import MODALITY_MODELS, model_for_modality
 from medsr.intensity import for_model, model_units, restore
 from medsr.io import read_image, write_image
 from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage, modality_values
-from medsr.models import list_bundled_models, model_name
+from medsr.models import DEFAULT_MODEL, list_bundled_models, model_name
 from medsr.protocol import Protocol, image_key, quantisation_levels, quantise, resize_bit_depth
 
 SETTINGS = InferenceSettings()  # the app runs models exactly as `medsr upscale` does by default
@@ -38,6 +39,13 @@ MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 
 DEMO_MAX_SIDE = 1024
 """The app works on at most this many input pixels per side (centre crop), so that a page stays responsive."""
+
+MIN_SIDE = 16
+"""Model inputs smaller than this per side are refused: a few pixels hold no anatomy to restore, and their
+run time (all overhead) would say nothing about the model's speed."""
+
+AUTO_MODEL = "Automatic: by the image's modality"
+"""The model picker's first choice: the bundled model ``medsr upscale`` runs without ``--model``."""
 
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "Lung": (1500.0, -600.0),
@@ -146,6 +154,27 @@ def select_frame(image: MedicalImage, index: int = 0) -> MedicalImage:
     return image.with_pixels(image.pixels[index])
 
 
+def size_limits_text(max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+    """The upload limits in words, as the reader enforces them (one source for the help and the messages)."""
+    return f"up to {max_bytes / 2**20:.0f} MB and {max_pixels:,} pixels ({max_pixels / 1e6:g} megapixels)"
+
+
+def too_small(height: int, width: int, min_side: int = MIN_SIDE) -> str | None:
+    """Why a model input of ``height`` x ``width`` is refused (smaller than ``min_side`` per side), else None."""
+    if min(height, width) >= min_side:
+        return None
+    return (f"too small: the model's input would be {width} x {height} px; the app needs at least {min_side} px "
+            "per side")
+
+
+def input_label(image: MedicalImage, shown: tuple[int, ...]) -> str:
+    """The caption of an input panel showing ``shown`` = ``(H, W, ...)`` of ``image``: says when it is a crop."""
+    height, width = shown[:2]
+    if (height, width) == (image.height, image.width):
+        return f"Input ({width} x {height})"
+    return f"Input (centre {width} x {height} crop of {image.width} x {image.height})"
+
+
 def limit_side(pixels: np.ndarray, max_side: int = DEMO_MAX_SIDE) -> tuple[np.ndarray, bool]:
     """Centre-crop an ``(H, W, C)`` image to at most ``max_side`` per side; also whether it was cropped."""
     height, width = pixels.shape[:2]
@@ -250,11 +279,27 @@ def find_checkpoints(folder: Path | None) -> list[Path]:
 
 
 def model_choices(models_dir: Path | None) -> dict[str, str]:
-    """``label -> name or path`` for the model picker: bundled models, then checkpoints in the folder."""
-    choices = {f"{m['name']} (bundled)": str(m["name"]) for m in list_bundled_models()}
+    """``label -> name or path`` for the model picker: automatic (:data:`AUTO_MODEL`, value ``""``), bundled
+    models, then checkpoints in the folder."""
+    choices = {AUTO_MODEL: ""}
+    choices.update({f"{m['name']} (bundled)": str(m["name"]) for m in list_bundled_models()})
     for path in find_checkpoints(models_dir):
         choices[f"{path.relative_to(models_dir)} (models folder)"] = str(path)
     return choices
+
+
+def automatic_model(modality: str | None, given: bool = False) -> tuple[str, str]:
+    """``(bundled model, why)`` for an image of ``modality``, chosen as ``medsr upscale`` chooses without
+    ``--model`` (:func:`medsr.infer.modality.model_for_modality`). ``given``: the user named the modality
+    (a PNG/TIFF has none), as ``--modality`` does."""
+    name = model_for_modality(modality)
+    found = (modality or "").strip().upper()
+    where = "the modality you gave" if given else "the DICOM header's Modality"
+    if not found:
+        return name, f"{name}: the image states no modality (PNG, JPEG, TIFF), so the default chest X-ray model"
+    if found not in MODALITY_MODELS:
+        return name, f"{name}: no bundled model for modality {found} ({where}), so the default {DEFAULT_MODEL}"
+    return name, f"{name}: {where} is {found}, as `medsr upscale` chooses"
 
 
 def compatible_scales(degradation: str, model_scale: tuple[int, int], candidates=(2, 3, 4, 8)) -> list[int]:

@@ -19,10 +19,12 @@ import torch
 
 from medsr.app import batch, cards, diffs, estimate, exports, logic, windows
 from medsr.app.viewer import Panel, viewer_html
+from medsr.degrade import lr_scale
 from medsr.devices import resolve_device
 from medsr.errors import MedsrError
+from medsr.infer.modality import MODALITY_MODELS, mismatch
 from medsr.io.image import MedicalImage
-from medsr.models import DEFAULT_MODEL, load_model
+from medsr.models import DEFAULT_MODEL, load_model, model_name
 
 VIEWER_HEIGHT = 600  # CSS pixels of the result viewer (toolbar included): fits a 900 px high window
 PREVIEW_HEIGHT = 520
@@ -60,28 +62,41 @@ def session_image(name: str, data: bytes) -> tuple[str, MedicalImage]:
 # --- sidebar: the model and its card --------------------------------------------------------------------------
 
 
-def sidebar_model() -> tuple[Any, str, str, str]:
-    """Model and device pickers and the model card; returns ``(model or None, reference, device, stamp)``."""
+def sidebar_model(modality: str | None = None, given: bool = False,
+                  image: bool = True) -> tuple[Any, str, str, str]:
+    """Model and device pickers and the model card; returns ``(model or None, reference, device, stamp)``.
+
+    The first choice, automatic, runs the bundled model of the image's ``modality`` as ``medsr upscale`` does
+    (``given``: the user stated it, the image does not); a named model of another modality gets a warning.
+    ``image``: False in Batch, where each file's own modality decides (the default model otherwise).
+    """
     st.sidebar.header("Model")
     models_dir = logic.models_dir_from_env()
     choices = logic.model_choices(models_dir)
     devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    if not choices:
-        st.sidebar.error("No model found: the bundled weights are missing and the models folder has none.")
-        return None, "", "auto", ""
     labels = list(choices)
-    default = next((i for i, label in enumerate(labels) if label.startswith(f"{DEFAULT_MODEL} ")), 0)
-    label = st.sidebar.selectbox("Model", labels, index=default, key="model")
+    label = st.sidebar.selectbox("Model", labels, index=0, key="model",
+                                 help="Automatic: CT -> ct-sparse-view, US -> ultrasound-lateral-x4, CR/DX and "
+                                      f"images without a modality -> {DEFAULT_MODEL}, as `medsr upscale` "
+                                      "chooses without --model.")
     device = st.sidebar.selectbox("Device", devices, key="device", help="auto: CUDA if available, else CPU")
     where = f"`{models_dir}`" if models_dir else "none (set `MEDSR_MODELS_DIR` or `medsr demo --models-dir`)"
     st.sidebar.caption(f"Bundled models, and checkpoints in the models folder: {where}.")
     ref = choices[label]
+    if not ref:
+        ref, why = logic.automatic_model(modality if image else None, given)
+        st.sidebar.info(f"Model {why}." if image else
+                        f"Model {DEFAULT_MODEL}; in Batch each DICOM gets the model of its own Modality.")
     try:
         with st.spinner("Loading the model (once per server process)..."):
             model = load_model(ref, device)  # cached per process by file, modification time and device
     except MedsrError as exc:
         st.sidebar.error(str(exc))
         return None, ref, device, ""
+    trained = mismatch(modality, getattr(model, "meta", None)) if image and choices[label] else ()
+    if trained:
+        st.sidebar.warning(f"This image's modality is {modality.upper()}, but {model_name(model)} was trained "
+                           f"for {'/'.join(trained)}: choose Automatic for the {modality.upper()} model.")
     show_card(cards.model_card(ref, getattr(model, "meta", None)), model)
     return model, ref, device, str(id(model))  # a replaced checkpoint loads as a new object
 
@@ -123,7 +138,7 @@ def choose_image(source: str) -> tuple[str, MedicalImage] | None:
         name, data = picked, samples[picked].read_bytes()
     else:
         upload = st.file_uploader("PNG, JPEG, TIFF or DICOM image", key="upload",
-                                  help="8- or 16-bit PNG or TIFF, JPEG, DICOM; up to 200 MB and 50 megapixels.")
+                                  help=f"8- or 16-bit PNG or TIFF, JPEG, DICOM; {logic.size_limits_text()}.")
         if upload is None:
             st.info("Upload an image to start, or pick a bundled sample.")
             return None
@@ -136,10 +151,25 @@ def choose_image(source: str) -> tuple[str, MedicalImage] | None:
         return None
     info = logic.describe(image)
     st.markdown(" · ".join(f"**{key}:** {value}" for key, value in info.items()))
+    small = logic.too_small(image.height, image.width)
+    if small:
+        st.error(f"{image.path}: {small}. Choose another file.")
+        return None
     if max(image.height, image.width) > logic.DEMO_MAX_SIDE:
         st.caption(f"Larger than {logic.DEMO_MAX_SIDE} px per side: this page works on its centre "
                    f"{logic.DEMO_MAX_SIDE} x {logic.DEMO_MAX_SIDE} crop (`medsr upscale` does whole files).")
     return digest, image
+
+
+def choose_modality(image: MedicalImage) -> tuple[str | None, bool]:
+    """The image's modality, and whether the user gave it: a DICOM states its own; a PNG/TIFF/JPEG does not, so
+    the reader may say it, as ``medsr upscale --modality`` does."""
+    if image.format == "dicom":
+        return image.modality, False
+    stated = {"Not stated (chest X-ray)": None, **{m: m for m in MODALITY_MODELS}}
+    picked = st.selectbox("Modality (a PNG, JPEG or TIFF does not say)", list(stated), key="raster_modality",
+                          help="Chooses the automatic model, as `medsr upscale --modality` does.")
+    return stated[picked], stated[picked] is not None
 
 
 def choose_frame(image: MedicalImage) -> tuple[int, MedicalImage]:
@@ -181,6 +211,16 @@ def choose_mode(model: Any) -> tuple[str, str, int, int, bool]:
     scale = columns[1].selectbox("Scale", scales, index=len(scales) - 1, key="scale")
     seed = int(columns[2].number_input("Noise seed", 0, 2**31 - 1, 0, key="seed"))
     return mode, degradation, int(scale), seed, True
+
+
+def simulate_too_small(image: MedicalImage, degradation: str, scale: int) -> bool:
+    """Say so (and return True) when Simulate would give the model an input under the minimum size."""
+    side = logic.DEMO_MAX_SIDE
+    sy, sx = lr_scale(degradation, scale)
+    small = logic.too_small(min(image.height, side) // sy, min(image.width, side) // sx)
+    if small:
+        st.error(f"Simulate at x{scale}: {small}. Use Enhance, a smaller scale, or a larger image.")
+    return bool(small)
 
 
 def reset_window(image: MedicalImage, owner: str) -> None:
@@ -246,8 +286,9 @@ def preview(image: MedicalImage, window: tuple[float, float] | None, owner: str)
     key = (owner, window)
     held = st.session_state.get("_preview")
     if held is None or held[0] != key:
-        shown = logic.to_display(logic.limit_side(image.pixels)[0], image.value_range, window)
-        page = viewer_html([Panel(f"Input ({image.width} x {image.height})", shown)], height=PREVIEW_HEIGHT,
+        pixels, _ = logic.limit_side(image.pixels)
+        shown = logic.to_display(pixels, image.value_range, window)
+        page = viewer_html([Panel(logic.input_label(image, pixels.shape), shown)], height=PREVIEW_HEIGHT,
                            viewer_id="preview")
         st.session_state["_preview"] = held = (key, page)
     st.iframe(held[1], height=PREVIEW_HEIGHT)
@@ -282,16 +323,18 @@ def run(image: MedicalImage, model: Any, settings: dict[str, Any]) -> None:
     st.session_state["_outcome"] = {"key": settings, "outcome": outcome, "display": {}, "downloads": {}}
 
 
-def panels(outcome: logic.Outcome) -> dict[str, np.ndarray]:
-    """The images to compare, by caption."""
+def panels(outcome: logic.Outcome, image: MedicalImage) -> dict[str, np.ndarray]:
+    """The images to compare, by caption (a caption says when the page worked on a crop of the image)."""
     lr, out = outcome.lr, outcome.sr
-    shown = {
-        f"Input ({lr.shape[1]} x {lr.shape[0]})": lr,
-        f"Bicubic ({out.shape[1]} x {out.shape[0]})": outcome.bicubic,
-        f"Model: {outcome.model_name}": out,
-    }
+    crop = f", centre crop of {image.width} x {image.height}" if outcome.cropped else ""
+    if outcome.mode == "enhance":
+        first = logic.input_label(image, lr.shape)
+    else:
+        first = f"Input ({lr.shape[1]} x {lr.shape[0]}, degraded)"
+    shown = {first: lr, f"Bicubic ({out.shape[1]} x {out.shape[0]})": outcome.bicubic,
+             f"Model: {outcome.model_name}": out}
     if outcome.hr is not None:
-        shown["Original (ground truth)"] = outcome.hr
+        shown[f"Original (ground truth{crop})"] = outcome.hr
     return shown
 
 
@@ -333,7 +376,7 @@ def show_results(state: dict[str, Any], image: MedicalImage, window: tuple[float
     window_key = repr(window)
     if state["display"].get("window") != window_key:  # the viewer page, made once per window
         shown = [Panel(name, logic.to_display(arr, image.value_range, window))
-                 for name, arr in panels(outcome).items()]
+                 for name, arr in panels(outcome, image).items()]
         state["display"] = {"window": window_key, "html": viewer_html(shown, height=VIEWER_HEIGHT,
                                                                       viewer_id="result", wipe=(1, 2))}
     st.subheader("Compare (linked: zoom and pan move every panel)")
@@ -409,7 +452,8 @@ def batch_page(model: Any, stamp: str, device: str) -> None:
         uploads = st.file_uploader("A folder: every image in it and its subfolders",
                                    accept_multiple_files="directory", key="batch_folder")
     st.caption("Enhance only: every file is upscaled whole, as `medsr upscale` does. Derived DICOMs of one input "
-               "series stay one series (one new SeriesInstanceUID) in a folder of their own in the zip.")
+               "series stay one series (one new SeriesInstanceUID) in a folder of their own in the zip; slices "
+               "without a SeriesInstanceUID are taken as one series per folder.")
     formats = {"Same as each input (JPEG becomes PNG)": None, "TIFF": "tiff", "PNG": "png"}
     fmt = formats[st.selectbox("Output format", list(formats), key="batch_format")]
     by_modality = st.checkbox(
@@ -448,6 +492,8 @@ def batch_page(model: Any, stamp: str, device: str) -> None:
     (st.warning if skipped else st.success)(
         f"{result.written} of {len(result.rows)} file(s) upscaled" + (f"; {len(skipped)} skipped (see the "
                                                                        "table for why)." if skipped else "."))
+    for note in result.notes:
+        st.info(note)
     if result.written:
         st.download_button(f"Download all results (zip, {len(result.zip_bytes) / 2**20:.1f} MB)", result.zip_bytes,
                            file_name="medsr_results.zip", mime="application/zip", key="download_zip",
@@ -464,20 +510,25 @@ def main() -> None:
     st.caption("Compare bicubic interpolation with a super-resolution model on your own image. Everything runs "
                "on the machine that serves this page; each browser session keeps its own images and results. "
                "Research software: not for diagnosis.")
-    model, ref, device, stamp = sidebar_model()
     left, right = st.columns([2, 3], gap="large")
     with left:
         source = st.radio("Image source", SOURCES, horizontal=True, key="source")
     if source == SOURCES[2]:  # full width: a table of files, not a preview
+        model, ref, device, stamp = sidebar_model(image=False)
         batch_page(model, stamp, device)
         return
     with left:
         chosen = choose_image(source)
         if chosen is None:
+            sidebar_model(image=False)
             return
         digest, whole = chosen
+        modality, given = choose_modality(whole)
+        model, ref, device, stamp = sidebar_model(modality, given)
         frame, image = choose_frame(whole)
         mode, degradation, scale, seed, runnable = choose_mode(model)
+        if runnable and mode == "Simulate" and simulate_too_small(image, degradation, scale):
+            runnable = False
         show_estimate(image, model, stamp, device, mode, scale)
         clicked = st.button("Run super-resolution", type="primary", key="run", disabled=not runnable)
     with right:

@@ -101,6 +101,13 @@ def output_path(source: Source, outdir: Path, image_format: str, fmt: str) -> Pa
     return outdir / source.relative.with_suffix(_DEFAULT_SUFFIX[fmt])
 
 
+def series_key(image: MedicalImage, source: Source) -> str:
+    """Which input series a DICOM belongs to: its SeriesInstanceUID; slices lacking one are grouped by their
+    folder (one derived series per folder), as a reader would take a folder of slices for one series."""
+    uid = str(image.dataset.get("SeriesInstanceUID", "") or "") if image.dataset is not None else ""
+    return uid or f"folder:{source.path.parent.resolve()}"
+
+
 def upscale_files(
     sources: Sequence[Source],
     outdir: Path,
@@ -176,8 +183,7 @@ def upscale_files(
             )
             options = {}
             if out_fmt == "dicom" and image.dataset is not None:
-                uid = str(image.dataset.get("SeriesInstanceUID", "") or source.path)
-                options = {"model_name": name, "scale": (sy, sx), "series_uid": series(uid),
+                options = {"model_name": name, "scale": (sy, sx), "series_uid": series(series_key(image, source)),
                            "sop_instance_uid": series.instance_uid(str(image.dataset.get("SOPInstanceUID", "")))}
             try:
                 write_image(result, target, format=out_fmt, **options)

@@ -59,6 +59,19 @@ def model_modalities(meta: Mapping[str, Any] | None) -> tuple[str, ...]:
     return _BUNDLED_MODALITIES.get(str(meta.get("name", "")), ())
 
 
+def model_for_modality(modality: str | None) -> str:
+    """The bundled model ``medsr upscale`` runs on a file of ``modality`` (a DICOM Modality, or ``--modality``)."""
+    return MODALITY_MODELS.get((modality or "").strip().upper(), DEFAULT_MODEL)
+
+
+def mismatch(modality: str | None, meta: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The modalities a model was trained for when ``modality`` is not among them, else () (also when either is
+    unknown: a PNG, or a user's checkpoint without a modality in its header)."""
+    trained = model_modalities(meta)
+    found = (modality or "").strip().upper()
+    return trained if found and trained and found not in trained else ()
+
+
 def plan_models(
     sources: Sequence[Source], model: str | None, modality: str | None = None
 ) -> tuple[list[tuple[str | None, list[Source]]], list[str]]:
@@ -75,7 +88,7 @@ def plan_models(
     unmatched: dict[str, int] = {}
     for source in sources:
         found = modality.upper() if modality else file_modality(source.path)
-        name = MODALITY_MODELS.get(found or "", DEFAULT_MODEL)
+        name = model_for_modality(found)
         if found and found not in MODALITY_MODELS:
             unmatched[found] = unmatched.get(found, 0) + 1
         groups.setdefault(name, []).append(source)
@@ -88,13 +101,11 @@ def plan_models(
 
 def modality_warnings(sources: Sequence[Source], meta: Mapping[str, Any] | None, name: str) -> list[str]:
     """One line per file whose DICOM Modality differs from the modalities ``name`` was trained for."""
-    trained = model_modalities(meta)
-    if not trained:
-        return []
     lines = []
     for source in sources:
         found = file_modality(source.path)
-        if found and found not in trained:
+        trained = mismatch(found, meta)
+        if trained:
             lines.append(f"warning: {source.path}: DICOM Modality {found}, but model {name} was trained for "
                          f"{'/'.join(trained)}")
     return lines
