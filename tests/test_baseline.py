@@ -17,7 +17,8 @@ from medsr.cli import app
 from medsr.degrade.bicubic import bicubic
 from medsr.io.find import expand_inputs
 from medsr.io.image import MedicalImage
-from medsr.protocol import Protocol, items_from_inputs
+from medsr.protocol import Protocol
+from medsr.scores import ScoreRow
 
 DATA = Path(__file__).parent / "data"
 PIL_FILTERS = {"bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
@@ -68,12 +69,21 @@ def test_baseline_agrees_with_independent_computation(tmp_path: Path) -> None:
         assert float(row["psnr"]) == pytest.approx(ref_psnr, abs=0.02)
         assert float(row["ssim"]) == pytest.approx(ref_ssim, abs=0.001)
     # the table's means are the means of the per-image scores
-    summary = {s["method"]: s for s in evaluate.summarize(
-        [{"method": r["method"], "psnr": float(r["psnr"]), "ssim": float(r["ssim"])} for r in rows])}
+    summary = {s.method: s for s in evaluate.summarize(ScoreRow.from_dict(r) for r in rows)}
     for method in ("bicubic", "lanczos", "nearest"):
-        assert f"{summary[method]['psnr']:.2f}" in result.output
-        assert f"{summary[method]['ssim']:.4f}" in result.output
-    assert summary["nearest"]["psnr"] < summary["bicubic"]["psnr"]
+        assert f"{summary[method].psnr:.2f}" in result.output
+        assert f"{summary[method].ssim:.4f}" in result.output
+    assert summary["nearest"].psnr < summary["bicubic"].psnr
+
+
+def test_globs_and_missing_inputs_as_upscale_takes_them(tmp_path: Path) -> None:
+    """One input expander for every command: a glob is expanded, an input that matches nothing is reported."""
+    out = tmp_path / "rows.csv"
+    result = runner.invoke(app, ["baseline", str(DATA / "xray_*.png"), str(tmp_path / "nope.png"), "-o", str(out)])
+    assert result.exit_code == 1 and "nope.png: no such file or folder" in result.output
+    assert [Path(row["image"]).name for row in read_csv(out)] == [p.name for p in xray_pngs()]
+    result = runner.invoke(app, ["baseline", str(tmp_path / "*.png")])
+    assert result.exit_code == 1 and "no files match this pattern" in result.output
 
 
 def test_cli_table_and_csv(tmp_path: Path) -> None:
@@ -135,12 +145,12 @@ def test_expand_inputs_finds_images_and_keeps_named_files(tmp_path: Path) -> Non
     (tmp_path / "a" / "IM0001").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
     (tmp_path / "a" / "README").write_bytes(b"plain text, no preamble")
     explicit = tmp_path / "notes.txt"
-    found = expand_inputs([tmp_path, explicit, tmp_path / "a" / "x.PNG"])
-    rel = [p.relative_to(tmp_path).as_posix() for p, _ in found]
+    found, failures = expand_inputs([tmp_path, explicit, tmp_path / "a" / "x.PNG"])
+    rel = [item.path.relative_to(tmp_path).as_posix() for item in found]
     assert rel == ["a/IM0001", "a/b/y.tif", "a/b/z.jpeg", "a/x.PNG", "notes.txt"]
-    assert {root for _, root in found} == {tmp_path}
+    assert [item.key for item in found] == rel and not failures  # named below the folder they were found in
     missing = tmp_path / "missing.png"
-    assert expand_inputs([missing]) == [(missing, tmp_path)]
+    assert expand_inputs([missing]) == ([], [(str(missing), "no such file or folder")])
 
 
 def test_sixteen_bit_outputs_are_quantised_and_scored_on_their_scale() -> None:
@@ -155,18 +165,18 @@ def test_sixteen_bit_outputs_are_quantised_and_scored_on_their_scale() -> None:
     protocol = Protocol(scale=4)
     pair = protocol.pair(image, "sixteen.png")
     rows = protocol.run(pair, protocol.baselines(["bicubic", "nearest"], pair), outputs.__setitem__)
-    assert [r["method"] for r in rows] == ["bicubic", "nearest"]
+    assert [r.method for r in rows] == ["bicubic", "nearest"]
     for row in rows:
-        sr = outputs[row["method"]][..., 0].astype(np.float64) * 65535
+        sr = outputs[row.method][..., 0].astype(np.float64) * 65535
         np.testing.assert_allclose(sr, np.rint(sr), atol=1e-2)  # whole 16-bit steps
         sr16 = np.rint(sr).astype(np.uint16)
         crop = (slice(4, -4), slice(4, -4))
-        assert row["psnr"] == pytest.approx(
+        assert row.psnr == pytest.approx(
             peak_signal_noise_ratio(stored[crop], sr16[crop], data_range=65535), abs=1e-3)
-        assert row["ssim"] == pytest.approx(structural_similarity(
+        assert row.ssim == pytest.approx(structural_similarity(
             stored[crop], sr16[crop], gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
             data_range=65535), abs=1e-4)
-        assert row["seconds"] >= 0 and row["scale"] == 4
+        assert row.seconds >= 0 and row.scale == 4
 
 
 def test_protocol_pair_crops_and_takes_first_frame(tmp_path: Path) -> None:
@@ -178,21 +188,21 @@ def test_protocol_pair_crops_and_takes_first_frame(tmp_path: Path) -> None:
     # 16x16 leaves 8x8 after the border crop: too small for SSIM, reported as a failure, not a crash
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "tiny.png")
     failures: list[tuple[str, str]] = []
-    rows = evaluate.score_baselines(items_from_inputs([tmp_path]), Protocol(scale=4), ["bicubic"], failures)
+    rows = evaluate.score_baselines(expand_inputs([tmp_path])[0], Protocol(scale=4), ["bicubic"], failures)
     assert rows == [] and len(failures) == 1 and "11x11" in failures[0][1]
 
 
 def test_write_csv_and_summarize(tmp_path: Path) -> None:
     rows = [
-        {"image": "a.png", "method": "bicubic", "scale": 4, "psnr": 30.0, "ssim": 0.8, "seconds": 0.1},
-        {"image": "b.png", "method": "bicubic", "scale": 4, "psnr": 20.0, "ssim": 0.6, "seconds": 0.3},
-        {"image": "a.png", "method": "nearest", "scale": 4, "psnr": 25.0, "ssim": 0.7, "seconds": 0.2},
+        ScoreRow(image="a.png", method="bicubic", scale=4, psnr=30.0, ssim=0.8, seconds=0.1),
+        ScoreRow(image="b.png", method="bicubic", scale=4, psnr=20.0, ssim=0.6, seconds=0.3),
+        ScoreRow(image="a.png", method="nearest", scale=4, psnr=25.0, ssim=0.7, seconds=0.2),
     ]
     path = evaluate.write_csv(rows, tmp_path / "deep" / "r.csv")
     back = read_csv(path)
     assert list(back[0]) == ["image", "source", "method", "scale", "psnr", "ssim"]
     assert [float(r["psnr"]) for r in back] == [30.0, 20.0, 25.0]
     summary = evaluate.summarize(rows)
-    assert [s["method"] for s in summary] == ["bicubic", "nearest"]
-    assert summary[0]["images"] == 2
-    assert summary[0]["psnr"] == pytest.approx(25.0) and summary[0]["seconds"] == pytest.approx(0.2)
+    assert [s.method for s in summary] == ["bicubic", "nearest"]
+    assert summary[0].images == 2
+    assert summary[0].psnr == pytest.approx(25.0) and summary[0].seconds == pytest.approx(0.2)

@@ -24,6 +24,7 @@ from medsr.cli import app
 from medsr.errors import ConfigError
 from medsr.infer import InferenceSettings
 from medsr.models import build_generator, save_model
+from medsr.protocol import Protocol
 
 DATA = Path(__file__).parent / "data"
 PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "peers" / "published-swift-srgan-xray-4x.pth.tar"
@@ -145,14 +146,14 @@ def test_zero_residual_model_scores_as_torch_bicubic(tmp_path: Path) -> None:
 def test_api_module_gray_into_rgb_model_with_max_size() -> None:
     """A 3-channel model on a grayscale image (replicate, then mean) and --max-size's centre crop."""
     path = xray_pngs()[0]
-    result = evaluate.evaluate_model(zero_residual_model(in_channels=3), [path], baselines=(), max_size=96,
-                                     settings=InferenceSettings(device="cpu"))
+    result = evaluate.evaluate_model(zero_residual_model(in_channels=3), [path], Protocol(scale=None, max_size=96),
+                                     InferenceSettings(device="cpu"), baselines=())
     assert result.failures == [] and result.scale == 4 and result.model_scale == (4, 4)
-    assert [r["method"] for r in result.rows] == ["swift-srgan"]
+    assert [r.method for r in result.rows] == ["swift-srgan"]
     ref = expected(centre_crop(np.asarray(Image.open(path).convert("L")), 96, 96))
-    assert result.rows[0]["psnr"] == pytest.approx(ref["model"][0], abs=0.01)
-    assert result.rows[0]["ssim"] == pytest.approx(ref["model"][1], abs=1e-3)
-    assert result.n_images == 1 and result.summary[0]["images"] == 1
+    assert result.rows[0].psnr == pytest.approx(ref["model"][0], abs=0.01)
+    assert result.rows[0].ssim == pytest.approx(ref["model"][1], abs=1e-3)
+    assert result.n_images == 1 and result.summary[0].images == 1
 
 
 def test_manifest_split_selection(tmp_path: Path) -> None:
@@ -223,8 +224,8 @@ def test_scale_and_baseline_errors(tmp_path: Path) -> None:
     unknown = runner.invoke(app, ["evaluate", str(images[0]), "--model", str(model), "--baselines", "magic"])
     assert unknown.exit_code == 2 and "magic" in unknown.output
     with pytest.raises(ConfigError, match="pass --scale"):
-        evaluate.resolve_scale((1, 1), "ct-sparse-view")
-    assert evaluate.resolve_scale((1, 4), "ultrasound") == 4
+        Protocol(scale=None, degradation="ct-sparse-view").for_model((1, 1))
+    assert Protocol(scale=None, degradation="ultrasound").for_model((1, 4)).scale == 4
 
 
 @pytest.mark.skipif(not PUBLISHED.is_file(), reason="../shared/peers checkpoint not available")
@@ -248,8 +249,8 @@ def test_bf16_precision_is_scored_close_to_fp32_but_not_identical() -> None:
     torch.manual_seed(1)
     model = build_generator("swift-srgan", in_channels=1, scale=4, num_channels=8, num_blocks=1).eval()
     path = xray_pngs()[0]
-    fp32, bf16 = (evaluate.evaluate_model(model, [path], baselines=(), max_size=96,
-                                          settings=InferenceSettings(device="cpu", precision=precision)).rows[0]
+    fp32, bf16 = (evaluate.evaluate_model(model, [path], Protocol(scale=None, max_size=96),
+                                          InferenceSettings(device="cpu", precision=precision), baselines=()).rows[0]
                   for precision in ("fp32", "bf16"))
-    assert fp32["psnr"] != bf16["psnr"]
-    assert abs(fp32["psnr"] - bf16["psnr"]) < 0.5
+    assert fp32.psnr != bf16.psnr
+    assert abs(fp32.psnr - bf16.psnr) < 0.5

@@ -17,11 +17,14 @@ from typer.testing import CliRunner
 import medsr
 from medsr.cli import app
 from medsr.data.manifest import build_manifest
+from medsr.degrade import seeded_rng
 from medsr.degrade.files import degrade_files
 from medsr.errors import ConfigError
 from medsr.infer import InferenceSettings
 from medsr.infer.files import collect_sources
-from medsr.protocol import Protocol, image_key, items_from_inputs, seeded_rng
+from medsr.io.find import expand_inputs, find_images, image_key
+from medsr.protocol import Protocol
+from medsr.scores import ScoreRow, headline
 from medsr.train.config import RESUMABLE, TrainConfig
 from medsr.train.trainer import train
 
@@ -112,9 +115,14 @@ def test_every_command_finds_the_same_images(tmp_path):
 
     rows, skipped = build_manifest([folder], tmp_path / "m.csv")
     assert {r.path.relative_to(folder).as_posix() for r in rows} == expected and not skipped
-    sources, failures = collect_sources([str(folder)])
+    sources, failures = collect_sources([str(folder)])  # upscale's older name of the one expander
     assert {s.relative.as_posix() for s in sources} == expected and not failures
-    assert {item.key for item in items_from_inputs([folder])} == expected
+    items, failures = expand_inputs([folder, str(folder / "*.dcm"), folder / "x.png", tmp_path / "nope.png",
+                                     str(tmp_path / "*.tif")])
+    # the glob's and the named file's images were found in the folder already: each is kept once, in order
+    assert [item.key for item in items] == [p.relative_to(folder).as_posix() for p in find_images(folder)]
+    assert failures == [(str(tmp_path / "nope.png"), "no such file or folder"),
+                        (str(tmp_path / "*.tif"), "no files match this pattern")]
     written, failures = degrade_files([folder], tmp_path / "lr", "bicubic", 4)
     assert {p.relative_to(tmp_path / "lr").as_posix() for p in written} == expected and not failures
     assert medsr.read_image(tmp_path / "lr" / "series" / "1.2.840.99").format == "dicom"  # DICOM stays DICOM
@@ -173,6 +181,64 @@ def test_lower_layers_never_import_evaluate_cli_or_app():
             upward = {m for m in _imports(path) if m.split(".")[:2] in (["medsr", "evaluate"], ["medsr", "cli"],
                                                                          ["medsr", "app"])}
             assert not upward, f"{path.relative_to(SRC)} imports {upward}"
+
+
+def _folder_graph() -> dict[str, set[str]]:
+    """Top-level module or package of medsr -> those it imports (any depth, at import time or lazily)."""
+    graph: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        unit = path.relative_to(SRC).parts[0].removesuffix(".py")
+        targets = {m.split(".")[1] for m in _imports(path) if m.startswith("medsr.")}
+        graph.setdefault(unit, set()).update(targets - {unit})
+    return graph
+
+
+def test_no_import_cycles_between_folders():
+    """The arrows point one way: no package or module of medsr reaches itself through another."""
+    graph = _folder_graph()
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack = [(start, [start])]
+        seen: set[str] = set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    return [*path, start]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+        return None
+
+    cycles = [" -> ".join(found) for unit in sorted(graph) if (found := cycle_from(unit))]
+    assert not cycles, cycles
+    assert "protocol" not in graph["degrade"] and "data" not in graph["protocol"]
+
+
+def test_protocol_from_config_is_training_validation_and_for_model_checks_the_scale(tmp_path):
+    config = TrainConfig(manifest=str(_manifest(tmp_path)), scale=2, degradation="ct-sparse-view", patch_size=32,
+                         degradation_params={"n_angles": 90}, value_range=[-1024.0, 3071.0], seed=7,
+                         val_max_size=48)
+    protocol = Protocol.from_config(config, max_size=config.val_max_size)
+    assert protocol == Protocol(scale=2, degradation="ct-sparse-view", degradation_params={"n_angles": 90},
+                                value_range=[-1024.0, 3071.0], max_size=48)  # seed 0 as evaluate, not 7
+    assert Protocol(scale=None).for_model((4, 4)).scale == 4
+    assert Protocol(scale=None).for_model((4, 4), {"value_range": [-1024, 3071]}).value_range == (-1024.0, 3071.0)
+    with pytest.raises(ConfigError, match="needs x2x2"):
+        Protocol(scale=2).for_model((4, 4))
+    with pytest.raises(ConfigError, match="pass --scale"):
+        Protocol(scale=None, degradation="ct-sparse-view").for_model((1, 1))
+    with pytest.raises(ConfigError, match="sinogram"):
+        Protocol(scale=4, degradation="ct-sinogram").for_model((1, 4))
+
+
+def test_score_rows_and_headline_weigh_every_source_alike():
+    rows = [ScoreRow("m", 4, psnr, 0.5, image=f"{i}", source=source)
+            for i, (psnr, source) in enumerate([(30.0, "a"), (32.0, "a"), (40.0, "b")])]
+    assert headline(rows, "m") == (pytest.approx((31.0 + 40.0) / 2), pytest.approx(0.5))
+    assert headline([ScoreRow("m", 4, 30.0, 0.4), ScoreRow("m", 4, 40.0, 0.6)], "m") == (35.0, 0.5)
+    line = {"image": "x.png", "source": "", "method": "bicubic", "scale": "4", "psnr": "31.5", "ssim": "0.9"}
+    assert ScoreRow.from_dict(line) == ScoreRow("bicubic", 4, 31.5, 0.9, image="x.png")
 
 
 def test_cli_commands_stay_thin():

@@ -44,14 +44,15 @@ from medsr.degrade.files import degrade_files
 from medsr.errors import ConfigError, MedsrError, escape
 from medsr.extras import EXTRAS, require
 from medsr.infer import InferenceSettings, export_onnx, parse_memory
-from medsr.infer.files import Outcome, Source, collect_sources, upscale_files
+from medsr.infer.files import Outcome, upscale_files
 from medsr.infer.jobs import JobReport, upscale_job
 from medsr.infer.modality import modality_warnings, plan_models
 from medsr.infer.ray_engine import import_ray
 from medsr.infer.results import RESULTS_NAME
+from medsr.io.find import Item, expand_inputs
 from medsr.models import DEFAULT_MODEL, list_bundled_models, load_model, model_name
 from medsr.models.cards import verify_weights
-from medsr.protocol import BASELINE_METHODS, Item, Protocol, items_from_inputs, items_from_manifest
+from medsr.protocol import BASELINE_METHODS, Protocol
 from medsr.train.config import TrainConfig
 from medsr.train.trainer import train as train_api
 
@@ -108,8 +109,10 @@ def check_outputs(files: dict[str, Path | None] | None = None, folders: dict[str
             raise ConfigError(f"{option} {escape(path)}: {problem}; give a {'folder' if folder else 'file'} path")
 
 
-def _items_or_exit(items: list[Item], where: list) -> list[Item]:
+def _items_or_exit(items: list[Item], where: list, failures: list[tuple[str, str]] = ()) -> list[Item]:
+    """The items, or the end of the command: the inputs that failed (exit 1), else "no images found" (exit 2)."""
     if not items:
+        _finish(list(failures))
         err_console.print(f"medsr: no images found in {', '.join(map(str, where))}", markup=False, highlight=False)
         raise typer.Exit(2)
     return items
@@ -222,8 +225,8 @@ def baseline(
     """Score interpolation baselines: bicubic-degrade each HR image, upscale back, report PSNR/SSIM."""
     check_outputs({"--out": out})
     methods = _baseline_names(method or ["bicubic"], "--method")
-    items = _items_or_exit(items_from_inputs(hr), hr)
-    failures: list[tuple[str, str]] = []
+    items, failures = expand_inputs(hr)
+    items = _items_or_exit(items, hr, failures)
     rows = ev.score_baselines(items, Protocol(scale=scale, border=border), methods, failures)
     console.print(ev.summary_table(ev.summarize(rows), title=f"Baselines, x{scale}"))
     if out is not None:
@@ -462,7 +465,7 @@ def upscale(
                                  clip_to_input=clip, colour=colour, consistency=consistency,
                                  consistency_kernel=consistency_kernel, strength=strength, fidelity=fidelity,
                                  engine=engine, address=address, workers=workers, worker_threads=threads or 1)
-    sources, failures = collect_sources(inputs)
+    sources, failures = expand_inputs(inputs)
     groups, notes = plan_models(sources, model, modality)
     for line in notes:
         console.print(escape(line), highlight=False)
@@ -498,7 +501,7 @@ def _job_summary(report: JobReport, out: Path, seconds: float) -> None:
 
 
 def _upscale_groups(
-    groups: list[tuple[str | None, list[Source]]], out: Path, fmt: str | None, settings: InferenceSettings,
+    groups: list[tuple[str | None, list[Item]]], out: Path, fmt: str | None, settings: InferenceSettings,
     *, warn: bool, maps: bool = False,
 ) -> list[Outcome]:
     """Run each group of files with its model (see medsr.infer.modality); print each model's table.
@@ -559,7 +562,7 @@ def detectability(
     methods, variants, descriptions = det.build_methods(
         model or [], _baseline_names(baselines.split(","), "--baselines"), protocol, project_models=project,
         strengths=strength or [], fidelities=fidelity or [], inference=InferenceSettings(device=device))
-    items = _items_or_exit(items_from_manifest(manifest, split), [f"the {split!r} split of {manifest}"])
+    items = _items_or_exit(mf.items_from_manifest(manifest, split), [f"the {split!r} split of {manifest}"])
     with _progress("detectability", len(items)) as advance:
         result = det.run_detectability(items, protocol, methods, variants, settings, descriptions,
                                        progress=lambda done, total: advance())
@@ -700,21 +703,20 @@ def evaluate(
         raise typer.BadParameter("give HR images or --manifest (with --split), not both", param_hint="HR")
     names = _baseline_names(baselines.split(","), "--baselines")
     params = degradations.parse_params(degradation, param or [])
-    items = items_from_manifest(manifest, split) if manifest else items_from_inputs(hr)
-    items = _items_or_exit(items, [f"the {split!r} split of {manifest}"] if manifest else hr)
+    items, unfound = (mf.items_from_manifest(manifest, split), []) if manifest else expand_inputs(hr)
+    items = _items_or_exit(items, [f"the {split!r} split of {manifest}"] if manifest else hr, unfound)
+    protocol = Protocol(scale=scale, degradation=degradation, degradation_params=params, border=border, seed=seed,
+                        max_size=max_size)
+    settings = InferenceSettings(tile=tile, overlap=overlap, device=device, precision=precision,
+                                 max_memory=max_memory, colour=colour)
     with _progress("evaluating", len(items)) as advance:
-        result = ev.evaluate_model(
-            model, items, scale=scale, baselines=names, border=border, degradation=degradation,
-            degradation_params=params, seed=seed, max_size=max_size, save_images=save_images,
-            settings=InferenceSettings(tile=tile, overlap=overlap, device=device, precision=precision,
-                                       max_memory=max_memory, colour=colour),
-            progress=lambda done, total: advance(),
-        )
+        result = ev.evaluate_model(model, items, protocol, settings=settings, baselines=names,
+                                   save_images=save_images, progress=lambda done, total: advance())
+    result.failures[:0] = unfound
     console.print(ev.summary_table(result.summary, title=result.title(), seconds=True, sources=result.sources))
     summary = result.to_json(arguments)
     if window:
-        summary["windows"] = _window_scores(model, items, result, names, window, settings=InferenceSettings(
-            tile=tile, overlap=overlap, device=device, precision=precision, max_memory=max_memory, colour=colour))
+        summary["windows"] = _window_scores(model, items, result, names, window, settings=settings)
     for path, writer, data in ((out, ev.write_csv, (result.rows, out, ev.EVALUATE_CSV_COLUMNS)),
                                (json_out, ev.write_json, (summary, json_out))):
         if path is not None:

@@ -1,16 +1,16 @@
 """Evaluation and its reports: a model and the interpolation baselines scored on the same HR images.
 
 Every score is made by :class:`medsr.protocol.Protocol` (crop, degrade, quantise, upscale, quantise, PSNR/SSIM
-on the image's own scale); this module chooses the images, runs the methods through it, and reports per image,
-per source (hospital, data set) and per method: tables, CSV and JSON. ``medsr evaluate`` and ``medsr baseline``
-are thin layers over :func:`evaluate_model` and :func:`score_baselines`.
+on the image's own scale); this module runs a model and the baselines through it on chosen images
+(:class:`medsr.io.find.Item`) and reports per image, per source (hospital, data set) and per method, with the
+means of :mod:`medsr.scores`: tables, CSV and JSON. ``medsr evaluate`` and ``medsr baseline`` are thin layers
+over :func:`evaluate_model` and :func:`score_baselines`.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -22,95 +22,33 @@ import numpy as np
 from rich.table import Table
 
 from medsr.atomic import atomic_path
-from medsr.degrade import degradation_spec
-from medsr.errors import ConfigError, MedsrError
+from medsr.errors import MedsrError
 from medsr.infer import InferenceSettings, get_predictor, upscale_array
-from medsr.intensity import model_units
 from medsr.io import write_image
+from medsr.io.find import Item
 from medsr.io.image import MedicalImage
 from medsr.models import ModelLike, load_model, model_name
-from medsr.protocol import (
-    BASELINE_METHODS,
-    Item,
-    Method,
-    Protocol,
-    interpolation_methods,
-    score_items,
-)
+from medsr.protocol import BASELINE_METHODS, Method, Protocol, interpolation_methods, score_items
+from medsr.scores import MEAN_OF_SOURCES, ScoreRow, Summary, headline, summarize, summarize_sources
 
 CSV_COLUMNS = ("image", "source", "method", "scale", "psnr", "ssim")
 EVALUATE_CSV_COLUMNS = (*CSV_COLUMNS, "seconds")
 DEFAULT_BASELINES = ("bicubic", "lanczos")
-MEAN_OF_SOURCES = "mean of sources"
 
 
 def score_baselines(
     items: Sequence[Item], protocol: Protocol, methods: Sequence[str], failures: list[tuple[str, str]]
-) -> list[dict[str, Any]]:
+) -> list[ScoreRow]:
     """``medsr baseline``: interpolation methods alone under the protocol."""
     interpolation_methods(methods, 8)  # rejects unknown names before any work
     return score_items(items, protocol, {}, methods, failures=failures)
 
 
-def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per method, in first-seen order: images, mean PSNR, mean SSIM, mean seconds (of per-image values)."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(row["method"], []).append(row)
-    return [
-        {
-            "method": method,
-            "images": len(group),
-            "psnr": float(np.mean([r["psnr"] for r in group])),
-            "ssim": float(np.mean([r["ssim"] for r in group])),
-            "seconds": float(np.mean([r.get("seconds", math.nan) for r in group])),
-        }
-        for method, group in groups.items()
-    ]
-
-
-def summarize_sources(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """:func:`summarize` per source, plus :data:`MEAN_OF_SOURCES`: each method's unweighted mean over sources.
-
-    The mean over sources weighs every hospital alike, however many images it contributed. Empty when the
-    rows carry no sources.
-    """
-    by_source: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_source.setdefault(row.get("source") or "", []).append(row)
-    if set(by_source) <= {""}:
-        return {}
-    out = {source: summarize(group) for source, group in sorted(by_source.items())}
-    methods: dict[str, list[dict[str, Any]]] = {}
-    for summary in out.values():
-        for row in summary:
-            methods.setdefault(row["method"], []).append(row)
-    out[MEAN_OF_SOURCES] = [
-        {"method": method, "images": sum(r["images"] for r in group),
-         **{key: float(np.mean([r[key] for r in group])) for key in ("psnr", "ssim", "seconds")}}
-        for method, group in methods.items()
-    ]
-    return out
-
-
-def headline(rows: Iterable[dict[str, Any]], method: str) -> tuple[float, float]:
-    """One method's (PSNR, SSIM): the mean of sources when the rows carry sources, else the mean of images.
-
-    The figure that selects a training run's best checkpoint: ``medsr evaluate``'s "mean of sources" row, or its
-    only row when the images carry no source.
-    """
-    rows = list(rows)
-    sources = summarize_sources(rows)
-    summary = sources[MEAN_OF_SOURCES] if sources else summarize(rows)
-    found = next(row for row in summary if row["method"] == method)
-    return found["psnr"], found["ssim"]
-
-
 def summary_table(
-    summary: Iterable[dict[str, Any]],
+    summary: Iterable[Summary],
     title: str | None = None,
     seconds: bool = False,
-    sources: dict[str, list[dict[str, Any]]] | None = None,
+    sources: dict[str, list[Summary]] | None = None,
 ) -> Any:
     """A Rich table of :func:`summarize` output (and, with ``sources``, a block of rows per source first)."""
     table = Table(title=title)
@@ -125,22 +63,22 @@ def summary_table(
     blocks = [*(sources or {}).items(), ("all images", list(summary))] if sources else [("", list(summary))]
     for name, rows in blocks:
         for i, row in enumerate(rows):
-            cells = [row["method"], str(row["images"]), f"{row['psnr']:.2f}", f"{row['ssim']:.4f}"]
+            cells = [row.method, str(row.images), f"{row.psnr:.2f}", f"{row.ssim:.4f}"]
             if seconds:
-                cells.append(f"{row['seconds']:.3f}")
+                cells.append(f"{row.seconds:.3f}")
             last = i == len(rows) - 1
             table.add_row(*(([name if i == 0 else ""] if sources else []) + cells), end_section=last)
     return table
 
 
-def write_csv(rows: Iterable[dict[str, Any]], path: str | Path, columns: Sequence[str] = CSV_COLUMNS) -> Path:
+def write_csv(rows: Iterable[ScoreRow], path: str | Path, columns: Sequence[str] = CSV_COLUMNS) -> Path:
     """Write ``rows`` (only ``columns``) to a CSV at ``path``, atomically; one-line MedsrError on failure."""
     path = Path(path)
     try:
         with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(row.as_dict() for row in rows)
     except OSError as exc:
         raise MedsrError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
@@ -164,7 +102,7 @@ def write_json(data: dict[str, Any], path: str | Path) -> Path:
 class Evaluation:
     """What :func:`evaluate_model` measured: per-image rows, per-method means, and how they were made.
 
-    ``rows`` hold image, source, method, scale, psnr, ssim, seconds; ``summary`` is :func:`summarize` of them
+    ``rows`` are a :class:`ScoreRow` per image and method; ``summary`` is :func:`summarize` of them
     (model first, then the baselines), ``sources`` is :func:`summarize_sources`; ``failures`` are
     ``(path, reason)`` pairs of the images that could not be read or scored.
     """
@@ -174,9 +112,9 @@ class Evaluation:
     model_info: dict[str, Any]
     protocol: Protocol
     model_scale: tuple[int, int]
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    summary: list[dict[str, Any]] = field(default_factory=list)
-    sources: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    rows: list[ScoreRow] = field(default_factory=list)
+    summary: list[Summary] = field(default_factory=list)
+    sources: dict[str, list[Summary]] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
     saved: list[Path] = field(default_factory=list)
 
@@ -191,7 +129,7 @@ class Evaluation:
     @property
     def n_images(self) -> int:
         """Images scored (each has one row per method)."""
-        return len({row["image"] for row in self.rows})
+        return len({row.image for row in self.rows})
 
     def title(self) -> str:
         """One line saying what was scored and how."""
@@ -201,8 +139,9 @@ class Evaluation:
 
     def to_json(self, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
         """The JSON summary: per-method means (overall and per source), model, protocol, arguments."""
-        def means(summary: list[dict[str, Any]]) -> dict[str, Any]:
-            return {row["method"]: {k: row[k] for k in ("images", "psnr", "ssim", "seconds")} for row in summary}
+        def means(summary: list[Summary]) -> dict[str, Any]:
+            return {row.method: {k: getattr(row, k) for k in ("images", "psnr", "ssim", "seconds")}
+                    for row in summary}
 
         p = self.protocol
         return {
@@ -220,31 +159,6 @@ class Evaluation:
             "failures": [{"path": path, "reason": reason} for path, reason in self.failures],
             "arguments": dict(arguments or {}),
         }
-
-
-def resolve_scale(model_scale: tuple[int, int], degradation: str, scale: int | None = None) -> int:
-    """The degradation's scale that a model of ``model_scale`` (sy, sx) undoes, checked against ``scale``.
-
-    The scale is taken from the model (``max(sy, sx)``) unless given; ``ct-sparse-view`` models work at
-    scale 1 whatever the number of views dropped, so there it must be given. ConfigError on a mismatch.
-    """
-    spec = degradation_spec(degradation)
-    if spec.output != "image":
-        raise ConfigError(
-            f"evaluate scores images; the {degradation} route's output is a {spec.output} (use ct-sparse-view)"
-        )
-    if scale is None:
-        if spec.lr_axes == "none":
-            raise ConfigError(f"degradation {degradation!r} does not fix the scale; pass --scale")
-        scale = max(model_scale)
-    wanted = spec.lr_scale(scale)
-    if wanted != tuple(model_scale):
-        sy, sx = model_scale
-        raise ConfigError(
-            f"the model upsamples x{sy}x{sx}, but {degradation!r} at scale {scale} "
-            f"needs x{wanted[0]}x{wanted[1]}"
-        )
-    return scale
 
 
 def output_names(paths: Sequence[Path]) -> dict[Path, Path]:
@@ -287,15 +201,10 @@ def model_method(model: ModelLike, settings: InferenceSettings | None = None) ->
 def evaluate_model(
     model: ModelLike,
     items: Sequence[Item | str | Path],
-    *,
-    scale: int | None = None,
-    baselines: Sequence[str] = DEFAULT_BASELINES,
-    border: int | None = None,
-    degradation: str = "bicubic",
-    degradation_params: dict[str, Any] | None = None,
-    seed: int = 0,
-    max_size: int | None = None,
+    protocol: Protocol | None = None,
     settings: InferenceSettings | None = None,
+    *,
+    baselines: Sequence[str] = DEFAULT_BASELINES,
     save_images: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
@@ -303,21 +212,18 @@ def evaluate_model(
 
     ``model`` is anything :func:`medsr.models.load_model` takes; it runs through
     :func:`medsr.infer.upscale_array` with ``settings`` (a 3-channel model given grayscale sees it replicated
-    and its output is averaged back to gray). ``items`` are :class:`Item` (from :func:`items_from_inputs` or
-    :func:`items_from_manifest`) or plain paths (keyed by file name). ``scale`` defaults to the model's (see
-    :func:`resolve_scale`), ``border`` to the scale; ``max_size`` centre-crops each image first (as training
-    validation may). ``save_images`` keeps every quantised output as ``DIR/<method>/<name>.png``. Unreadable
-    or unscorable images are skipped into ``failures``; a model that cannot be loaded raises CheckpointError.
+    and its output is averaged back to gray). ``items`` are :class:`Item` (from
+    :func:`medsr.io.find.expand_inputs` or :func:`medsr.data.manifest.items_from_manifest`) or plain paths
+    (keyed by file name). ``protocol`` (default: ``Protocol(scale=None)``, bicubic at the model's scale) is made
+    the model's by :meth:`Protocol.for_model`. ``save_images`` keeps every quantised output as
+    ``DIR/<method>/<name>.png``. Unreadable or unscorable images are skipped into ``failures``; a model that
+    cannot be loaded raises CheckpointError.
     """
     settings = settings or InferenceSettings()
     net = load_model(model, settings.device)
     model_scale = (int(net.scale[0]), int(net.scale[1]))
     meta = getattr(net, "meta", None) or {}
-    protocol = Protocol(
-        scale=resolve_scale(model_scale, degradation, scale), degradation=degradation,
-        degradation_params=dict(degradation_params or {}), border=border, seed=seed, max_size=max_size,
-        **model_units(meta),
-    )
+    protocol = (protocol or Protocol(scale=None)).for_model(model_scale, meta)
     baselines = list(dict.fromkeys(baselines))
     interpolation_methods(baselines, 8)  # rejects unknown names before any work
     name = model_name(net)
@@ -330,7 +236,7 @@ def evaluate_model(
     )
     # build the prepared model and let the backend initialise now, so per-image seconds are steady-state
     get_predictor(net, settings)(np.zeros((1, int(net.in_channels), 16, 16), dtype=np.float32))
-    items = [item if isinstance(item, Item) else Item(Path(item), Path(item).name) for item in items]
+    items = [item if isinstance(item, Item) else Item(Path(item), Path(Path(item).name)) for item in items]
     names = output_names([item.path for item in items])
 
     def save(item: Item, image: MedicalImage, method: str, sr: np.ndarray) -> None:
@@ -343,3 +249,19 @@ def evaluate_model(
     result.summary = summarize(result.rows)
     result.sources = summarize_sources(result.rows)
     return result
+
+
+__all__ = [
+    "MEAN_OF_SOURCES",
+    "Evaluation",
+    "ScoreRow",
+    "Summary",
+    "evaluate_model",
+    "headline",
+    "score_baselines",
+    "summarize",
+    "summarize_sources",
+    "summary_table",
+    "write_csv",
+    "write_json",
+]

@@ -1,7 +1,9 @@
 """The one scoring protocol: make an (HR, LR) pair, run a method, quantise its output, score it.
 
 ``medsr evaluate``, ``medsr baseline``, the validation a training run logs every epoch, and the web app's
-Simulate mode all call :class:`Protocol`, so a number printed by one can be reproduced by another. Per image:
+Simulate mode all call :class:`Protocol`, so a number printed by one can be reproduced by another. Which images
+are scored is chosen elsewhere (:func:`medsr.io.find.expand_inputs`, :func:`medsr.data.manifest.items_from_manifest`);
+rows and their means are :mod:`medsr.scores`. Per image:
 
 1. take the first frame; centre-crop it to ``max_size`` pixels a side when that is set (a speed option, off
    by default everywhere); centre-crop it to a multiple of what the degradation needs (the scale);
@@ -18,8 +20,8 @@ RescaleSlope steps in the image's value range (:func:`quantisation_levels`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from medsr.data.manifest import read_manifest
-from medsr.degrade import check_size, degradation_spec
+from medsr.degrade import check_size, degradation_spec, seeded_rng
 from medsr.degrade.bicubic import crop_to_multiple, pil_resize
-from medsr.errors import MedsrError, failure_reason
-from medsr.intensity import to_value_range
+from medsr.errors import ConfigError, MedsrError, failure_reason
+from medsr.intensity import model_units, to_value_range
 from medsr.io import read_image
-from medsr.io.find import expand_inputs
+from medsr.io.find import Item
+from medsr.io.find import image_key as image_key  # where older callers found it
 from medsr.io.image import MedicalImage
 from medsr.metrics import psnr, ssim
+from medsr.scores import ScoreRow
 
 Method = Callable[[np.ndarray, tuple[int, int]], np.ndarray]
 """``(lr (h, w, C) float in [0, 1], (height, width)) -> (height, width, C) float in [0, 1]``."""
@@ -77,24 +80,6 @@ def interpolation_methods(names: Sequence[str], bit_depth: int) -> dict[str, Met
     return {name: make(name) for name in names}
 
 
-def image_key(path: str | Path | None, root: str | Path | None = None) -> str:
-    """The name that seeds an image's degradation: its path below ``root`` (POSIX), else its file name."""
-    if path is None:
-        return ""
-    path = Path(path)
-    if root is not None:
-        try:
-            return path.absolute().relative_to(Path(root).absolute()).as_posix()
-        except ValueError:
-            pass
-    return path.name
-
-
-def seeded_rng(seed: int, key: str) -> np.random.Generator:
-    """A generator that depends only on ``seed`` and an image's :func:`image_key` (not on the other images)."""
-    return np.random.default_rng([seed, zlib.crc32(key.encode())])
-
-
 def centre_crop(pixels: np.ndarray, max_size: int | None) -> np.ndarray:
     """``(..., H, W, C)`` centre-cropped to at most ``max_size`` pixels a side; unchanged when None."""
     if max_size is None:
@@ -116,9 +101,13 @@ class Pair:
 
 @dataclass(frozen=True)
 class Protocol:
-    """How every score in medsr is made (see the module docstring); settings travel as this one object."""
+    """How every score in medsr is made (see the module docstring); settings travel as this one object.
 
-    scale: int = 4
+    ``scale=None`` means "the model's": :meth:`for_model` fills it (and a model's fixed value range) in, as
+    :func:`medsr.evaluate.evaluate_model` does before scoring.
+    """
+
+    scale: int | None = 4
     degradation: str = "bicubic"
     degradation_params: Mapping[str, Any] = field(default_factory=dict)
     border: int | None = None  # None: the scale
@@ -130,6 +119,45 @@ class Protocol:
 
     def __post_init__(self) -> None:
         degradation_spec(self.degradation)  # an unknown name fails here, naming the valid ones
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> Protocol:
+        """The protocol of a model trained with ``config`` (a :class:`medsr.train.config.TrainConfig` or any object
+        with the same names): its ``scale``, ``degradation``, ``degradation_params``, ``value_range`` and
+        ``raster_offset``. ``overrides`` set the rest (``max_size``, ``border``, ``seed``).
+
+        The training seed is not read: validation degrades its images as ``medsr evaluate`` does (seed 0), so
+        a run's logged scores and ``medsr evaluate --split val`` of its checkpoint are the same numbers.
+        """
+        names = ("scale", "degradation", "degradation_params", "value_range", "raster_offset")
+        found = {name: getattr(config, name) for name in names if hasattr(config, name)}
+        found["degradation_params"] = dict(found.get("degradation_params") or {})
+        return cls(**{**found, **overrides})
+
+    def for_model(self, model_scale: Sequence[int], meta: Mapping[str, Any] | None = None) -> Protocol:
+        """This protocol for a model that upsamples ``model_scale = (sy, sx)``, with header ``meta``.
+
+        The scale, when None, becomes the model's (``max(sy, sx)``); ConfigError when the degradation at the
+        scale is not what the model undoes, or when the degradation gives no image (a sinogram) or does not fix
+        the scale (sparse-view CT: pass it). A model working in fixed modality units (CT in HU, its header's
+        ``value_range``) has its images put on them, unless this protocol names a range.
+        """
+        spec = degradation_spec(self.degradation)
+        if spec.output != "image":
+            raise ConfigError(f"evaluate scores images; the {self.degradation} route's output is a {spec.output} "
+                              "(use ct-sparse-view)")
+        scale = self.scale
+        if scale is None:
+            if spec.lr_axes == "none":
+                raise ConfigError(f"degradation {self.degradation!r} does not fix the scale; pass --scale")
+            scale = max(int(v) for v in model_scale)
+        wanted = spec.lr_scale(scale)
+        if wanted != tuple(int(v) for v in model_scale):
+            sy, sx = model_scale
+            raise ConfigError(f"the model upsamples x{sy}x{sx}, but {self.degradation!r} at scale {scale} "
+                              f"needs x{wanted[0]}x{wanted[1]}")
+        units = model_units(meta) if self.value_range is None else {}
+        return dataclasses.replace(self, scale=scale, **units)
 
     @property
     def crop(self) -> int:
@@ -175,8 +203,8 @@ class Protocol:
         pair: Pair,
         methods: Mapping[str, Method],
         on_output: Callable[[str, np.ndarray], None] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Score each method on a pair: rows of method, scale, psnr, ssim, seconds (the method's wall time)."""
+    ) -> list[ScoreRow]:
+        """Score each method on a pair: a row per method (its ``seconds`` are the method's wall time)."""
         rows = []
         for name, method in methods.items():
             start = time.perf_counter()
@@ -185,8 +213,8 @@ class Protocol:
             sr, value_psnr, value_ssim = self.score(out, pair)
             if on_output is not None:
                 on_output(name, sr)
-            rows.append({"method": name, "scale": self.scale, "psnr": value_psnr, "ssim": value_ssim,
-                         "seconds": seconds})
+            rows.append(ScoreRow(method=name, scale=self.scale, psnr=value_psnr, ssim=value_ssim,
+                                 seconds=seconds))
         return rows
 
     def baselines(self, names: Sequence[str], pair: Pair) -> dict[str, Method]:
@@ -194,30 +222,7 @@ class Protocol:
         return interpolation_methods(names, pair.resize_bit_depth)
 
 
-# --- which images, and scoring many of them --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Item:
-    """One HR image to score: its file, the key that seeds its degradation, and its source ("" if unknown)."""
-
-    path: Path
-    key: str
-    source: str = ""
-
-
-def items_from_inputs(inputs: Iterable[str | Path]) -> list[Item]:
-    """Items for files and folders (searched with :func:`medsr.io.find.find_images`); keys below each root."""
-    return [Item(path, image_key(path, root)) for path, root in expand_inputs(inputs)]
-
-
-def items_from_manifest(manifest: str | Path, split: str) -> list[Item]:
-    """Items of one split of a ``medsr prepare`` manifest; keys are paths relative to the manifest's folder.
-
-    Training validation builds the same items, so ``evaluate --split val`` reproduces what a run logged.
-    """
-    folder = Path(manifest).absolute().parent
-    return [Item(row.path, image_key(row.path, folder), row.source) for row in read_manifest(manifest, split)]
+# --- scoring many images -------------------------------------------------------------------------------------
 
 
 def read_images(paths: Iterable[Path], failures: list[tuple[str, str]]) -> Iterator[MedicalImage]:
@@ -238,13 +243,13 @@ def score_items(
     failures: list[tuple[str, str]],
     on_output: Callable[[Item, MedicalImage, str, np.ndarray], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Rows (image, source, method, scale, psnr, ssim, seconds) of every method on every readable item.
+) -> list[ScoreRow]:
+    """Rows of every method on every readable item (with the item's path and source).
 
     Unreadable or unscorable images go to ``failures`` as ``(path, reason)``, and the run goes on.
     """
     items = list(items)
-    rows: list[dict[str, Any]] = []
+    rows: list[ScoreRow] = []
     for done, item in enumerate(items, start=1):
         for image in read_images([item.path], failures):
             try:
@@ -255,7 +260,7 @@ def score_items(
             except (MedsrError, ValueError) as exc:
                 failures.append((str(item.path), failure_reason(exc)))
                 continue
-            rows.extend({"image": str(item.path), "source": item.source, **row} for row in found)
+            rows.extend(dataclasses.replace(row, image=str(item.path), source=item.source) for row in found)
         if progress is not None:
             progress(done, len(items))
     return rows

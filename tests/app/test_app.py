@@ -228,8 +228,8 @@ def test_simulate_scores_follow_the_evaluate_protocol(tiny_model: torch.nn.Modul
     protocol = Protocol(scale=4)
     pair = protocol.pair(image, "crop.png")
     rows = protocol.run(pair, protocol.baselines(["bicubic"], pair))
-    assert outcome.scores["Bicubic"]["psnr"] == pytest.approx(rows[0]["psnr"], abs=1e-6)
-    assert outcome.scores["Bicubic"]["ssim"] == pytest.approx(rows[0]["ssim"], abs=1e-6)
+    assert outcome.scores["Bicubic"]["psnr"] == pytest.approx(rows[0].psnr, abs=1e-6)
+    assert outcome.scores["Bicubic"]["ssim"] == pytest.approx(rows[0].ssim, abs=1e-6)
     assert outcome.scores["Model"]["psnr"] == pytest.approx(psnr(outcome.sr, outcome.hr, 1.0, border=4))
     assert outcome.scores["Model"]["ssim"] == pytest.approx(ssim(outcome.sr, outcome.hr, 1.0, border=4))
     with pytest.raises(ConfigError, match="needs x2x2"):
@@ -364,8 +364,9 @@ def test_simulate_on_a_dicom_ct_shows_scores_and_window_presets(models_dir: Path
 
 def test_simulate_bundled_model_beats_bicubic_on_a_sample() -> None:
     from medsr.evaluate import score_baselines
+    from medsr.io.find import expand_inputs
     from medsr.models import list_bundled_models
-    from medsr.protocol import Protocol, items_from_inputs
+    from medsr.protocol import Protocol
 
     if DEFAULT_MODEL not in {m["name"] for m in list_bundled_models()}:
         pytest.skip(f"bundled model {DEFAULT_MODEL} is not in src/medsr/weights yet")
@@ -378,9 +379,9 @@ def test_simulate_bundled_model_beats_bicubic_on_a_sample() -> None:
     assert not at.exception and not at.error, [e.value for e in at.error]
     bicubic, model = metric_value(at, "Bicubic PSNR"), metric_value(at, "Model PSNR")
     assert model > bicubic
-    items = items_from_inputs([logic.sample_paths()[0]])
+    items, _ = expand_inputs([logic.sample_paths()[0]])
     protocol = Protocol(scale=4, max_size=logic.DEMO_MAX_SIDE)
-    expected = score_baselines(items, protocol, ["bicubic"], [])[0]["psnr"]
+    expected = score_baselines(items, protocol, ["bicubic"], [])[0].psnr
     assert bicubic == pytest.approx(expected, abs=0.005)  # the page shows medsr evaluate's bicubic score
 
 

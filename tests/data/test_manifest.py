@@ -19,8 +19,8 @@ from medsr.data.manifest import (
     assign_split,
     build_manifest,
     find_images,
-    image_key,
     image_source,
+    metadata_id,
     nih_patient_id,
     parse_source_rules,
     probe_image,
@@ -144,10 +144,10 @@ def test_assign_split_fractions_hold_over_many_patients():
 
 
 def test_image_key_and_nih_names():
-    assert image_key("b343e657.jpg") == "b343e657"
-    assert image_key("images/b343e657.PNG") == "b343e657"
-    assert image_key("b343e657") == "b343e657"
-    assert image_key("1.2.840.10008.1") == "1.2.840.10008.1"  # a UID keeps its dots
+    assert metadata_id("b343e657.jpg") == "b343e657"
+    assert metadata_id("images/b343e657.PNG") == "b343e657"
+    assert metadata_id("b343e657") == "b343e657"
+    assert metadata_id("1.2.840.10008.1") == "1.2.840.10008.1"  # a UID keeps its dots
     assert nih_patient_id("x/00001088_023.png") == "00001088"
     assert nih_patient_id("00001088_23.png") is None
     assert nih_patient_id("lonely.png") is None
@@ -408,7 +408,7 @@ def test_prepare_command(tree):
 
 def _metadata(path: Path, id_col: str, patient_col: str) -> dict[str, str]:
     with path.open(newline="") as handle:
-        return {image_key(r[id_col]): r[patient_col].strip() for r in csv.DictReader(handle)}
+        return {metadata_id(r[id_col]): r[patient_col].strip() for r in csv.DictReader(handle)}
 
 
 def test_chest_xray_pair_splits_by_patient_across_both_tables(tmp_path):
@@ -436,13 +436,13 @@ def test_chest_xray_pair_splits_by_patient_across_both_tables(tmp_path):
     for table in (by_2000, by_640):
         groups = defaultdict(set)
         for row in rows:
-            key = image_key(row.path.name)
+            key = metadata_id(row.path.name)
             if key in table:
                 groups[table[key]].add(row.patient_id)
         assert groups and all(len(g) == 1 for g in groups.values())
     raw_ids = defaultdict(set)  # manifest patient -> raw ids of all its images in either table
     for row in rows:
-        key = image_key(row.path.name)
+        key = metadata_id(row.path.name)
         assert key in by_2000 or key in by_640
         raw_ids[row.patient_id] |= {t[key] for t in (by_2000, by_640) if key in t}
     assert all(patient == min(raw) for patient, raw in raw_ids.items())

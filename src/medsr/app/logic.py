@@ -28,9 +28,10 @@ from medsr.infer import InferenceSettings, clip_to_input, upscale_array, upscale
 from medsr.infer.modality import MODALITY_MODELS, model_for_modality
 from medsr.intensity import for_model, model_units, restore
 from medsr.io import read_image, write_image
+from medsr.io.find import image_key
 from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage, modality_values
 from medsr.models import DEFAULT_MODEL, list_bundled_models, model_name
-from medsr.protocol import Protocol, image_key, quantisation_levels, quantise, resize_bit_depth
+from medsr.protocol import Protocol, quantisation_levels, quantise, resize_bit_depth
 
 SETTINGS = InferenceSettings()  # the app runs models exactly as `medsr upscale` does by default
 
@@ -452,7 +453,7 @@ def run_simulate(
 
     rows = protocol.run(pair, {"Bicubic": protocol.baselines(["bicubic"], pair)["bicubic"], "Model": model_method},
                         outputs.__setitem__)
-    scores = {row["method"]: {"psnr": row["psnr"], "ssim": row["ssim"]} for row in rows}
+    scores = {row.method: {"psnr": row.psnr, "ssim": row.ssim} for row in rows}
     # shown on the image's own range (a CT model scored them on its fixed HU range, as evaluate does)
     mapped = for_model(image, meta)  # only its value range and the source's are used below
     hr, lr, bicubic, sr = (restore(mapped.with_pixels(a)).pixels

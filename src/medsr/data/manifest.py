@@ -38,7 +38,7 @@ from medsr.atomic import atomic_path
 from medsr.errors import ConfigError, ImageReadError, ManifestError, ManifestWriteError, os_reason
 from medsr.io import read_image, sniff_format
 from medsr.io.dicom import InvalidRescaleError, rescale
-from medsr.io.find import IMAGE_SUFFIXES, is_regular_file
+from medsr.io.find import IMAGE_SUFFIXES, Item, image_key, is_regular_file
 from medsr.io.find import find_images as find_in_folder
 from medsr.io.image import DEFAULT_MAX_PIXELS, empty_reason
 from medsr.io.quiet import collect_warnings
@@ -134,7 +134,7 @@ def _check_fractions(val: float, test: float) -> None:
 # --- patient ids -------------------------------------------------------------------------------------------
 
 
-def image_key(name: str) -> str:
+def metadata_id(name: str) -> str:
     """The id linking a file to a metadata row: its base name without an image suffix (``a/b.png`` -> ``b``).
 
     Only known image suffixes are removed, so ids such as DICOM UIDs (``1.2.840.1``) are kept whole.
@@ -148,7 +148,7 @@ def image_key(name: str) -> str:
 
 def nih_patient_id(path: str | Path) -> str | None:
     """Patient of an NIH ChestX-ray14 file name (``00001088_023.png`` -> ``00001088``), else None."""
-    match = _NIH_NAME.match(image_key(Path(path).name))
+    match = _NIH_NAME.match(metadata_id(Path(path).name))
     return match.group(1) if match else None
 
 
@@ -208,7 +208,7 @@ class PatientResolver:
 
     def add(self, image_id: str, patient_id: str, modality: str | None = None) -> None:
         """Record that ``image_id`` (a file name or its stem) shows patient ``patient_id``."""
-        key, patient = image_key(image_id), patient_id.strip()
+        key, patient = metadata_id(image_id), patient_id.strip()
         if not key or not patient:
             return
         a, b = self._find(("image", key)), self._find(("patient", patient))
@@ -233,14 +233,14 @@ class PatientResolver:
 
     def patient_for(self, path: str | Path) -> str | None:
         """The canonical patient id of a file, or None when no table names it."""
-        node = ("image", image_key(Path(path).name))
+        node = ("image", metadata_id(Path(path).name))
         if node not in self._parent:
             return None
         return self._names().get(self._find(node))
 
     def modality_for(self, path: str | Path) -> str | None:
         """The DICOM modality code that a table gives for a file, or None."""
-        return self._modality.get(image_key(Path(path).name))
+        return self._modality.get(metadata_id(Path(path).name))
 
     def __len__(self) -> int:
         """Number of distinct patients (groups) known from the tables."""
@@ -645,3 +645,12 @@ def split_summary(rows: Iterable[ManifestRow]) -> dict[str, tuple[int, int]]:
         patients[row.split].add(row.patient_id)
         images[row.split] += 1
     return {s: (len(patients[s]), images[s]) for s in SPLITS}
+
+
+def items_from_manifest(manifest: str | Path, split: str) -> list[Item]:
+    """Items of one split of a manifest, named by their path below the manifest's folder, with their source.
+
+    Training validation builds the same items, so ``medsr evaluate --split val`` reproduces what a run logged.
+    """
+    folder = Path(manifest).absolute().parent
+    return [Item(row.path, image_key(row.path, folder), row.source) for row in read_manifest(manifest, split)]

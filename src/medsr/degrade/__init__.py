@@ -18,6 +18,7 @@ import scikit-image or SciPy.
 from __future__ import annotations
 
 import inspect
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -180,6 +181,12 @@ def degrades_whole_image(name: str) -> bool:
     return degradation_spec(name).whole_image
 
 
+def seeded_rng(seed: int, key: str) -> np.random.Generator:
+    """The generator of one image's random degradation: a function of ``seed`` and the image's name ``key``
+    (:attr:`medsr.io.find.Item.key`) alone, so its LR depends on neither the other images nor their order."""
+    return np.random.default_rng([seed, zlib.crc32(key.encode())])
+
+
 def degradation_params(name: str) -> dict[str, Any]:
     """The model-specific parameters of ``name`` and their defaults (not ``bit_depth``/``rng``)."""
     signature = inspect.signature(get_degradation(name))
@@ -269,4 +276,5 @@ __all__ = [
     "lr_shape",
     "parse_params",
     "registry_help",
+    "seeded_rng",
 ]

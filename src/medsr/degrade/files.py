@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from medsr.degrade import degrade_image, get_degradation
+from medsr.degrade import degrade_image, get_degradation, seeded_rng
 from medsr.errors import MedsrError, failure_reason
 from medsr.io import read_image, write_image
-from medsr.protocol import items_from_inputs, seeded_rng
+from medsr.io.find import expand_inputs
 
 
 def degrade_files(
@@ -23,8 +23,8 @@ def degrade_files(
     """Degrade each image under ``inputs`` with model ``name`` into ``out``: ``(written, failures)``."""
     get_degradation(name)
     written: list[Path] = []
-    failures: list[tuple[str, str]] = []
-    for item in items_from_inputs(inputs):
+    items, failures = expand_inputs(inputs)
+    for item in items:
         target = Path(out) / item.key
         try:
             image = read_image(item.path)

@@ -8,7 +8,6 @@ re-compressed lossily). Writes are atomic (:func:`medsr.io.write_image`).
 
 from __future__ import annotations
 
-import glob
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,22 +23,17 @@ from medsr.infer.settings import InferenceSettings
 from medsr.intensity import for_model, restore
 from medsr.io import read_image, write_image
 from medsr.io.dicom import SeriesUIDMap
-from medsr.io.find import find_images
+from medsr.io.find import Item, expand_inputs
 from medsr.io.image import MedicalImage
 from medsr.models import model_name
 
 OUTPUT_FORMATS = {"png": ".png", "tiff": ".tiff", "tif": ".tiff", "dcm": ".dcm", "dicom": ".dcm"}
 _DEFAULT_SUFFIX = {"png": ".png", "tiff": ".tiff", "dicom": ".dcm", "jpeg": ".png"}
 _KEEP_SUFFIX = {"png": (".png",), "tiff": (".tif", ".tiff"), "dicom": (".dcm", ".dicom", "")}
-_GLOB_CHARS = set("*?[")
 
 
-@dataclass(frozen=True)
-class Source:
-    """An input file and its name relative to the folder it was found in (its own name for a file)."""
-
-    path: Path
-    relative: Path
+Source = Item
+"""An input file and its name relative to the folder it was found in (:class:`medsr.io.find.Item`)."""
 
 
 @dataclass
@@ -56,31 +50,9 @@ class Outcome:
     consistency_rms: float | None = None  # RMS of the consistency map (units of the input's noise)
 
 
-def collect_sources(inputs: Sequence[str | Path]) -> tuple[list[Source], list[tuple[str, str]]]:
-    """Expand files, folders (recursively: images and suffix-less DICOMs) and glob patterns into sources.
-
-    Returns the sources (duplicates removed, in input order) and ``(input, reason)`` for inputs that match
-    nothing.
-    """
-    sources: dict[Path, Source] = {}
-    failures: list[tuple[str, str]] = []
-    for item in inputs:
-        text = str(item)
-        path = Path(text)
-        if path.is_dir():
-            for found in find_images(path):
-                sources.setdefault(found.resolve(), Source(found, found.relative_to(path)))
-        elif path.exists():
-            sources.setdefault(path.resolve(), Source(path, Path(path.name)))
-        elif _GLOB_CHARS & set(text):
-            matches = [Path(m) for m in sorted(glob.glob(text, recursive=True)) if Path(m).is_file()]
-            if not matches:
-                failures.append((text, "no files match this pattern"))
-            for match in matches:
-                sources.setdefault(match.resolve(), Source(match, Path(match.name)))
-        else:
-            failures.append((text, "no such file or folder"))
-    return list(sources.values()), failures
+def collect_sources(inputs: Sequence[str | Path]) -> tuple[list[Item], list[tuple[str, str]]]:
+    """The one input expander, :func:`medsr.io.find.expand_inputs` (files, folders, globs), by its older name."""
+    return expand_inputs(inputs)
 
 
 def output_format(image_format: str, requested: str | None) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import fnmatch
 import json
 import math
@@ -30,11 +31,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from medsr.atomic import atomic_path
 from medsr.data.datasets import PatchDataset, source_repeats, split_rows
-from medsr.data.manifest import ManifestRow
+from medsr.data.manifest import ManifestRow, items_from_manifest
 from medsr.degrade import lr_scale
 from medsr.devices import cpu_has_native_bf16, resolve_device
 from medsr.errors import ConfigError, MedsrError
-from medsr.evaluate import MEAN_OF_SOURCES, headline, summarize_sources
 from medsr.extras import require
 from medsr.infer import upscale_array
 from medsr.losses import (
@@ -46,7 +46,8 @@ from medsr.losses import (
     pixel_loss,
 )
 from medsr.models import build_discriminator, build_generator, load_model, save_model
-from medsr.protocol import Pair, Protocol, items_from_manifest, read_images
+from medsr.protocol import Pair, Protocol, read_images
+from medsr.scores import MEAN_OF_SOURCES, ScoreRow, headline, summarize_sources
 from medsr.train import distributed as dist_utils
 from medsr.train.config import RESUMABLE, TrainConfig
 
@@ -149,12 +150,9 @@ class Trainer:
         # validation is medsr evaluate's protocol on the same images and keys: the numbers a run logs are the
         # ones `medsr evaluate --split val` (with the same --max-size) prints for the saved checkpoint
         self.val_items = items_from_manifest(config.manifest, config.val_split) if self.dist.is_main else []
-        self.val_protocol = Protocol(scale=config.scale, degradation=config.degradation,
-                                     degradation_params=dict(config.degradation_params),
-                                     max_size=config.val_max_size, value_range=config.value_range,
-                                     raster_offset=config.raster_offset)
+        self.val_protocol = Protocol.from_config(config, max_size=config.val_max_size)
         self._val_pairs: list[tuple[Pair, str]] | None = None
-        self._bicubic_rows: list[dict[str, Any]] | None = None
+        self._bicubic_rows: list[ScoreRow] | None = None
         self.writer = None
         # progress counters (restored on resume)
         self.stage_index = 0
@@ -577,8 +575,9 @@ class Trainer:
         model = self.ema if self.ema is not None else self.generator
         methods = {"model": lambda lr, size: upscale_array(model, lr)}
         if self._bicubic_rows is None:
-            self._bicubic_rows = [{**self.val_protocol.run(pair, self.val_protocol.baselines(["bicubic"], pair))[0],
-                                   "source": source} for pair, source in pairs]
+            self._bicubic_rows = [
+                dataclasses.replace(self.val_protocol.run(pair, self.val_protocol.baselines(["bicubic"], pair))[0],
+                                    source=source) for pair, source in pairs]
         bicubic_psnr, bicubic_ssim = headline(self._bicubic_rows, "bicubic")
         rows, samples = [], []
         for index, (pair, source) in enumerate(pairs):
@@ -586,7 +585,7 @@ class Trainer:
             keep = index < self.config.sample_images
             methods_here = {**methods, **self.val_protocol.baselines(["bicubic"], pair)} if keep else methods
             found = self.val_protocol.run(pair, methods_here, outputs.__setitem__ if keep else None)
-            rows.append({**found[0], "source": source})
+            rows.append(dataclasses.replace(found[0], source=source))
             if keep:
                 panels = [outputs["bicubic"], outputs["model"], pair.hr]
                 samples.append(torch.from_numpy(np.concatenate(panels, axis=1).transpose(2, 0, 1)))
@@ -625,16 +624,16 @@ def _sources(val: dict[str, Any]) -> list[str]:
     return [key.split("/", 1)[1] for key in val if key.startswith("val_psnr/")]
 
 
-def per_source_scores(model_rows: list[dict[str, Any]], bicubic_rows: list[dict[str, Any]]) -> dict[str, float]:
+def per_source_scores(model_rows: list[ScoreRow], bicubic_rows: list[ScoreRow]) -> dict[str, float]:
     """``val_psnr/S``, ``val_ssim/S``, ``bicubic_psnr/S``, ``bicubic_ssim/S`` per source S; empty without sources."""
     out: dict[str, float] = {}
     for source, summary in summarize_sources([*model_rows, *bicubic_rows]).items():
         if source == MEAN_OF_SOURCES:
             continue
         for found in summary:
-            prefix = "val" if found["method"] == "model" else found["method"]
-            out[f"{prefix}_psnr/{source}"] = found["psnr"]
-            out[f"{prefix}_ssim/{source}"] = found["ssim"]
+            prefix = "val" if found.method == "model" else found.method
+            out[f"{prefix}_psnr/{source}"] = found.psnr
+            out[f"{prefix}_ssim/{source}"] = found.ssim
     return out
 
 
