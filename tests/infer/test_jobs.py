@@ -12,8 +12,9 @@ from job_archive import BAD, SERIES, make_archive, tiny_model
 from typer.testing import CliRunner
 
 from medsr.cli import app, main
+from medsr.errors import ConfigError
 from medsr.infer.files import collect_sources
-from medsr.infer.jobs import plan_units
+from medsr.infer.jobs import plan_units, upscale_job
 from medsr.infer.results import COLUMNS, ResultRow, ResultsTable, ResultsTableError, file_digest
 
 
@@ -103,3 +104,11 @@ def test_without_ray_the_ray_engine_says_how_to_get_it_in_one_line(tmp_path, mon
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and "pip install 'medsr[ray]'" in lines[0], lines
     assert not list(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_an_output_url_is_refused_before_any_work(tmp_path, archive) -> None:
+    inputs, _, model = archive
+    sources, _ = collect_sources([inputs / "png" / "crop00.png"])
+    with pytest.raises(ConfigError, match=r"s3://bucket/out: give a folder path every worker reaches"):
+        upscale_job([(str(model), sources)], "s3://bucket/out", tmp_path / "t.csv")
+    assert not (tmp_path / "t.csv").exists()

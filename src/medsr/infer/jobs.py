@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pydicom
 
-from medsr.errors import MedsrError, one_line
+from medsr.errors import ConfigError, MedsrError, one_line
 from medsr.infer.files import Outcome, Source, upscale_files
 from medsr.infer.results import ResultRow, ResultsTable, file_digest, utc_now
 from medsr.infer.settings import InferenceSettings
@@ -212,6 +213,9 @@ def upscale_job(
         from medsr.infer.ray_engine import import_ray
 
         import_ray()  # before any work: without Ray, one line says how to get it
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", str(outdir)):
+        raise ConfigError(f"output {outdir}: give a folder path every worker reaches (local disk or NFS); URLs "
+                          "are not supported, outputs are replaced atomically by a rename")
     outdir, results = Path(outdir), ResultsTable(table)
     earlier = results.compact() if results.path.exists() else {}  # drops a row torn by a killed job
     device = "cpu" if settings.engine == "ray" else settings.device
