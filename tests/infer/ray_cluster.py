@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -40,7 +41,10 @@ class RayCluster:
 
     def __init__(self, nodes: int = 2, timeout: float = 120.0) -> None:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="medsr-ray-", dir="/tmp"))  # short: socket paths <= 107
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": os.pathsep.join(sys.path)}
+        # token authentication with a token of its own: only this test's processes can join or use the cluster,
+        # whatever ~/.ray/auth_token holds (Ray turns token mode on by itself when that file exists)
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": os.pathsep.join(sys.path),
+                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         self.address = ""
         self._started: list[str] = []
         head = self._ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(free_port()),

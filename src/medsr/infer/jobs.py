@@ -11,6 +11,7 @@ over a Ray cluster (:mod:`medsr.infer.ray_engine`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
+from torch import nn
 
 from medsr.errors import ConfigError, MedsrError, one_line
 from medsr.infer.files import Outcome, Source, upscale_files
@@ -113,6 +115,13 @@ def pending_units(
         is_settled(earlier.get(input_key(s.path)), names[u.model], retry_failed) for s in u.sources)]
 
 
+@functools.lru_cache(maxsize=8)
+def job_model(spec: str | None, device: str) -> nn.Module:
+    """:func:`load_model` kept per spec for the process: resolving a bundled name reads every model card (tenths of
+    a second), too much to repeat for each unit a Ray worker runs."""
+    return load_model(spec, device)
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -140,7 +149,7 @@ def run_sources(
     name = str(model_spec)
     seen: set[Path] = set()
     try:
-        net = load_model(model_spec, settings.device)
+        net = job_model(model_spec, settings.device)
         name = model_name(net)
         for outcome in upscale_files(sources, outdir, net, fmt=fmt, settings=settings,
                                      consistency=consistency):

@@ -26,8 +26,10 @@ from medsr.infer.jobs import Unit, run_sources
 from medsr.infer.results import ResultRow
 from medsr.infer.settings import InferenceSettings
 
-MAX_BLOCKS = 4096
-"""At most this many dataset blocks (a block of units is retried as a whole when its worker dies)."""
+MAX_BLOCKS = 10_000
+"""Dataset blocks at most. Ray runs one task per block; with a unit per block its cost was within the noise of
+bench/ray_throughput.py, and results reach the driver (and a dead worker's work is rerun) a block at a time, so a
+block holds one unit up to this many units, and more units share blocks."""
 
 
 def import_ray():
@@ -63,6 +65,9 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # the driver's C++ core logs an error-level note for every pool actor (constructor arguments held in the
+    # object store, ray-project/ray#53727) that is harmless here: keep the terminal for medsr's own lines
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -71,11 +76,16 @@ def connect(address: str | None) -> None:
 
 
 def worker_count(settings: InferenceSettings) -> int:
-    """``settings.workers``, else as many workers as the cluster's CPUs hold at ``worker_threads`` each."""
-    if settings.workers:
-        return settings.workers
-    cpus = import_ray().cluster_resources().get("CPU", 1)
-    return max(1, int(cpus // settings.worker_threads))
+    """``settings.workers``, else as many workers as the cluster's CPUs hold at ``worker_threads`` each.
+
+    More workers than the cluster's CPUs hold would wait for CPUs that never come: that is refused in one line.
+    """
+    cpus = int(import_ray().cluster_resources().get("CPU", 0))
+    fits = cpus // settings.worker_threads
+    if fits < (settings.workers or 1):
+        raise ConfigError(f"the Ray cluster has {cpus} CPU(s): {settings.workers or 1} worker(s) of "
+                          f"{settings.worker_threads} thread(s) do not fit; lower --workers or --threads")
+    return settings.workers or fits
 
 
 def run_ray(
@@ -86,17 +96,17 @@ def run_ray(
         return
     ray = import_ray()
     connect(settings.address)
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # medsr draws its own progress bar and summary
+    ray.data.DataContext.get_current().enable_progress_bars = False
     items = [{"unit": unit.to_json()} for unit in units]
+    workers = worker_count(settings)
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS))
     results = dataset.map_batches(
         UpscaleWorker,
         fn_constructor_kwargs={"outdir": str(Path(outdir).absolute()), "fmt": fmt, "settings": settings,
                                "consistency": consistency},
         batch_size=1,
-        concurrency=worker_count(settings),
+        compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=settings.worker_threads,
         runtime_env={"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}},  # idle OpenMP threads sleep, as medsr's CLI sets
     )
