@@ -6,7 +6,11 @@ a frontal chest X-ray, where invented texture would show first). Panels, left to
 by pixel repetition, bicubic, then each model. Usage:
 
     .venv/bin/python bench/make_enhance_crops.py OUT.png --model xray-x4 [--model swift-srresnet-xray-x4]
-        [--crop 96]
+        [--crop 96] [--strength 0.5] [--fidelity 0.5 --kernel box]
+
+``--strength S`` adds a panel of the first model kept at S of its change to bicubic, ``--fidelity F`` one of it
+moved F of the way to its consistency projection onto the input (``--kernel``: the degradation assumed), as
+``medsr upscale --strength`` / ``--consistency project --fidelity`` write them (docs/detectability.md).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from medsr.app import logic
+from medsr.infer.api import project_onto_input
 from medsr.io import read_image
 from medsr.models import load_model
 
@@ -26,6 +31,11 @@ GAP = 6
 
 def _panel(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(np.uint8(np.rint(np.clip(pixels[..., 0], 0, 1) * 255)), "L")
+
+
+def toward_bicubic_of(outcome: logic.Outcome, strength: float) -> np.ndarray:
+    """The Enhance outcome's model output kept at ``strength`` of its change to its bicubic panel."""
+    return outcome.bicubic + strength * (outcome.sr - outcome.bicubic)
 
 
 def main() -> None:
@@ -46,9 +56,13 @@ def main() -> None:
         s = 4
         big = (slice(top * s, (top + args.crop) * s), slice(left * s, (left + args.crop) * s))
         lr = np.repeat(np.repeat(image.pixels[window], s, axis=0), s, axis=1)
-        panels = [lr, outcomes[0].bicubic[big], *[o.sr[big] for o in outcomes]]
+        first = outcomes[0]
+        extra = [toward_bicubic_of(first, s_) for s_ in args.strength]
+        extra += [project_onto_input(first.sr, first.lr, first.scale, args.kernel, f) for f in args.fidelity]
+        panels = [lr, first.bicubic[big], *[o.sr[big] for o in outcomes], *[e[big] for e in extra]]
         rows.append((path.name, [_panel(p) for p in panels]))
-    labels = ["input (pixels x4)", "bicubic", *args.model]
+    labels = ["input (pixels x4)", "bicubic", *args.model, *[f"{args.model[0]} strength {v:g}" for v in args.strength],
+              *[f"{args.model[0]} +project {args.kernel} @{v:g}" for v in args.fidelity]]
     side = args.crop * 4
     canvas = Image.new("L", (len(labels) * (side + GAP), 18 + len(rows) * (side + GAP)), 255)
     draw = ImageDraw.Draw(canvas)
