@@ -417,7 +417,8 @@ def upscale(
     device: DeviceOption = _DEFAULTS.device,
     backend: Annotated[str, typer.Option(help="torch | onnxruntime.")] = _DEFAULTS.backend,
     precision: PrecisionOption = _DEFAULTS.precision,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: all cores).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="CPU threads (default: all cores; with --engine ray: per worker, default 1).")] = None,
     clip: Annotated[bool, typer.Option(
         "--clip/--no-clip", help="Clip each output to its input's value range, per channel (--no-clip: raw).")
     ] = _DEFAULTS.clip_to_input,
