@@ -3,8 +3,8 @@
 Usage: ``python bench/train_throughput.py [--threads 1] [--warmup 2] [--steps 5] [--archs srgan,swift-srgan]
 [--precisions fp32,bf16]``
 
-Each configuration runs the same step as ``medsr train`` on random batches (batch 16, 96x96 HR, x4, one
-channel by default): ``pretrain`` = generator forward + pixel MSE + Adam step; ``gan`` = discriminator step
+Each configuration runs ``medsr train``'s own step (:mod:`medsr.train.steps`) on random batches (batch 16, 96x96 HR,
+x4, one channel by default): ``pretrain`` = generator forward + pixel MSE + Adam step; ``gan`` = discriminator step
 on real and generated patches, then generator step with the arch's published loss terms and weights
 (swift-srgan: pixel + content + adversarial + TV; srgan: content + adversarial). The content network
 (MobileNetV2 features for swift-srgan, VGG19 to relu5_4 for srgan) gets random weights written to a temporary
@@ -25,15 +25,9 @@ import _bench
 import torch
 from torch import nn
 
-from medsr.losses import (
-    CONTENT_NETWORK_FOR_ARCH,
-    LOSS_WEIGHTS_FOR_ARCH,
-    GeneratorLoss,
-    build_content_network,
-    discriminator_loss,
-    pixel_loss,
-)
+from medsr.losses import CONTENT_NETWORK_FOR_ARCH, LOSS_WEIGHTS_FOR_ARCH, GeneratorLoss, build_content_network
 from medsr.models import build_discriminator, build_generator
+from medsr.train.steps import StepSettings, gan_step, pretrain_step
 
 
 def random_content_weights(name: str, folder: Path) -> Path:
@@ -47,44 +41,37 @@ def random_content_weights(name: str, folder: Path) -> Path:
     return path
 
 
+def _constant(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
 class Step:
-    """One training step of a stage, with its models and optimisers built once."""
+    """The trainer's step of a stage (:mod:`medsr.train.steps`), with its models and optimisers built once."""
 
     def __init__(self, arch: str, stage: str, *, global_skip: bool, channels: int, scale: int,
                  memory_format: torch.memory_format, device: torch.device, content_file: Path | None,
                  bf16: bool = False) -> None:
         self.stage = stage
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+        self.settings = StepSettings("mse", None, bf16, device.type)
         self.generator = build_generator(arch, in_channels=channels, scale=scale, global_skip=global_skip)
         self.generator.to(device, memory_format=memory_format).train()
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=1e-4, betas=(0.9, 0.999))
+        self.sched_g = _constant(self.opt_g)
         if stage == "gan":
             self.discriminator = build_discriminator(arch, in_channels=channels)
             self.discriminator.to(device, memory_format=memory_format).train()
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=1e-4, betas=(0.9, 0.999))
+            self.sched_d = _constant(self.opt_d)
             content = build_content_network(CONTENT_NETWORK_FOR_ARCH[arch], weights=content_file).to(device)
             weights = {**LOSS_WEIGHTS_FOR_ARCH[arch]}
             self.loss = GeneratorLoss("mse", content_net=content, weights=weights).to(device)
 
-    @staticmethod
-    def _update(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
     def __call__(self, lr: torch.Tensor, hr: torch.Tensor) -> None:
-        with self.autocast:
-            sr = self.generator(lr).float()
         if self.stage == "pretrain":
-            self._update(pixel_loss(sr, hr, "mse"), self.opt_g)
+            pretrain_step(self.generator, lr, hr, opt_g=self.opt_g, sched_g=self.sched_g, settings=self.settings)
             return
-        with self.autocast:
-            real, fake = self.discriminator(hr).float(), self.discriminator(sr.detach()).float()
-        self._update(discriminator_loss(real, fake), self.opt_d)
-        with self.autocast:
-            logits = self.discriminator(sr).float()
-        total, _ = self.loss(sr, hr, logits)
-        self._update(total, self.opt_g)
+        gan_step(self.generator, self.discriminator, lr, hr, gen_loss=self.loss, opt_g=self.opt_g,
+                 sched_g=self.sched_g, opt_d=self.opt_d, sched_d=self.sched_d, settings=self.settings)
 
 
 def measure(step: nn.Module | Step, lr: torch.Tensor, hr: torch.Tensor, warmup: int, steps: int,

@@ -155,9 +155,9 @@ def test_a_new_run_refuses_a_folder_that_already_holds_one(tmp_path):
 
 
 def test_a_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
-    import medsr.train.trainer as trainer_module
+    import medsr.train.steps as steps_module
 
-    real = trainer_module.pixel_loss
+    real = steps_module.pixel_loss
     calls = {"n": 0}
 
     def flaky(sr, hr, kind):
@@ -165,7 +165,7 @@ def test_a_nan_loss_stops_with_the_step_and_term_and_keeps_the_last_checkpoint(t
         loss = real(sr, hr, kind)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(trainer_module, "pixel_loss", flaky)
+    monkeypatch.setattr(steps_module, "pixel_loss", flaky)
     config = _config(tmp_path)
     with pytest.raises(TrainingError, match=r"'pixel'.*step 3"):
         train(config)
@@ -198,6 +198,39 @@ def test_gan_stage_trains_generator_and_discriminator_from_a_pretrained_generato
     start = load_model(init).state_dict()
     moved = [k for k, v in state["generator"].items() if v.is_floating_point() and not torch.equal(v, start[k])]
     assert moved, "the gan stage did not change the generator"
+
+
+def test_discriminator_stage_trains_only_the_discriminator_and_the_gan_stage_starts_from_it(tmp_path):
+    pretrain = train(_config(tmp_path, "pre", epochs=1))
+    init = pretrain / "checkpoints" / "best.safetensors"
+    run_dir = train(_config(tmp_path, "disc", stage="discriminator", epochs=2, init_from=str(init), patch_size=32))
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert [r["stage"] for r in rows] == ["discriminator", "discriminator"]
+    for row in rows:
+        assert 0 < float(row["d_real"]) < 1 and 0 < float(row["d_fake"]) < 1 and np.isfinite(float(row["loss_d"]))
+        assert row["loss_g"] == ""  # the generator is not trained
+    assert rows[0]["val_psnr"] == rows[1]["val_psnr"]  # a frozen generator scores the same every epoch
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    start = load_model(init).state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in state["generator"].items()), "the generator moved"
+    assert state["opt_g"] is None and state["opt_d"] is not None and state["step"] == 2 * 4
+    first = torch.load(run_dir / "checkpoints" / "state_epoch1.pt", weights_only=True)["discriminator"]
+    assert any(not torch.equal(first[k], v) for k, v in state["discriminator"].items() if v.is_floating_point())
+    saved = torch.load(run_dir / "checkpoints" / "discriminator.pt", weights_only=True)["discriminator"]
+    assert all(torch.equal(saved[k], v) for k, v in state["discriminator"].items())
+    gan = Trainer(_config(tmp_path, "gan", stage="gan", epochs=1, init_from=str(init), patch_size=32,
+                          content_weights=str(_content_weights(tmp_path)),
+                          init_discriminator_from=str(run_dir / "checkpoints" / "discriminator.pt")))
+    gan._setup_stage("gan", 1)
+    assert all(torch.equal(gan.discriminator.state_dict()[k], v) for k, v in saved.items())
+
+
+def test_both_stages_can_put_a_discriminator_stage_between_pretrain_and_gan(tmp_path):
+    config = _config(tmp_path, stage="both", epochs=1, discriminator_epochs=2, gan_epochs=1)
+    assert config.stages == [("pretrain", 1), ("discriminator", 2), ("gan", 1)]
+    assert _config(tmp_path, stage="both").stages == [("pretrain", 2), ("gan", 5)]  # as before: no such stage
+    with pytest.raises(ConfigError, match="--init-from"):
+        _config(tmp_path, stage="discriminator").validate()
 
 
 def test_the_gan_stage_refuses_to_start_without_feature_weights(tmp_path, monkeypatch):
@@ -239,9 +272,13 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["pretrain", "gan"])
+@pytest.mark.parametrize("stage", ["pretrain", "discriminator", "gan"])
 def test_torchrun_with_two_cpu_processes_keeps_identical_weights(tmp_path, stage):
     config = _config(tmp_path, "ddp", epochs=1, max_steps=3, patches_per_image=4)
+    if stage == "discriminator":
+        pretrained = train(_config(tmp_path, "pre", epochs=1)) / "checkpoints" / "best.safetensors"
+        config = _config(tmp_path, "ddp", stage="discriminator", epochs=1, max_steps=3, patches_per_image=4,
+                         init_from=str(pretrained), patch_size=32)
     if stage == "gan":
         pretrained = train(_config(tmp_path, "pre", epochs=1)) / "checkpoints" / "best.safetensors"
         config = _config(tmp_path, "ddp", stage="gan", epochs=1, max_steps=3, patches_per_image=4,
@@ -253,8 +290,10 @@ def test_torchrun_with_two_cpu_processes_keeps_identical_weights(tmp_path, stage
            "--master-port", str(_free_port()), "-m", "medsr", "train", "--config", str(tmp_path / "ddp.yaml")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    digests = json.loads((tmp_path / "ddp" / "ranks.json").read_text())["generator_digest"]
-    assert len(digests) == 2 and digests[0] == digests[1]
+    ranks = json.loads((tmp_path / "ddp" / "ranks.json").read_text())
+    for digests in ranks.values():
+        assert len(digests) == 2 and digests[0] == digests[1]
+    assert ("discriminator_digest" in ranks) == (stage != "pretrain")
     state = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 3
 

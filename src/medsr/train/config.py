@@ -15,7 +15,7 @@ import yaml
 from medsr.degrade import degradation_spec
 from medsr.errors import ConfigError
 
-STAGES = ("pretrain", "gan", "both")
+STAGES = ("pretrain", "discriminator", "gan", "both")
 #: What a resumed run may change: how long it runs and on what hardware, never what it learns from.
 RESUMABLE = ("epochs", "gan_epochs", "max_steps", "threads", "num_workers", "device")
 
@@ -75,10 +75,15 @@ class TrainConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     global_skip: bool | None = flag(None, "Learn a residual over bicubic (default: the architecture's choice).")
     init_from: str | None = flag(None, "Generator checkpoint to start from (a pretrain checkpoint for gan).")
+    # a discriminator that already tells SR from HR (checkpoints/discriminator.pt of a discriminator or gan run)
+    init_discriminator_from: str | None = flag(None, "Discriminator weights to start from (a run's "
+                                                     "checkpoints/discriminator.pt).")
     # stages and optimisation
-    stage: str = flag("pretrain", "pretrain | gan | both.")
+    # discriminator: the discriminator alone, against the frozen --init-from generator (before a gan stage)
+    stage: str = flag("pretrain", "pretrain | discriminator | gan | both.")
     epochs: int = flag(10, "Epochs of the pretrain stage (or of the only stage run).")
     gan_epochs: int = flag(5, "Epochs of the gan stage with --stage both.")
+    discriminator_epochs: int = flag(0, "Epochs of a discriminator stage between pretrain and gan with --stage both.")
     optimizer: str = "adam"  # adam | adamw
     lr: float = flag(1e-4, "Generator learning rate.")
     lr_d: float = 1e-4
@@ -126,6 +131,10 @@ class TrainConfig:
         spec = degradation_spec(self.degradation)
         if any(self.patch_size % multiple for multiple in spec.hr_multiple(self.scale)):
             raise ConfigError(f"patch_size {self.patch_size} must be a multiple of scale {self.scale}")
+        if self.stage == "discriminator" and not self.init_from:
+            raise ConfigError("stage discriminator trains against a frozen, pretrained generator: pass --init-from")
+        if self.discriminator_epochs < 0:
+            raise ConfigError("discriminator_epochs must be 0 or more")
         if not self.manifest:
             raise ConfigError("no manifest given: pass --manifest (made by `medsr prepare`)")
         if not Path(self.manifest).is_file():
@@ -168,7 +177,8 @@ class TrainConfig:
     def stages(self) -> list[tuple[str, int]]:
         """(stage, epochs) in the order they run."""
         if self.stage == "both":
-            return [("pretrain", self.epochs), ("gan", self.gan_epochs)]
+            between = [("discriminator", self.discriminator_epochs)] if self.discriminator_epochs else []
+            return [("pretrain", self.epochs), *between, ("gan", self.gan_epochs)]
         return [(self.stage, self.epochs)]
 
     def to_dict(self) -> dict[str, Any]:

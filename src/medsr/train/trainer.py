@@ -1,11 +1,14 @@
-"""The one training loop for every generator and stage.
+"""The one training loop for every generator and stage, in the manner of torchvision's reference scripts.
 
-``pretrain`` trains the generator with the pixel loss alone (SRResNet / Swift-SRResNet); ``gan`` adds the
-content, adversarial and total-variation terms and trains a discriminator alongside. Every epoch ends with
-validation beside bicubic, a row in ``metrics.csv`` (and one per source in ``val_sources.csv``),
-TensorBoard scalars and images, and an atomic checkpoint; a ``last.pt`` training state is also written every
-``save_every_steps`` steps, so a run killed mid-epoch resumes at the step it last saved, with the same data it
-would have seen (sampling depends only on seed, epoch and index).
+``pretrain`` trains the generator with the pixel loss alone (SRResNet / Swift-SRResNet); ``discriminator``
+trains a discriminator against a frozen pretrained generator; ``gan`` adds the content, adversarial and
+total-variation terms and trains a discriminator alongside (:mod:`medsr.train.steps` holds one step of each).
+:meth:`Trainer.train_one_epoch` runs an epoch's steps; every epoch ends with :meth:`Trainer.validate` (the
+protocol and means of ``medsr evaluate``, beside bicubic), a row in ``metrics.csv`` (and one per source in
+``val_sources.csv``), TensorBoard scalars and images (:meth:`Trainer.log`), and an atomic checkpoint. The run's
+:class:`~medsr.train.state.TrainState` is also written to ``last.pt`` every ``save_every_steps`` steps, so a run
+killed mid-epoch resumes at the step it last saved, with the same data it would have seen (sampling depends
+only on seed, epoch and index).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +41,14 @@ from medsr.devices import cpu_has_native_bf16, resolve_device
 from medsr.errors import ConfigError, MedsrError
 from medsr.extras import require
 from medsr.infer import upscale_array
-from medsr.losses import (
-    CONTENT_NETWORK_FOR_ARCH,
-    LOSS_WEIGHTS_FOR_ARCH,
-    GeneratorLoss,
-    build_content_network,
-    discriminator_loss,
-    pixel_loss,
-)
+from medsr.losses import CONTENT_NETWORK_FOR_ARCH, LOSS_WEIGHTS_FOR_ARCH, GeneratorLoss, build_content_network
 from medsr.models import build_discriminator, build_generator, load_model, save_model
 from medsr.protocol import Pair, Protocol, read_images
 from medsr.scores import MEAN_OF_SOURCES, ScoreRow, headline, summarize_sources
 from medsr.train import distributed as dist_utils
 from medsr.train.config import RESUMABLE, TrainConfig
+from medsr.train.state import TrainState
+from medsr.train.steps import NonFiniteLoss, StepSettings, discriminator_step, gan_step, pretrain_step
 
 METRIC_COLUMNS = [
     "epoch", "stage", "step", "loss_g", "loss_pixel", "loss_content", "loss_adversarial", "loss_tv",
@@ -75,6 +74,7 @@ class TrainingError(MedsrError):
 
 
 def _save_state(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` a :meth:`TrainState.state_dict`, atomically."""
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -114,18 +114,15 @@ class Trainer:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-        self.generator = generator_for(config).to(self.device, memory_format=self.memory_format)
+        generator = generator_for(config).to(self.device, memory_format=self.memory_format)
         if config.sync_bn and self.dist.enabled:
-            self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
+            generator = nn.SyncBatchNorm.convert_sync_batchnorm(generator)
+        self.state = TrainState(generator=generator)
         if config.init_from:
             self._load_init_weights(config.init_from)
-        self.ema = self._new_ema()
-        self.discriminator: nn.Module | None = None
+        self.state.ema = self._new_ema()
+        self.steps = StepSettings(config.pixel_loss, config.grad_clip, config.amp, self.device.type)
         self.gen_loss: nn.Module | None = None
-        self.opt_g: torch.optim.Optimizer | None = None
-        self.opt_d: torch.optim.Optimizer | None = None
-        self.sched_g: Any = None
-        self.sched_d: Any = None
         self.content_net: nn.Module | None = None  # built once, before any stage runs (see _build_content_net)
 
         train_rows = split_rows(config.manifest, config.train_split, min_size=config.patch_size)
@@ -150,21 +147,22 @@ class Trainer:
         # validation is medsr evaluate's protocol on the same images and keys: the numbers a run logs are the
         # ones `medsr evaluate --split val` (with the same --max-size) prints for the saved checkpoint
         self.val_items = items_from_manifest(config.manifest, config.val_split) if self.dist.is_main else []
-        self.val_protocol = Protocol.from_config(config, max_size=config.val_max_size)
+        self.val_protocol = Protocol.from_config(config, max_size=config.val_max_size)  # as evaluate --split val
         self._val_pairs: list[tuple[Pair, str]] | None = None
         self._bicubic_rows: list[ScoreRow] | None = None
         self.writer = None
-        # progress counters (restored on resume)
-        self.stage_index = 0
-        self.epoch = 0  # global epoch number (counts across stages), 0-based, of the epoch in progress
-        self.epoch_in_stage = 0
-        self.batches_done = 0  # batches of the current epoch already trained
-        self.step = 0
-        self.best_psnr = -math.inf
-        self.sums: dict[str, float] = {}
-        self.count = 0
-        self.elapsed = 0.0  # training seconds before this process started
-        self.epoch_elapsed = 0.0
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.state.generator
+
+    @property
+    def ema(self) -> nn.Module | None:
+        return self.state.ema
+
+    @property
+    def discriminator(self) -> nn.Module | None:
+        return self.state.discriminator
 
     # --- set-up per stage -------------------------------------------------------------------------------
 
@@ -196,7 +194,7 @@ class Trainer:
             return
         decay = self.config.ema_decay
         # warm-up (as in BasicSR/timm): early steps follow the weights closely
-        decay = min(decay, (1 + self.step) / (10 + self.step))
+        decay = min(decay, (1 + self.state.step) / (10 + self.state.step))
         for ema_param, param in zip(self.ema.parameters(), self.generator.parameters(), strict=True):
             ema_param.lerp_(param.detach(), 1 - decay)
         for ema_buf, buf in zip(self.ema.buffers(), self.generator.buffers(), strict=True):
@@ -228,7 +226,7 @@ class Trainer:
         rate and still reaches the floor exactly at the new end (an old length would climb back up after it).
         """
         total = max(1, epochs * self._steps_per_epoch())
-        for scheduler in (self.sched_g, self.sched_d):
+        for scheduler in (self.state.sched_g, self.state.sched_d):
             if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
                 scheduler.T_max = total
             elif isinstance(scheduler, torch.optim.lr_scheduler.StepLR):
@@ -241,20 +239,38 @@ class Trainer:
         return dict(self.config.loss_weights or LOSS_WEIGHTS_FOR_ARCH[self.config.model])
 
     def _setup_stage(self, stage: str, epochs: int) -> None:
+        """Fresh optimisers and schedules for ``stage``; the discriminator is built when a stage first needs it."""
         cfg = self.config
-        self.opt_g = self._make_optimizer(self.generator.parameters(), cfg.lr)
-        self.sched_g = self._make_scheduler(self.opt_g, epochs)
-        self.opt_d = self.sched_d = None
-        if stage == "gan":
-            if self.discriminator is None:
-                self.discriminator = build_discriminator(cfg.model, in_channels=cfg.in_channels).to(
-                    self.device, memory_format=self.memory_format)
-                if cfg.sync_bn and self.dist.enabled:
-                    self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
-            self.gen_loss = GeneratorLoss(pixel=cfg.pixel_loss, content_net=self._build_content_net(),
-                                          weights=self._loss_weights())
-            self.opt_d = self._make_optimizer(self.discriminator.parameters(), cfg.lr_d)
-            self.sched_d = self._make_scheduler(self.opt_d, epochs)
+        state = self.state
+        state.opt_g = state.sched_g = state.opt_d = state.sched_d = None
+        if stage != "discriminator":  # the discriminator stage keeps the generator frozen
+            state.opt_g = self._make_optimizer(self.generator.parameters(), cfg.lr)
+            state.sched_g = self._make_scheduler(state.opt_g, epochs)
+        if stage in ("gan", "discriminator"):
+            if state.discriminator is None:
+                state.discriminator = self._new_discriminator()
+            if stage == "gan":
+                self.gen_loss = GeneratorLoss(pixel=cfg.pixel_loss, content_net=self._build_content_net(),
+                                              weights=self._loss_weights())
+            state.opt_d = self._make_optimizer(state.discriminator.parameters(), cfg.lr_d)
+            state.sched_d = self._make_scheduler(state.opt_d, epochs)
+
+    def _new_discriminator(self) -> nn.Module:
+        """The architecture's discriminator: fresh, or the weights of ``init_discriminator_from``."""
+        cfg = self.config
+        discriminator = build_discriminator(cfg.model, in_channels=cfg.in_channels).to(
+            self.device, memory_format=self.memory_format)
+        if cfg.init_discriminator_from:
+            path = Path(cfg.init_discriminator_from)
+            try:
+                saved = torch.load(path, map_location=self.device, weights_only=True)
+                discriminator.load_state_dict(saved.get("discriminator", saved) if isinstance(saved, dict) else saved)
+            except (OSError, RuntimeError, KeyError, AttributeError) as exc:
+                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                raise ConfigError(f"cannot start the discriminator from {path}: {reason}") from exc
+        if cfg.sync_bn and self.dist.enabled:
+            discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(discriminator)
+        return discriminator
 
     def _build_content_net(self) -> nn.Module:
         """The gan stage's frozen feature network, loaded once per run."""
@@ -273,45 +289,24 @@ class Trainer:
     # --- checkpoints ------------------------------------------------------------------------------------
 
     def _state(self) -> dict[str, Any]:
-        def sd(obj):
-            return None if obj is None else obj.state_dict()
+        """The run's :class:`TrainState` as saved: with the config and the seconds trained up to now."""
+        return self.state.state_dict(config=self.config.to_dict(),
+                                     elapsed=self.state.elapsed + self._since_start(),
+                                     epoch_elapsed=self.state.epoch_elapsed + self._since_epoch())
 
-        return {
-            "config": self.config.to_dict(),
-            "stage_index": self.stage_index, "epoch": self.epoch, "epoch_in_stage": self.epoch_in_stage,
-            "batches_done": self.batches_done, "step": self.step, "best_psnr": self.best_psnr,
-            "sums": dict(self.sums), "count": self.count,
-            "elapsed": self.elapsed + self._since_start(), "epoch_elapsed": self.epoch_elapsed + self._since_epoch(),
-            "generator": self.generator.state_dict(), "ema": sd(self.ema), "discriminator": sd(self.discriminator),
-            "opt_g": sd(self.opt_g), "opt_d": sd(self.opt_d), "sched_g": sd(self.sched_g), "sched_d": sd(self.sched_d),
-            "rng_torch": torch.get_rng_state(), "rng_python": list(random.getstate()[1]),
-        }
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        for key in ("stage_index", "epoch", "epoch_in_stage", "batches_done", "step", "best_psnr", "count",
-                    "elapsed", "epoch_elapsed"):
-            setattr(self, key, state[key])
-        self.sums = dict(state["sums"])
-        self.generator.load_state_dict(state["generator"])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
-        stage, epochs = self.config.stages[self.stage_index]
+    def _restore(self, saved: dict[str, Any]) -> None:
+        """Continue from a saved :class:`TrainState`: its stage set up, then every weight and counter restored."""
+        self.state.load_progress(saved)
+        stage, epochs = self.config.stages[self.state.stage_index]
         self._setup_stage(stage, epochs)
-        if state["discriminator"] is not None and self.discriminator is not None:
-            self.discriminator.load_state_dict(state["discriminator"])
-        for name in ("opt_g", "opt_d", "sched_g", "sched_d"):
-            obj = getattr(self, name)
-            if obj is not None and state[name] is not None:
-                obj.load_state_dict(state[name])
+        self.state.load_state_dict(saved)
         self._fit_schedules(epochs)
-        torch.set_rng_state(state["rng_torch"])
-        random.setstate((3, tuple(state["rng_python"]), None))
 
     def _save_generator(self, path: Path, metrics: dict[str, Any]) -> None:
         model = self.ema if self.ema is not None else self.generator
         meta = {
-            "training": {"config": self.config.to_dict(), "epoch": self.epoch + 1, "step": self.step,
-                         "stage": self.config.stages[self.stage_index][0], "manifest": self.config.manifest},
+            "training": {"config": self.config.to_dict(), "epoch": self.state.epoch + 1, "step": self.state.step,
+                         "stage": self.config.stages[self.state.stage_index][0], "manifest": self.config.manifest},
             "metrics": metrics,
         }
         if self.config.value_range is not None:
@@ -340,7 +335,7 @@ class Trainer:
         self._check_content_weights()
         if self.resume and last.exists():
             self._restore(torch.load(last, map_location=self.device, weights_only=True))
-            self.console.print(f"resumed {self.run_dir} at epoch {self.epoch + 1}, step {self.step}")
+            self.console.print(f"resumed {self.run_dir} at epoch {self.state.epoch + 1}, step {self.state.step}")
         else:
             self._setup_stage(*cfg.stages[0])
         if self.dist.is_main and cfg.tensorboard:
@@ -350,19 +345,19 @@ class Trainer:
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
         self._start = time.perf_counter()
         try:
-            while self.stage_index < len(cfg.stages):
-                stage, epochs = cfg.stages[self.stage_index]
-                while self.epoch_in_stage < epochs:
-                    finished = self._train_epoch(stage)
+            while self.state.stage_index < len(cfg.stages):
+                stage, epochs = cfg.stages[self.state.stage_index]
+                while self.state.epoch_in_stage < epochs:
+                    finished = self.train_one_epoch(stage)
                     if not finished:
                         return self.run_dir
                     self._end_epoch(stage)
-                    if cfg.max_steps is not None and self.step >= cfg.max_steps:
+                    if cfg.max_steps is not None and self.state.step >= cfg.max_steps:
                         return self.run_dir
-                self.stage_index += 1
-                self.epoch_in_stage = 0
-                if self.stage_index < len(cfg.stages):
-                    self._setup_stage(*cfg.stages[self.stage_index])
+                self.state.stage_index += 1
+                self.state.epoch_in_stage = 0
+                if self.state.stage_index < len(cfg.stages):
+                    self._setup_stage(*cfg.stages[self.state.stage_index])
             return self.run_dir
         finally:
             self._finish()
@@ -372,11 +367,12 @@ class Trainer:
             self.writer.close()
         if self.dist.enabled:
             # every rank reports a digest of its weights: DDP keeps them identical, and this proves it
-            digest = float(sum(p.double().sum().item() * (i + 1) for i, p in
-                               enumerate(self.generator.parameters())))
-            digests = dist_utils.all_gather_floats(self.dist, digest)
+            networks = {"generator": self.generator, "discriminator": self.discriminator}
+            digests = {f"{name}_digest": dist_utils.all_gather_floats(self.dist, float(sum(
+                p.double().sum().item() * (i + 1) for i, p in enumerate(net.parameters()))))
+                for name, net in networks.items() if net is not None}
             if self.dist.is_main:
-                (self.run_dir / "ranks.json").write_text(json.dumps({"generator_digest": digests}))
+                (self.run_dir / "ranks.json").write_text(json.dumps(digests))
         dist_utils.cleanup(self.dist)
 
     def _since_start(self) -> float:
@@ -387,166 +383,133 @@ class Trainer:
 
     def _loader(self) -> DataLoader:
         cfg = self.config
-        self.train_set.set_epoch(self.epoch)
+        self.train_set.set_epoch(self.state.epoch)
         sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                      shuffle=True, seed=cfg.seed, drop_last=True)
-        sampler.set_epoch(self.epoch)
+        sampler.set_epoch(self.state.epoch)
         indices = list(sampler)
         usable = (len(indices) // cfg.batch_size) * cfg.batch_size
-        indices = indices[self.batches_done * cfg.batch_size:usable]
+        indices = indices[self.state.batches_done * cfg.batch_size:usable]
         return DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=_ResumeSampler(indices),
                           num_workers=cfg.num_workers, drop_last=True,
                           pin_memory=self.device.type == "cuda", persistent_workers=False)
 
-    def _train_epoch(self, stage: str) -> bool:
-        """Train the rest of the current epoch; False if ``max_steps`` stopped it early."""
+    def train_one_epoch(self, stage: str) -> bool:
+        """Train the rest of the current epoch of ``stage``; False if ``max_steps`` stopped it early."""
         cfg = self.config
+        state = self.state
         steps_per_epoch = self._steps_per_epoch()
-        generator = self.generator
-        discriminator = self.discriminator
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            generator = DDP(self.generator, device_ids=ids)
-            if discriminator is not None:
-                discriminator = DDP(discriminator, device_ids=ids)
-        self.generator.train()
-        if discriminator is not None:
-            discriminator.train()
+        step = self._stage_step(stage)
         self._epoch_start = time.perf_counter()
         progress = _progress(self.dist.is_main)
-        task = progress.add_task(f"epoch {self.epoch + 1} {stage}", total=steps_per_epoch,
-                                 completed=self.batches_done)
+        task = progress.add_task(f"epoch {state.epoch + 1} {stage}", total=steps_per_epoch,
+                                 completed=state.batches_done)
         seen, tick = 0, time.perf_counter()
         with progress:
             for lr_img, hr_img in self._loader():
                 lr_img = lr_img.to(self.device, non_blocking=True, memory_format=self.memory_format)
                 hr_img = hr_img.to(self.device, non_blocking=True, memory_format=self.memory_format)
-                if stage == "pretrain":
-                    terms = self._pretrain_step(generator, lr_img, hr_img)
-                else:
-                    terms = self._gan_step(generator, discriminator, lr_img, hr_img)
-                self._update_ema()
-                self.step += 1
-                self.batches_done += 1
-                for key, value in terms.items():
-                    self.sums[key] = self.sums.get(key, 0.0) + value
-                self.count += 1
+                try:
+                    terms = step(lr_img, hr_img)
+                except NonFiniteLoss as exc:
+                    raise TrainingError(f"{exc} at step {state.step + 1}; stopped, the last good checkpoint in "
+                                        f"{self.ckpt_dir} is kept") from None
+                if stage != "discriminator":  # a frozen generator leaves its average where it is
+                    self._update_ema()
+                state.step += 1
+                state.batches_done += 1
+                state.add_terms(terms)
                 seen += lr_img.shape[0] * self.dist.world_size
                 rate = seen / max(1e-9, time.perf_counter() - tick)
+                headline = terms.get("loss_g", terms.get("loss_d", math.nan))
                 progress.update(task, advance=1, description=(
-                    f"epoch {self.epoch + 1} {stage} loss {terms['loss_g']:.4g} {rate:.1f} img/s"))
-                if self.step % cfg.log_every_steps == 0:
-                    self._log_step(terms, rate)
-                if self.step % cfg.save_every_steps == 0:
+                    f"epoch {state.epoch + 1} {stage} loss {headline:.4g} {rate:.1f} img/s"))
+                if state.step % cfg.log_every_steps == 0:
+                    self.log("train", terms, line=f"step {state.step} epoch {state.epoch + 1} "
+                             + " ".join(f"{k}={v:.5g}" for k, v in terms.items())
+                             + f" {rate:.1f} img/s lr={self._rate():.3g}")
+                if state.step % cfg.save_every_steps == 0:
                     self._save_step_state()
-                if cfg.max_steps is not None and self.step >= cfg.max_steps:
+                if cfg.max_steps is not None and state.step >= cfg.max_steps:
                     self._save_step_state()
-                    return self.batches_done >= steps_per_epoch
+                    return state.batches_done >= steps_per_epoch
         return True
 
-    def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
-        for name, value in terms.items():
-            if not torch.isfinite(value).all():
-                raise TrainingError(
-                    f"loss term '{name}' became {value.item()} at step {self.step + 1}; stopped, the last good "
-                    f"checkpoint in {self.ckpt_dir} is kept"
-                )
+    def _stage_step(self, stage: str) -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
+        """One step of ``stage`` (:mod:`medsr.train.steps`) on this run's networks, wrapped in DDP under torchrun."""
+        state = self.state
+        generator, discriminator = state.generator, state.discriminator
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            if stage != "discriminator":  # a frozen generator has no gradients to share
+                generator = DDP(state.generator, device_ids=ids)
+            if discriminator is not None:
+                discriminator = DDP(discriminator, device_ids=ids)
+        if stage == "discriminator":
+            state.generator.eval()  # frozen: its normalisation statistics stay as they are
+            discriminator.train()
+            return lambda lr, hr: discriminator_step(generator, discriminator, lr, hr, opt_d=state.opt_d,
+                                                     sched_d=state.sched_d, settings=self.steps)
+        state.generator.train()
+        if stage == "pretrain":
+            return lambda lr, hr: pretrain_step(generator, lr, hr, opt_g=state.opt_g, sched_g=state.sched_g,
+                                                settings=self.steps)
+        discriminator.train()
+        return lambda lr, hr: gan_step(generator, discriminator, lr, hr, gen_loss=self.gen_loss, opt_g=state.opt_g,
+                                       sched_g=state.sched_g, opt_d=state.opt_d, sched_d=state.sched_d,
+                                       settings=self.steps)
 
-    def _optimizer_step(self, loss: torch.Tensor, optimizer, scheduler, params) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        optimizer.step()
-        scheduler.step()
+    def _rate(self) -> float:
+        """The learning rate of the network this stage trains (the generator's, or the discriminator's)."""
+        return (self.state.opt_g or self.state.opt_d).param_groups[0]["lr"]
 
-    def _autocast(self):
-        """``--amp``: bfloat16 autocast on CUDA or the CPU (fp32's range, so no loss scaling is needed).
-
-        Weights, optimiser state, losses and the bicubic skip stay fp32; convolutions run in bf16.
-        """
-        enabled = self.config.amp and self.device.type in ("cuda", "cpu")
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
-
-    def _pretrain_step(self, generator: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor) -> dict[str, float]:
-        with self._autocast():
-            sr = generator(lr_img)
-        loss = pixel_loss(sr.float(), hr_img, self.config.pixel_loss)
-        self._check_finite({"pixel": loss})
-        self._optimizer_step(loss, self.opt_g, self.sched_g, self.generator.parameters())
-        value = loss.item()
-        return {"loss_g": value, "loss_pixel": value}
-
-    def _gan_step(self, generator, discriminator, lr_img, hr_img) -> dict[str, float]:
-        with self._autocast():
-            sr = generator(lr_img).float()
-            # discriminator: real HR vs the generator's output, which it must not push gradients into
-            real_logits = discriminator(hr_img).float()
-            fake_logits = discriminator(sr.detach()).float()
-        loss_d = discriminator_loss(real_logits, fake_logits)
-        self._check_finite({"discriminator": loss_d})
-        self._optimizer_step(loss_d, self.opt_d, self.sched_d, self.discriminator.parameters())
-        # generator: every term keeps its graph back to the generator
-        with self._autocast():
-            gen_logits = discriminator(sr).float()
-        total, terms = self.gen_loss(sr, hr_img, gen_logits)
-        self._check_finite({"total": total, **terms})
-        self._optimizer_step(total, self.opt_g, self.sched_g, self.generator.parameters())
-        out = {"loss_g": total.item(), "loss_d": loss_d.item(),
-               "d_real": torch.sigmoid(real_logits).mean().item(),
-               "d_fake": torch.sigmoid(fake_logits).mean().item()}
-        out.update({f"loss_{name}": value.item() for name, value in terms.items()})
-        return out
-
-    def _log_step(self, terms: dict[str, float], rate: float) -> None:
+    def log(self, group: str, scalars: dict[str, Any], *, line: str | None = None) -> None:
+        """The one logging helper: ``line`` to the console, numeric ``scalars`` to TensorBoard as ``group/key``
+        at the current step (main process only)."""
         if not self.dist.is_main:
             return
-        text = " ".join(f"{k}={v:.5g}" for k, v in terms.items())
-        self.console.print(f"step {self.step} epoch {self.epoch + 1} {text} {rate:.1f} img/s "
-                           f"lr={self.opt_g.param_groups[0]['lr']:.3g}", highlight=False)
+        if line is not None:
+            self.console.print(line, highlight=False)
         if self.writer is not None:
-            for key, value in terms.items():
-                self.writer.add_scalar(f"train/{key}", value, self.step)
+            for key, value in scalars.items():
+                if isinstance(value, float | int) and not isinstance(value, bool):
+                    self.writer.add_scalar(f"{group}/{key}", value, self.state.step)
 
     # --- end of epoch -----------------------------------------------------------------------------------
 
     def _end_epoch(self, stage: str) -> None:
+        """Validate, write the epoch's metrics row and checkpoints, then move the state to the next epoch."""
         cfg = self.config
-        seconds = self.epoch_elapsed + self._since_epoch()
+        state = self.state
+        seconds = state.epoch_elapsed + self._since_epoch()
         if self.dist.is_main:
             val = self.validate()
-            means = {key: value / max(1, self.count) for key, value in self.sums.items()}
-            row = {"epoch": self.epoch + 1, "stage": stage, "step": self.step, **means, **val,
-                   "lr": self.opt_g.param_groups[0]["lr"], "seconds": round(seconds, 2),
-                   "minutes_total": round((self.elapsed + self._since_start()) / 60, 3)}
+            row = {"epoch": state.epoch + 1, "stage": stage, "step": state.step, **state.means(), **val,
+                   "lr": self._rate(), "seconds": round(seconds, 2),
+                   "minutes_total": round((state.elapsed + self._since_start()) / 60, 3)}
             self._append_metrics(row)
             self._append_source_metrics(row)
-            if self.writer is not None:
-                for key, value in row.items():
-                    if isinstance(value, float | int) and key not in ("epoch", "step"):
-                        self.writer.add_scalar(f"epoch/{key}", value, self.step)
-            name = f"netG_{cfg.scale}x_epoch{self.epoch + 1}.safetensors"
+            name = f"netG_{cfg.scale}x_epoch{state.epoch + 1}.safetensors"
             self._save_generator(self.ckpt_dir / name, val)
             # without a validation split, "best" is simply the latest epoch
-            if not val or val["val_psnr"] > self.best_psnr:
-                self.best_psnr = val.get("val_psnr", -math.inf)
+            if not val or val["val_psnr"] > state.best_psnr:
+                state.best_psnr = val.get("val_psnr", -math.inf)
                 self._save_generator(self.ckpt_dir / "best.safetensors", val)
-            self.console.print(
-                f"epoch {self.epoch + 1} ({stage}) step {self.step}: val PSNR {val.get('val_psnr', float('nan')):.3f} "
-                f"SSIM {val.get('val_ssim', float('nan')):.4f} | bicubic {val.get('bicubic_psnr', float('nan')):.3f} "
-                f"/ {val.get('bicubic_ssim', float('nan')):.4f} | {seconds:.0f} s"
-                + "".join(f" | {source} {val[f'val_psnr/{source}']:.3f}" for source in _sources(val)),
-                highlight=False)
-        self.epoch += 1
-        self.epoch_in_stage += 1
-        self.batches_done = 0
-        self.sums, self.count = {}, 0
-        self.epoch_elapsed = 0.0
+            if state.discriminator is not None:  # what a later gan run starts from (init_discriminator_from)
+                _save_state({"discriminator": state.discriminator.state_dict()}, self.ckpt_dir / "discriminator.pt")
+            nan = float("nan")
+            self.log("epoch", {k: v for k, v in row.items() if k not in ("epoch", "step")}, line=(
+                f"epoch {state.epoch + 1} ({stage}) step {state.step}: val PSNR {val.get('val_psnr', nan):.3f} "
+                f"SSIM {val.get('val_ssim', nan):.4f} | bicubic {val.get('bicubic_psnr', nan):.3f} "
+                f"/ {val.get('bicubic_ssim', nan):.4f} | {seconds:.0f} s"
+                + (f" | D(HR) {row['d_real']:.3f} D(SR) {row['d_fake']:.3f}" if stage == "discriminator" else "")
+                + "".join(f" | {source} {val[f'val_psnr/{source}']:.3f}" for source in _sources(val))))
+        state.next_epoch()
         self._epoch_start = time.perf_counter()
         if self.dist.is_main:
-            state = self._state()
-            _save_state(state, self.ckpt_dir / f"state_epoch{self.epoch}.pt")
-            _save_state(state, self.ckpt_dir / "last.pt")
+            saved = self._state()
+            _save_state(saved, self.ckpt_dir / f"state_epoch{state.epoch}.pt")
+            _save_state(saved, self.ckpt_dir / "last.pt")
         dist_utils.barrier(self.dist)
 
     def _validation_pairs(self) -> list[tuple[Pair, str]]:
@@ -594,7 +557,7 @@ class Trainer:
                   **per_source_scores(rows, self._bicubic_rows)}
         if self.writer is not None:
             for i, image in enumerate(samples):
-                self.writer.add_image(f"val/bicubic_sr_hr_{i}", image.clamp(0, 1), self.step)
+                self.writer.add_image(f"val/bicubic_sr_hr_{i}", image.clamp(0, 1), self.state.step)
         return result
 
     def _append_source_metrics(self, row: dict[str, Any]) -> None:
