@@ -43,6 +43,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--model", action="append", required=True)
     parser.add_argument("--crop", type=int, default=96, help="side of the input crop in input pixels")
+    parser.add_argument("--strength", type=float, action="append", default=[])
+    parser.add_argument("--fidelity", type=float, action="append", default=[])
+    parser.add_argument("--kernel", default="box", help="bicubic | box: the degradation the projection assumes")
     args = _bench.parse(parser)
 
     models = [load_model(name, "cpu") for name in args.model]
