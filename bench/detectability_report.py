@@ -98,15 +98,15 @@ def card_findings(data: dict, method: str, command: str) -> dict:
     for key, r in model.items():
         b = bicubic[key]
         auc.append({"size": key[0], "contrast": key[1],
-                    "bicubic": [round(b["auc"], 4), round(b["auc_low"], 4), round(b["auc_high"], 4)],
-                    "model": [round(r["auc"], 4), round(r["auc_low"], 4), round(r["auc_high"], 4)],
-                    "difference": [round(r["auc_vs_bicubic"], 4), round(r["auc_vs_bicubic_low"], 4),
-                                   round(r["auc_vs_bicubic_high"], 4)]})
+                    "bicubic": [round(b["auc"], 6), round(b["auc_low"], 6), round(b["auc_high"], 6)],
+                    "model": [round(r["auc"], 6), round(r["auc_low"], 6), round(r["auc_high"], 6)],
+                    "difference": [round(r["auc_vs_bicubic"], 6), round(r["auc_vs_bicubic_low"], 6),
+                                   round(r["auc_vs_bicubic_high"], 6)]})
     below = [a for a in auc if a["difference"][2] < 0]
     above = [a for a in auc if a["difference"][1] > 0]
     band_model, band_bicubic = data["band_above_lr_nyquist"][method], data["band_above_lr_nyquist"][REFERENCE]
     keys = ("power_ratio", "correlation", "octave_power_ratio", "octave_correlation")
-    band = {s: {"bicubic": [round(band_bicubic[s][k], 3) for k in keys], "model": [round(v[k], 3) for k in keys]}
+    band = {s: {"bicubic": [round(band_bicubic[s][k], 6) for k in keys], "model": [round(v[k], 6) for k in keys]}
             for s, v in band_model.items()}
     mean = sum(a["model"][0] for a in auc) / len(auc)
     mean_b = sum(a["bicubic"][0] for a in auc) / len(auc)
@@ -132,6 +132,8 @@ def main() -> None:
     parser.add_argument("--methods", help="comma-separated methods for the per-class table and the plot")
     parser.add_argument("--cards", action="store_true", help="write small_findings into the bundled cards")
     parser.add_argument("--command", default="", help="the command that made the JSON, for the cards")
+    parser.add_argument("--note", action="append", default=[], metavar="MODEL=TEXT",
+                        help="a sentence added to one model's card finding; repeatable")
     args = _bench.parse(parser)
     data = json.loads(args.json.read_text())
     methods = args.methods.split(",") if args.methods else list(data["methods"])
@@ -158,7 +160,10 @@ def main() -> None:
             path = WEIGHTS / f"{method}.yaml"
             if path.is_file():
                 card = read_card(path)
-                write_card(replace(card, small_findings=card_findings(data, method, args.command)), path)
+                findings = card_findings(data, method, args.command)
+                notes = [text for name, _, text in (n.partition("=") for n in args.note) if name == method]
+                findings["text"] = " ".join([findings["text"], *notes])
+                write_card(replace(card, small_findings=findings), path)
                 print(f"updated {path.relative_to(ROOT)}")
         write_markdown_cards(ROOT / "docs" / "models")
 
