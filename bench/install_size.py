@@ -8,6 +8,7 @@ the size of site-packages after each step and its largest packages. Takes minute
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -31,11 +32,12 @@ def main() -> None:
     shutil.rmtree(args.venv, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(args.venv)], check=True)
     pip = [str(args.venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
     site = next((args.venv / "lib").glob("python3*/site-packages"))
     before = 0
     print(f"{'pip install':<40} {'site-packages MB':>16} {'added MB':>9}")
     for label, packages in STEPS:
-        subprocess.run(pip + packages, check=True)
+        subprocess.run(pip + packages, check=True, env=env)  # nothing of this checkout's environment leaks in
         size = megabytes(site)
         print(f"{label:<40} {size:>16} {size - before:>9}", flush=True)
         before = size
