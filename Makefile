@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup browser dicomtools orthanc docs clean
+.PHONY: demo test setup browser dicomtools orthanc viewer docs clean
 
 # PyTorch first, pinned to the release this machine keeps on local disk (pip takes it from there; elsewhere
 # it comes from PyPI); then medsr itself, editable, with every optional extra (web app, ONNX, TensorBoard) and
@@ -40,13 +40,26 @@ orthanc:
 	  (apt-get update -qq && apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null) || \
 	  echo "orthanc could not be installed: the DICOM node's PACS tests will skip"; }
 
+# The web app's image viewer: Cornerstone3D from npm, pinned by web/viewer/package-lock.json, bundled offline by
+# esbuild into the one static script the package ships (nothing is fetched from a CDN at run time). Where npm
+# cannot be had, one line says so: the app then shows why it has no viewer, and the viewer's browser tests skip.
+VIEWER_JS := src/medsr/app/static/viewer.js
+viewer: $(VIEWER_JS)
+
+$(VIEWER_JS): web/viewer/package.json web/viewer/package-lock.json web/viewer/src/main.js
+	@command -v npm >/dev/null || { command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null); } || true
+	@if command -v npm >/dev/null; then \
+	  cd web/viewer && npm ci --no-audit --no-fund --loglevel=error && npm run -s build; \
+	else echo "npm could not be installed: the web app's viewer is not built (its browser tests skip)"; fi
+
 # The main job: super-resolve the bundled sample chest X-rays (4x) with the default bundled model, then score
 # the model beside bicubic and Lanczos on the same images (each downscaled 4x first, so the original is the truth).
 demo: $(STAMP)
 	$(BIN)/medsr upscale src/medsr/samples -o out/demo
 	$(BIN)/medsr evaluate --model xray-x4 src/medsr/samples --out out/demo/scores.csv
 
-test: $(STAMP) browser dicomtools orthanc docs
+test: $(STAMP) browser dicomtools orthanc viewer docs
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
 
@@ -56,4 +69,4 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache site
+	rm -rf $(VENV) .pytest_cache .ruff_cache site web/viewer/node_modules $(VIEWER_JS)

@@ -1,8 +1,9 @@
 """Screenshots of the web app's main views for the README: docs/img/app-*.png.
 
 Starts ``medsr demo`` on a free port, drives headless Chromium (Debian's ``chromium``) at 1440 x 900 through
-the preview, an Enhance run on a bundled sample (side by side, zoomed; the wipe), a Simulate run with its
-difference maps, and a CT DICOM in its header or preset window, then stops the server.
+the preview, an Enhance run on a bundled sample (side by side, zoomed, a value read under the cursor; the wipe),
+a Simulate run with its difference maps, and a CT DICOM in the lung window with a length and an ROI measured,
+then stops the server.
 
     .venv/bin/python bench/app_screenshots.py [--out docs/img] [--chromium /usr/bin/chromium]
 """
@@ -55,12 +56,46 @@ def viewer_frame(page, index: int = 0):
     page.wait_for_timeout(300)
     deadline = time.monotonic() + WAIT_MS / 1000
     while time.monotonic() < deadline:
-        frames = [f for f in page.frames if f != page.main_frame and _is_viewer(f)]
+        frames = [f for f in page.frames if f != page.main_frame and "medsr_viewer" not in f.url and _is_viewer(f)]
         if len(frames) > index:
             frames[index].wait_for_selector("body[data-ready='1']", state="attached")
             return frames[index]
         page.wait_for_timeout(250)
     raise SystemExit("no viewer on the page")
+
+
+def reader_frame(page, index: int = 0, panels: int = 1):
+    """The ``index``-th reading viewer (the Cornerstone3D component) once its ``panels`` images are loaded."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while time.monotonic() < deadline:
+        frames = [h.content_frame() for h in page.locator('iframe[src*="medsr_viewer"]').element_handles()]
+        ready = [f for f in frames if f is not None and _ready(f)]
+        if len(ready) > index and ready[index].evaluate("window.medsrViewer.state().panels.length") >= panels:
+            return ready[index]
+        page.wait_for_timeout(250)
+    raise SystemExit("no reading viewer on the page")
+
+
+def _ready(frame) -> bool:
+    try:
+        return bool(frame.evaluate("!!(window.medsrViewer && window.medsrViewer.state().ready)"))
+    except Exception:  # a frame that is navigating or detached
+        return False
+
+
+def point(frame, panel: int, x: float, y: float) -> tuple[float, float]:
+    """Page coordinates of pixel (x, y) of a reading viewer's panel."""
+    box = frame.frame_element().bounding_box()
+    cx, cy = frame.evaluate(f"window.medsrViewer.clientPoint({panel}, {x}, {y})")
+    return box["x"] + cx, box["y"] + cy
+
+
+def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(*end, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(200)
 
 
 def _is_viewer(frame) -> bool:
@@ -97,23 +132,28 @@ def main() -> None:
             page.set_default_timeout(WAIT_MS)
             page.goto(f"http://127.0.0.1:{port}")
             page.get_by_role("button", name="Run super-resolution").wait_for()
-            viewer_frame(page)
+            reader_frame(page)
             page.wait_for_timeout(800)
             shot(page, args.out / "app-preview.png")
 
             page.get_by_role("button", name="Run super-resolution").click()
-            page.get_by_text("Compare (linked").wait_for()
-            frame = viewer_frame(page, 1)
-            to_top(page, "Compare (linked: zoom and pan move every panel)")
-            zoom(page, frame, 2, 6, 0.45, 0.4)
+            page.get_by_text("Compare (linked", exact=False).wait_for()
+            frame = reader_frame(page, 1, panels=3)
+            to_top(page, "Compare (linked: zoom, pan, window and slice move every panel)")
+            frame.get_by_role("button", name="Zoom").click()
+            x, y = point(frame, 2, 1100, 900)
+            drag(page, (x, y), (x, y + 150))
+            frame.get_by_role("button", name="Pan").click()
+            drag(page, point(frame, 2, 1280, 1100), point(frame, 2, 1280, 1100))
+            frame.get_by_role("button", name="W/L").click()
+            page.mouse.move(*point(frame, 2, 1200, 1000))
             page.wait_for_timeout(500)
             shot(page, args.out / "app-compare.png")
             frame.get_by_role("button", name="Wipe").click()
-            box = frame.locator("canvas").nth(3).bounding_box()
-            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-            page.mouse.down()
-            page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2, steps=8)
-            page.mouse.up()
+            handle = frame.locator("#divider").bounding_box()  # page coordinates
+            stage = frame.locator("#stage").bounding_box()
+            hx, hy = handle["x"] + handle["width"] / 2, handle["y"] + 60
+            drag(page, (hx, hy), (stage["x"] + stage["width"] * 0.4, hy))
             page.wait_for_timeout(300)
             shot(page, args.out / "app-wipe.png")
 
@@ -135,7 +175,13 @@ def main() -> None:
             page.get_by_text("Upload a file").click()
             page.locator("input[type=file]").set_input_files(str(CT))
             page.get_by_text("128 x 128 px").wait_for()
-            viewer_frame(page)
+            frame = reader_frame(page)
+            frame.locator("#presets").select_option("Lung (W 1500 / L -600)")
+            frame.get_by_role("button", name="Length").click()
+            drag(page, point(frame, 0, 30, 60), point(frame, 0, 90, 75))
+            frame.get_by_role("button", name="ROI").click()
+            drag(page, point(frame, 0, 50, 85), point(frame, 0, 75, 105))
+            page.mouse.move(*point(frame, 0, 64, 40))
             page.wait_for_timeout(800)
             shot(page, args.out / "app-ct-window.png")
             browser.close()

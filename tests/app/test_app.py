@@ -8,6 +8,7 @@ checks the bundled model beats bicubic needs its weights.
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -306,6 +307,12 @@ def pick_tiny_model(at) -> None:
     at.selectbox(key="model").set_value(label).run()
 
 
+def viewer_args(at) -> list[dict]:
+    """The arguments of each reading viewer on the page (the Cornerstone3D component), in page order."""
+    return [json.loads(e.proto.json_args) for e in at.get("component_instance")
+            if e.proto.component_name.endswith("medsr_viewer")]
+
+
 def metric_value(at, label: str) -> float:
     [metric] = [m for m in at.metric if m.label == label]
     return float(re.match(r"[-\d.]+", metric.value).group())
@@ -330,9 +337,15 @@ def test_enhance_shows_the_output_and_no_scores(models_dir: Path) -> None:
     assert "48 x 48 -> 192 x 192" in at.success[0].value and "tiny" in at.success[0].value
     assert len(at.metric) == 0  # no ground truth, no scores
     assert [b.label for b in at.get("download_button")] == ["Download result (8-bit PNG)"]
-    viewers = [v for v in at.get("iframe") if "medsrViewer" in v.proto.srcdoc]
-    assert len(viewers) == 3  # the preview, the linked comparison and the differences
-    assert "Model: tiny" in viewers[1].proto.srcdoc and "Model - bicubic" in viewers[2].proto.srcdoc
+    preview, result = viewer_args(at)  # the preview, then the linked comparison
+    assert [p["name"] for p in result["panels"]] == ["Input (48 x 48)", "Bicubic (192 x 192)", "Model: tiny"]
+    assert [p["size"] for p in result["panels"]] == [[192, 192]] * 3  # one grid: the input's pixels as 4 x 4 blocks
+    assert [p["repeat"] for p in result["panels"]] == [[4, 4], [1, 1], [1, 1]]
+    assert preview["panels"][0]["size"] == [48, 48] and preview["panels"][0]["repeat"] == [1, 1]
+    assert not [v for v in at.get("iframe") if "medsrViewer" in v.proto.srcdoc]  # maps on request in Enhance
+    at.toggle(key="show_differences").set_value(True).run()
+    [differences] = [v for v in at.get("iframe") if "medsrViewer" in v.proto.srcdoc]
+    assert "Model - bicubic" in differences.proto.srcdoc and "Consistency with the input" in differences.proto.srcdoc
     at.select_slider(key="heat_scale").set_value(0.05).run()  # the result stays while the views change
     assert at.success and not at.exception
 
@@ -343,23 +356,18 @@ def test_simulate_on_a_dicom_ct_shows_scores_and_window_presets(models_dir: Path
     upload(at, "ct_small.dcm", (DATA / "ct_small.dcm").read_bytes())
     info = " ".join(m.value for m in at.markdown)
     assert "**Modality:** CT" in info and "128 x 128 px" in info and "0.6615 x 0.6615 mm" in info
-    windows = at.selectbox(key="window")
+    [preview] = viewer_args(at)
     assert {"Lung (W 1500 / L -600)", "Mediastinum (W 350 / L 50)", "Bone (W 2000 / L 300)",
-            "Brain (W 80 / L 40)", "Custom"} <= set(windows.options)
-    assert windows.value == "Mediastinum (W 350 / L 50)"  # no header window: soft tissue
+            "Brain (W 80 / L 40)"} <= set(preview["presets"])
+    assert preview["window"] == [350, 50] and preview["unit"] == "HU"  # no header window: soft tissue
+    assert preview["calibrated"] and preview["panels"][0]["spacing"] == pytest.approx([0.6615, 0.6615], abs=1e-4)
     at.radio(key="mode").set_value("Simulate").run()
-    at.selectbox(key="window").set_value("Custom").run()
-    at.number_input(key="window_width").set_value(400.0).run()
     at.button(key="run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert {m.label for m in at.metric} == {"Bicubic PSNR", "Model PSNR", "Bicubic SSIM", "Model SSIM"}
     assert any("Reading the scores" in m.value for m in at.markdown)
-    viewer = next(v for v in at.get("iframe") if "Original (ground truth)" in v.proto.srcdoc)
-    at.selectbox(key="window").set_value("Lung (W 1500 / L -600)").run()  # display only: scores unchanged
-    assert len(at.metric) == 4 and not at.exception
-    assert (at.number_input(key="window_width").value, at.number_input(key="window_level").value) == (1500, -600)
-    relit = next(v for v in at.get("iframe") if "Original (ground truth)" in v.proto.srcdoc)
-    assert relit.proto.srcdoc != viewer.proto.srcdoc  # every panel re-windowed
+    names = [p["name"] for p in viewer_args(at)[1]["panels"]]
+    assert names[0] == "Input (32 x 32, degraded)" and names[-1] == "Original (ground truth)"
 
 
 def test_simulate_bundled_model_beats_bicubic_on_a_sample() -> None:

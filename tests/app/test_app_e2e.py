@@ -27,7 +27,7 @@ import pydicom
 import pytest
 from PIL import Image
 
-from medsr.app import logic
+from medsr.app import logic, stack_viewer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -105,6 +105,24 @@ def demo(tmp_path_factory: pytest.TempPathFactory):
         stop(server)
 
 
+class Traffic:
+    """What the page asked of the server: HTTP requests, bytes received (HTTP bodies and headers, websocket
+    frames) and websocket frames sent (a Streamlit rerun is one)."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self.received = 0
+        self.sent_frames = 0
+
+    def finished(self, request) -> None:
+        sizes = request.sizes()
+        self.received += sizes["responseBodySize"] + sizes["responseHeadersSize"]
+
+    def socket(self, ws) -> None:
+        ws.on("framereceived", lambda payload: setattr(self, "received", self.received + len(payload)))
+        ws.on("framesent", lambda payload: setattr(self, "sent_frames", self.sent_frames + 1))
+
+
 @pytest.fixture()
 def page(browser, demo):
     """A fresh session of the app at 1440 x 900; afterwards, no request may have left the machine (offline)."""
@@ -113,6 +131,11 @@ def page(browser, demo):
     external: list[str] = []
     local = (demo[0], "data:", "blob:", "about:", "ws://127.0.0.1", "http://127.0.0.1")
     page.on("request", lambda request: None if request.url.startswith(local) else external.append(request.url))
+    traffic = Traffic()
+    page.on("request", lambda request: traffic.requests.append(request.url))
+    page.on("requestfinished", traffic.finished)
+    page.on("websocket", traffic.socket)
+    page.traffic = traffic
     page.goto(demo[0])
     page.get_by_role("button", name="Run super-resolution").wait_for()
     yield page
@@ -134,6 +157,8 @@ def viewers(page, count: int) -> list:
     while time.monotonic() < deadline:
         found = []
         for frame in page.frames[1:]:
+            if "medsr_viewer" in frame.url:  # a reading viewer (see readers), not the difference maps' viewer
+                continue
             try:
                 if frame.evaluate("!!(window.medsrViewer && document.body.dataset.ready)"):
                     found.append(frame)
@@ -149,6 +174,37 @@ def state(frame) -> dict:
     return frame.evaluate("window.medsrViewer.state()")
 
 
+READER = 'iframe[src*="medsr_viewer"]'
+
+
+def readers(page, count: int, names: str | None = None) -> list:
+    """The page's reading viewers (Cornerstone3D component frames), in page order, once ``count`` have loaded
+    their images (and, with ``names``, the last one's first panel starts with it)."""
+    if not stack_viewer.bundle_ready():
+        pytest.skip(stack_viewer.MISSING)
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while time.monotonic() < deadline:
+        found = []
+        for handle in page.locator(READER).element_handles():
+            frame = handle.content_frame()
+            try:
+                if frame is not None and frame.evaluate("!!(window.medsrViewer && window.medsrViewer.state().ready)"):
+                    found.append(frame)
+            except Exception:  # a frame being replaced
+                continue
+        if len(found) >= count and (names is None or state(found[-1])["panels"][0]["name"].startswith(names)):
+            return found
+        page.wait_for_timeout(250)
+    raise AssertionError(f"fewer than {count} reading viewers on the page")
+
+
+def page_point(page, frame, panel: int, x: int, y: int) -> tuple[float, float]:
+    """Page coordinates of the centre of pixel (x, y) of a viewer panel."""
+    box = frame.frame_element().bounding_box()
+    cx, cy = frame.evaluate(f"window.medsrViewer.clientPoint({panel}, {x}, {y})")
+    return box["x"] + cx, box["y"] + cy
+
+
 def upload(page, path: Path, shown: str) -> None:
     page.get_by_text("Upload a file").click()
     page.locator("input[type=file]").set_input_files(str(path))
@@ -159,8 +215,8 @@ def test_run_is_visible_without_scrolling_and_the_preview_comes_first(page) -> N
     run = page.get_by_role("button", name="Run super-resolution")
     box = run.bounding_box()
     assert box["y"] + box["height"] <= VIEWPORT["height"], box
-    [preview] = viewers(page, 1)
-    assert state(preview)["rects"][0]["name"].startswith("Input (640 x 591)")
+    [preview] = readers(page, 1)
+    assert state(preview)["panels"][0]["name"].startswith("Input (640 x 591)")
     assert page.get_by_text(re.compile(r"^Estimated run time: ")).count() == 1
     upload(page, DATA / "ct_small.dcm", "128 x 128 px")  # the tallest form: an upload, DICOM details, Simulate
     page.get_by_text("Simulate", exact=True).click()
@@ -180,55 +236,52 @@ def test_simulate_scores_and_linked_viewer(page, tmp_path: Path) -> None:
     psnr_bicubic, psnr_model = (float(re.match(r"[\d.]+", t).group()) for t in texts[:2])
     assert 15 < psnr_bicubic < 60 and 0 < psnr_model < 80
     assert page.get_by_text(re.compile(r"64 x 64 \S{1,2} 256 x 256")).count() == 1
-    _, compare, differences = viewers(page, 3)
-    names = [r["name"] for r in state(compare)["rects"]]
+    _, compare = readers(page, 2)
+    names = [p["name"] for p in state(compare)["panels"]]
     assert len(names) == 4 and names[3] == "Original (ground truth)"
+    [differences] = viewers(page, 1)
     assert [r["name"] for r in state(differences)["rects"]] == ["|Bicubic - original|", "|Model - original|",
-                                                                 "Model - bicubic"]
+                                                                 "Model - bicubic", "Consistency with the input"]
 
 
-def test_wheel_zoom_drag_pan_and_wipe_move_every_panel_together(page, tmp_path: Path) -> None:
+def test_zoom_pan_and_wipe_move_every_panel_together(page, tmp_path: Path) -> None:
     upload(page, chest_crop(tmp_path, 96), "96 x 96 px")
     page.get_by_role("button", name="Run super-resolution").click()
-    page.get_by_text("Compare (linked: zoom and pan move every panel)").wait_for()
-    compare = viewers(page, 2)[1]
-    page.get_by_text("Compare (linked: zoom and pan move every panel)").evaluate(
-        "e => e.scrollIntoView({block: 'start'})")
+    compare = readers(page, 2, names="Input (96 x 96)")[1]
+    compare.frame_element().scroll_into_view_if_needed()
     before = state(compare)
-    assert before["mode"] == "side" and len(before["rects"]) == 3
-    canvas = compare.locator("canvas").nth(2).bounding_box()  # the model's panel
-    cx, cy = canvas["x"] + canvas["width"] * 0.3, canvas["y"] + canvas["height"] * 0.4
-    page.mouse.move(cx, cy)
-    for _ in range(3):
-        page.mouse.wheel(0, -300)
-        page.wait_for_timeout(80)
-    zoomed = state(compare)
-    assert zoomed["view"]["s"] > before["view"]["s"] * 2 and not zoomed["view"]["fit"]
-    rects = [r["rect"] for r in zoomed["rects"]]
-    assert all(np.allclose(r, rects[0]) for r in rects)  # one region of the patient in every panel
-    assert rects[0][2] < before["rects"][0]["rect"][2] / 2  # ... and a smaller one than before
-    page.mouse.move(cx, cy)
+    assert before["mode"] == "side" and len(before["panels"]) == 3
+    x, y = page_point(page, compare, 2, 200, 150)  # on the model's panel
+    compare.get_by_role("button", name="Zoom").click()
+    page.mouse.move(x, y)
     page.mouse.down()
-    page.mouse.move(cx + 80, cy + 40, steps=6)
+    page.mouse.move(x, y + 120, steps=8)  # drag down: zoom in
+    page.mouse.up()
+    zoomed = state(compare)
+    zooms = [p["zoom"] for p in zoomed["panels"]]
+    assert zooms[2] > before["panels"][2]["zoom"] * 1.25  # zoomed in ...
+    assert np.allclose(zooms, zooms[2])  # ... every panel alike, whatever its pixel size
+    compare.get_by_role("button", name="Pan").click()
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 60, y + 30, steps=6)
     page.mouse.up()
     panned = state(compare)
-    moved = np.subtract(panned["rects"][0]["rect"][:2], rects[0][:2])
-    assert np.allclose(moved, [-80 / zoomed["view"]["s"], -40 / zoomed["view"]["s"]], atol=0.5)
-    assert all(np.allclose(r["rect"], panned["rects"][0]["rect"]) for r in panned["rects"])
-
+    pans = [p["pan"] for p in panned["panels"]]
+    assert not np.allclose(pans[2], zoomed["panels"][2]["pan"])
+    assert all(np.allclose(pan, pans[2]) for pan in pans)  # the same region of the patient in every panel
     compare.get_by_role("button", name="Wipe").click()
-    wipe = compare.locator("canvas").nth(3).bounding_box()
     assert state(compare)["mode"] == "wipe" and state(compare)["divider"] == 0.5
-    middle_y = wipe["y"] + wipe["height"] / 2
-    page.mouse.move(wipe["x"] + wipe["width"] / 2, middle_y)
+    handle = compare.locator("#divider").bounding_box()  # in page coordinates
+    stage = compare.locator("#stage").bounding_box()
+    hx, hy = handle["x"] + handle["width"] / 2, handle["y"] + 40
+    page.mouse.move(hx, hy)
     page.mouse.down()
-    page.mouse.move(wipe["x"] + wipe["width"] * 0.25, middle_y, steps=6)
+    page.mouse.move(stage["x"] + stage["width"] * 0.25, hy, steps=6)
     page.mouse.up()
-    wiped = state(compare)
-    assert wiped["divider"] == pytest.approx(0.25, abs=0.01)
-    assert np.allclose(wiped["view"]["cx"], panned["view"]["cx"])  # dragging the divider does not pan
-    compare.get_by_role("button", name="1:1 pixels").click()
-    assert state(compare)["view"]["s"] == pytest.approx(1.0)  # one image pixel per screen pixel (DPR 1)
+    assert state(compare)["divider"] == pytest.approx(0.25, abs=0.02)
+    compare.locator("body").press("1")  # keys pick one panel
+    assert state(compare)["mode"] == "single" and state(compare)["pick"] == 0
 
 
 def test_a_ct_dicom_runs_ct_sparse_view_and_round_trips(page, tmp_path: Path) -> None:
@@ -284,6 +337,119 @@ def test_a_dicom_series_folder_becomes_one_derived_series(page, tmp_path: Path) 
     assert len(names) == 2 and len({n.rsplit("/", 1)[0] for n in names}) == 1  # one folder
     assert derived[0].SeriesInstanceUID == derived[1].SeriesInstanceUID  # one derived series
     assert sorted(int(d.InstanceNumber) for d in derived) == [1, 2]
+
+
+def hu_of(path: Path) -> np.ndarray:
+    """Stored values x RescaleSlope + RescaleIntercept of a DICOM (every frame), by pydicom: the reference."""
+    ds = pydicom.dcmread(path)
+    return ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+
+
+def multiframe_ct(tmp_path: Path, frames: int = 3) -> Path:
+    """A CT of ``frames`` frames: ct_small's slice, then +100 HU, +200 HU..., so each slice is known."""
+    ds = pydicom.dcmread(DATA / "ct_small.dcm")
+    stack = np.stack([ds.pixel_array + 100 * k for k in range(frames)]).astype(ds.pixel_array.dtype)
+    ds.NumberOfFrames, ds.PixelData = frames, stack.tobytes()
+    path = tmp_path / "ct_frames.dcm"
+    ds.save_as(path)
+    return path
+
+
+def test_value_readout_is_the_stored_value_times_slope_plus_intercept(page) -> None:
+    upload(page, DATA / "ct_small.dcm", "128 x 128 px")
+    [preview] = readers(page, 1, names="Input (128 x 128)")
+    hu = hu_of(DATA / "ct_small.dcm")
+    for x, y in ((40, 70), (100, 20), (3, 120)):
+        page.mouse.move(*page_point(page, preview, 0, x, y))
+        page.wait_for_timeout(100)
+        readout = state(preview)["readout"]
+        assert (readout["x"], readout["y"]) == (x, y) and readout["value"] == hu[y, x] and readout["unit"] == "HU"
+        assert preview.locator("#value").inner_text().endswith(f"x {x} y {y}: {hu[y, x]:g} HU")
+
+
+def test_window_drag_redraws_in_the_browser_without_asking_the_server(page) -> None:
+    upload(page, DATA / "ct_small.dcm", "128 x 128 px")
+    [preview] = readers(page, 1, names="Input (128 x 128)")
+    before, picture = state(preview)["window"], preview.evaluate("window.medsrViewer.canvasSum(0)")
+    requests, frames = len(page.traffic.requests), page.traffic.sent_frames
+    x, y = page_point(page, preview, 0, 64, 64)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 80, y + 40, steps=8)  # W/L is the left button's tool: right widens, down lowers
+    page.mouse.up()
+    page.wait_for_timeout(300)
+    after = state(preview)["window"]
+    assert after[0] > before[0] + 10 and preview.evaluate("window.medsrViewer.canvasSum(0)") != picture
+    preview.locator("#presets").select_option("Lung (W 1500 / L -600)")
+    assert state(preview)["window"] == pytest.approx([1500, -600])
+    timings = [preview.evaluate(f"window.medsrViewer.timeWindow({400 + 10 * i}, 40)") for i in range(5)]
+    assert len(page.traffic.requests) == requests and page.traffic.sent_frames == frames  # nothing asked
+    assert sorted(timings)[2] < 100, timings  # the median window change draws in under 100 ms
+
+
+def test_stack_scroll_shows_slice_k(page, tmp_path: Path) -> None:
+    path = multiframe_ct(tmp_path)
+    upload(page, path, "Frames:")
+    [preview] = readers(page, 1, names="Input (128 x 128)")
+    assert state(preview)["panels"][0]["frames"] == 3
+    hu = hu_of(path)
+    page.mouse.move(*page_point(page, preview, 0, 30, 50))
+    for k in (1, 2):
+        page.mouse.wheel(0, 120)  # one notch: the next slice
+        page.wait_for_timeout(300)
+        x, y = page_point(page, preview, 0, 30, 50)  # the page may have scrolled a little
+        page.mouse.move(x + 1, y)
+        page.mouse.move(x, y)
+        viewer = state(preview)
+        assert viewer["panels"][0]["slice"] == k, viewer
+        readout = viewer["readout"]
+        assert (readout["x"], readout["y"]) == (30, 50) and readout["value"] == hu[k, 50, 30]
+        assert preview.locator("#slice").inner_text() == f"slice {k + 1} / 3"
+    preview.locator("#slice").click()  # the viewer's frame takes the keys
+    page.keyboard.press("ArrowUp")
+    page.wait_for_timeout(300)
+    assert state(preview)["panels"][0]["slice"] == 1
+
+
+def test_a_1024_chest_result_page_weighs_under_6_mb(page, tmp_path: Path) -> None:
+    upload(page, chest_crop(tmp_path, 256), "256 x 256 px")
+    page.get_by_role("button", name="Run super-resolution").click()
+    compare = readers(page, 2, names="Input (256 x 256)")[1]
+    panels = state(compare)["panels"]
+    assert panels[2]["canvas"][0] > 0 and panels[1]["name"] == "Bicubic (1024 x 1024)"
+    page.get_by_text("Show the difference maps").wait_for()  # Enhance fetches them on request
+    page.wait_for_timeout(2000)
+    megabytes = page.traffic.received / 2**20
+    assert megabytes < 6, f"{megabytes:.2f} MB"
+
+
+def test_ultrasound_result_is_drawn_at_its_physical_aspect(page, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(DATA / "ct_small.dcm")
+    ds.Modality, ds.PixelSpacing = "US", [0.2, 0.3]  # rows 0.2 mm apart, columns 0.3 mm
+    path = tmp_path / "us_grey.dcm"
+    ds.save_as(path)
+    upload(page, path, "128 x 128 px")
+    page.get_by_text(re.compile("ultrasound-lateral-x4: the DICOM header's Modality is US")).wait_for()
+    page.get_by_role("button", name="Run super-resolution").click()
+    compare = readers(page, 2, names="Input (128 x 128)")[1]
+    viewer = state(compare)
+    assert viewer["panels"][2]["name"] == "Model: ultrasound-lateral-x4"
+    for panel in (0, 2):  # the 128 x 128 input and the 512 x 128 result: both 38.4 mm wide, 25.6 mm high
+        _, _, width, height = compare.evaluate(f"window.medsrViewer.imageBox({panel})")
+        assert width / height == pytest.approx(128 * 0.3 / (128 * 0.2), rel=0.02), (panel, width, height)
+
+
+def test_two_models_results_stay_side_by_side_until_the_image_changes(page, tmp_path: Path) -> None:
+    upload(page, chest_crop(tmp_path, 64), "64 x 64 px")
+    page.get_by_role("button", name="Run super-resolution").click()
+    readers(page, 2, names="Input (64 x 64)")
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="xray-x4-bicubic (bundled)").click()
+    page.get_by_role("button", name="Run super-resolution").click()
+    page.get_by_text(re.compile(r"^Also shown: xray-x4 on the same input")).wait_for()
+    compare = readers(page, 2, names="Input (64 x 64)")[1]
+    names = [p["name"] for p in state(compare)["panels"]]
+    assert names[2:] == ["Model: xray-x4-bicubic", "Model: xray-x4"]
 
 
 def test_sigterm_stops_the_demo_and_its_server(demo) -> None:

@@ -11,6 +11,7 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,9 @@ import pytest
 import tifffile
 import torch
 from PIL import Image
-from test_app import DATA, pick_tiny_model, png_bytes, sample_crop, start_app, upload
+from test_app import DATA, pick_tiny_model, png_bytes, sample_crop, start_app, upload, viewer_args
 
-from medsr.app import batch, cards, diffs, estimate, exports, logic, viewer, windows
+from medsr.app import batch, cards, diffs, estimate, exports, logic, stack_viewer, viewer, windows
 from medsr.io import read_image
 from medsr.io.image import MedicalImage
 
@@ -64,16 +65,46 @@ def test_full_range_window_shows_the_working_image_and_auto_spans_the_pixels() -
     assert windows.window_options(mr)[1] == windows.AUTO  # no header window: auto, not washed-out full range
 
 
-def test_page_opens_a_dicom_in_its_header_window_and_wl_edits_make_it_custom(models_dir: Path,
-                                                                               tmp_path: Path) -> None:
+def test_page_opens_a_dicom_in_its_header_window_with_the_ct_presets(models_dir: Path) -> None:
     at = start_app()
     upload(at, "head.dcm", with_window(DATA / "ct_small.dcm", 100, 40))
-    assert at.selectbox(key="window").value == "DICOM header (W 100 / L 40)"
-    assert (at.number_input(key="window_width").value, at.number_input(key="window_level").value) == (100, 40)
-    at.selectbox(key="window").set_value("Brain (W 80 / L 40)").run()
-    assert at.number_input(key="window_width").value == 80
-    at.number_input(key="window_level").set_value(60.0).run()
-    assert at.selectbox(key="window").value == windows.CUSTOM and not at.exception
+    [preview] = viewer_args(at)
+    assert preview["window"] == [100, 40] and preview["presets"]["DICOM header (W 100 / L 40)"] == [100, 40]
+    assert preview["presets"]["Brain (W 80 / L 40)"] == [80, 40] and not at.exception
+
+
+def test_the_consistency_layer_is_medsrs_consistency_map_on_the_input_grid() -> None:
+    from medsr.consistency import consistency_map
+
+    rng = np.random.default_rng(0)
+    lr = rng.random((12, 10, 1)).astype(np.float32)
+    sr = np.repeat(np.repeat(lr, 4, axis=0), 4, axis=1)  # blocky: degrades back to almost the input
+    sr[:8, :8] += 0.3  # ... except one corner, made brighter
+    image = MedicalImage(lr, "png", 8, (0.0, 255.0))
+    indices, legend = diffs.consistency_layer(np.clip(sr, 0, 1), lr, (4, 4), image)
+    sigmas = consistency_map(np.clip(sr, 0, 1), lr, (4, 4), "bicubic", 255.0)[..., 0]
+    assert indices.shape == (12, 10)
+    np.testing.assert_array_equal(indices, diffs.signed_indices(sigmas, diffs.CONSISTENCY_SIGMAS, 0))
+    assert indices[0, 0] > 127 and "noise sd" in legend.ticks[0]
+
+
+def test_the_viewer_gets_modality_values_once_in_a_compact_exact_form() -> None:
+    ds = pydicom.dcmread(DATA / "ct_small.dcm")
+    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    image = read_image(DATA / "ct_small.dcm")
+    values = stack_viewer.panel_values(image.pixels, image)
+    np.testing.assert_array_equal(values[0], hu)  # what the readout shows: stored x slope + intercept
+    data, dtype, delta = stack_viewer.encode_values(values)
+    assert (dtype, delta) == ("i16", True) and len(data) < hu.size * 2  # smaller than the raw 16-bit array
+    decoded = np.cumsum(np.frombuffer(zlib.decompress(data), "<i2").reshape(values.shape), axis=-1, dtype=np.int16)
+    np.testing.assert_array_equal(decoded[0], hu)  # the running sum the browser does gives the values back
+    colour = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3)).astype(np.uint8)
+    data, dtype, delta = stack_viewer.encode_values(colour)
+    rows = np.frombuffer(zlib.decompress(data), np.uint8).reshape(colour.shape)
+    np.testing.assert_array_equal(np.cumsum(rows, axis=2, dtype=np.uint8), colour)
+    data, dtype, delta = stack_viewer.encode_values(np.array([[[0.25, -3.5]]]))
+    assert (dtype, delta) == ("f32", False)
+    np.testing.assert_array_equal(np.frombuffer(zlib.decompress(data), "<f4"), [0.25, -3.5])
 
 
 # --- model cards ----------------------------------------------------------------------------------------------
@@ -142,8 +173,8 @@ def test_page_shows_preview_and_estimate_before_run(models_dir: Path) -> None:
     pick_tiny_model(at)
     upload(at, "crop.png", png_bytes(sample_crop(48)))
     assert any(c.value.startswith("Estimated run time:") and "2,304 input pixels" in c.value for c in at.caption)
-    [preview] = [v for v in at.get("iframe") if "medsrViewer" in v.proto.srcdoc]
-    assert "Input (48 x 48)" in preview.proto.srcdoc and not at.success
+    [preview] = viewer_args(at)
+    assert preview["panels"][0]["name"] == "Input (48 x 48)" and not at.success
 
 
 # --- messages -----------------------------------------------------------------------------------------------
@@ -326,6 +357,8 @@ def test_each_result_opens_its_difference_maps_at_its_own_scale(models_dir: Path
     for mode in ("Enhance", "Simulate"):
         at.radio(key="mode").set_value(mode).run()
         at.button(key="run").click().run()
+        if mode == "Enhance":  # Enhance fetches its maps on request
+            at.toggle(key="show_differences").set_value(True).run()
         scale = at.select_slider(key="heat_scale").value
         [maps] = [v.proto.srcdoc for v in at.get("iframe") if "Model - bicubic" in v.proto.srcdoc]
         assert f">= +{scale:.2%}" in maps  # the colour bar shows the scale the slider shows

@@ -121,3 +121,24 @@ def signed_legend(full_scale: float, image: MedicalImage, what: str) -> Legend:
     """The colour bar of a :func:`signed_map`: -full scale, 0, +full scale."""
     ticks = (f"<= -{full_scale:.2%} (darker)", "0", f">= +{full_scale:.2%} (brighter, {in_units(full_scale, image)})")
     return Legend(SIGNED_STOPS, ticks, f"{what}; grey frame: border left out of the scores")
+
+
+CONSISTENCY_SIGMAS = 3.0
+"""Full scale of the consistency map's colour bar, in units of the input's estimated noise."""
+
+
+def consistency_layer(sr: np.ndarray, lr: np.ndarray, scale: tuple[int, int], image: MedicalImage,
+                      kernel: str = "bicubic") -> tuple[np.ndarray, Legend]:
+    """The consistency map of a result (:func:`medsr.consistency.consistency_map`: the output degraded again
+    with ``kernel``, minus its input, in units of the input's noise), as :data:`SIGNED_PALETTE` indices on the
+    input's grid (mean over channels) with its colour bar: where the model made something its input cannot
+    have given."""
+    from medsr.consistency import consistency_map
+
+    levels = 255.0 if image.bit_depth == 8 else 65535.0
+    sigmas = consistency_map(sr, lr, scale, kernel, levels).mean(axis=-1)
+    ticks = (f"<= -{CONSISTENCY_SIGMAS:g} noise sd (degrades darker than the input)", "0",
+             f">= +{CONSISTENCY_SIGMAS:g} sd (brighter)")
+    legend = Legend(SIGNED_STOPS, ticks, f"consistency: result degraded ({kernel}) minus the input, on the input's "
+                                         "grid")
+    return signed_indices(sigmas, CONSISTENCY_SIGMAS, 0), legend

@@ -27,7 +27,7 @@ def streamlit_command(app_file: Path, host: str, port: int) -> list[str]:
         "--server.port", str(port), "--server.address", host, "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.maxUploadSize", "200",
         "--server.fileWatcherType", "none", "--global.developmentMode", "false",
-        "--client.toolbarMode", "viewer",
+        "--client.toolbarMode", "viewer", "--server.enableStaticServing", "true",
     ]
 
 

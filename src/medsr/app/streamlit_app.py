@@ -17,8 +17,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from medsr.app import batch, cards, diffs, estimate, exports, logic, windows
-from medsr.app.viewer import Panel, viewer_html
+from medsr.app import batch, cards, diffs, estimate, exports, logic, stack_viewer, windows
+from medsr.app.viewer import Panel, png_bytes, viewer_html
 from medsr.degrade import lr_scale
 from medsr.devices import resolve_device
 from medsr.errors import MedsrError
@@ -223,48 +223,12 @@ def simulate_too_small(image: MedicalImage, degradation: str, scale: int) -> boo
     return bool(small)
 
 
-def reset_window(image: MedicalImage, owner: str) -> None:
-    """Open a newly chosen image in its default window: the header's where present."""
-    if st.session_state.get("_window_for") == owner:
-        return
-    options, default = windows.window_options(image)
-    st.session_state["_window_for"] = owner
-    st.session_state["window"] = default
-    set_wl(options[default], image)
-
-
-def set_wl(window: tuple[float, float] | None, image: MedicalImage) -> None:
-    """Put ``window`` into the W/L fields (clamped to their limits); None leaves them as they are."""
-    if window is None:
-        return
-    (w_lo, w_hi), (l_lo, l_hi) = windows.width_limits(image), windows.level_limits(image)
-    st.session_state["window_width"] = float(min(max(window[0], w_lo), w_hi))
-    st.session_state["window_level"] = float(min(max(window[1], l_lo), l_hi))
-
-
-def choose_window(image: MedicalImage, owner: str) -> tuple[float, float] | None:
-    """Display window (width, level) in modality values for every panel at once; None for colour images."""
+def reading_window(image: MedicalImage) -> tuple[tuple[float, float] | None, dict[str, tuple[float, float]]]:
+    """The window the viewer opens in (the header's where present) and the presets it offers; None for colour."""
     if image.channels != 1:
-        return None
-    reset_window(image, owner)
-    options, _ = windows.window_options(image)
-
-    def preset_changed() -> None:
-        set_wl(options.get(st.session_state["window"]), image)
-
-    def wl_changed() -> None:
-        st.session_state["window"] = windows.CUSTOM
-
-    columns = st.columns([3, 1, 1])
-    columns[0].selectbox("Window", list(options), key="window", on_change=preset_changed,
-                         help="Display only: the model always sees the full-range image. The DICOM header's "
-                              "window is the default where present; W and L fine-tune any preset.")
-    (w_lo, w_hi), (l_lo, l_hi) = windows.width_limits(image), windows.level_limits(image)
-    width = columns[1].number_input("W", w_lo, w_hi, key="window_width", on_change=wl_changed,
-                                    help="Window width (modality units: HU for CT)")
-    level = columns[2].number_input("L", l_lo, l_hi, key="window_level", on_change=wl_changed,
-                                    help="Window level (centre)")
-    return float(width), float(level)
+        return None, {}
+    options, default = windows.window_options(image)
+    return options[default], {name: win for name, win in options.items() if win is not None}
 
 
 def show_estimate(image: MedicalImage, model: Any, stamp: str, device: str, mode: str, scale: int) -> None:
@@ -281,17 +245,18 @@ def show_estimate(image: MedicalImage, model: Any, stamp: str, device: str, mode
     st.caption(estimate.format_estimate(seconds, pixels, speed, how, str(resolve_device(device))))
 
 
-def preview(image: MedicalImage, window: tuple[float, float] | None, owner: str) -> None:
-    """The chosen image, windowed and zoomable, before any run (the page is made once per image and window)."""
-    key = (owner, window)
-    held = st.session_state.get("_preview")
-    if held is None or held[0] != key:
-        pixels, _ = logic.limit_side(image.pixels)
-        shown = logic.to_display(pixels, image.value_range, window)
-        page = viewer_html([Panel(logic.input_label(image, pixels.shape), shown)], height=PREVIEW_HEIGHT,
-                           viewer_id="preview")
-        st.session_state["_preview"] = held = (key, page)
-    st.iframe(held[1], height=PREVIEW_HEIGHT)
+def preview(image: MedicalImage, owner: str) -> None:
+    """The chosen image (every frame of a multi-frame file, as a stack) in the reading viewer, before any run."""
+    pixels = image.pixels if image.is_multiframe else image.pixels[None]  # (F, H, W, C)
+    frames, channels = pixels.shape[0], pixels.shape[-1]
+    shown, _ = logic.limit_side(np.moveaxis(pixels, 0, 2).reshape(*pixels.shape[1:3], frames * channels))
+    shown = np.moveaxis(shown.reshape(*shown.shape[:2], frames, channels), 2, 0)
+    window, presets = reading_window(image)
+    spacing = image.pixel_spacing or (1.0, 1.0)
+    layer = stack_viewer.Layer(logic.input_label(image, shown.shape[1:]), stack_viewer.panel_values(shown, image),
+                               spacing, monochrome1=image.value_range[0] > image.value_range[1])
+    stack_viewer.show([layer], key="preview", height=PREVIEW_HEIGHT, window=window, presets=presets,
+                      modality=image.modality, calibrated=image.pixel_spacing is not None)
 
 
 # --- running and results --------------------------------------------------------------------------------------
@@ -323,19 +288,55 @@ def run(image: MedicalImage, model: Any, settings: dict[str, Any]) -> None:
     st.session_state["_outcome"] = {"key": settings, "outcome": outcome, "display": {}, "downloads": {}}
 
 
-def panels(outcome: logic.Outcome, image: MedicalImage) -> dict[str, np.ndarray]:
-    """The images to compare, by caption (a caption says when the page worked on a crop of the image)."""
-    lr, out = outcome.lr, outcome.sr
-    crop = f", centre crop of {image.width} x {image.height}" if outcome.cropped else ""
+COMPARED = ("model", "stamp")
+"""Settings that may differ between results shown together: the model (and its file)."""
+
+
+def same_input(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two runs' settings differ at most in the model: their results can be compared panel by panel."""
+    return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in COMPARED)
+
+
+def keep_for_comparison(settings: dict[str, Any]) -> None:
+    """Before a new run replaces the result: keep the old one when it is of the same input with another model."""
+    held = st.session_state.get("_outcome")
+    others = st.session_state.setdefault("_others", {})
+    if held is not None and same_input(held["key"], settings) and held["key"]["model"] != settings["model"]:
+        others[held["key"]["model"]] = held
+    others.pop(settings["model"], None)
+
+
+def layers(outcome: logic.Outcome, image: MedicalImage, others: list[logic.Outcome]) -> list[stack_viewer.Layer]:
+    """The viewer's panels: input, bicubic, the model (and other models' results on the same input), original.
+
+    Every panel is drawn on the finest panel's grid (coarser ones as blocks of whole pixels), in mm from the
+    header's PixelSpacing (else in output pixels); a caption says when the page worked on a crop of the image.
+    Another model's result whose scale does not divide the grid is left out.
+    """
+    sy, sx = outcome.scale
+    grid = outcome.sr.shape[:2]
     if outcome.mode == "enhance":
-        first = logic.input_label(image, lr.shape)
+        first = logic.input_label(image, outcome.lr.shape)
+        spacing = (image.pixel_spacing[0] / sy, image.pixel_spacing[1] / sx) if image.pixel_spacing else (1.0, 1.0)
     else:
-        first = f"Input ({lr.shape[1]} x {lr.shape[0]}, degraded)"
-    shown = {first: lr, f"Bicubic ({out.shape[1]} x {out.shape[0]})": outcome.bicubic,
-             f"Model: {outcome.model_name}": out}
+        first = f"Input ({outcome.lr.shape[1]} x {outcome.lr.shape[0]}, degraded)"
+        spacing = image.pixel_spacing or (1.0, 1.0)
+    mono1 = image.value_range[0] > image.value_range[1]
+
+    def layer(name: str, pixels: np.ndarray) -> stack_viewer.Layer | None:
+        (fy, ry), (fx, rx) = divmod(grid[0], pixels.shape[0]), divmod(grid[1], pixels.shape[1])
+        if ry or rx:
+            return None
+        return stack_viewer.Layer(name, stack_viewer.panel_values(pixels, image), spacing, mono1, (fy, fx))
+
+    out = outcome.sr
+    shown = [layer(first, outcome.lr), layer(f"Bicubic ({out.shape[1]} x {out.shape[0]})", outcome.bicubic),
+             layer(f"Model: {outcome.model_name}", out)]
+    shown += [layer(f"Model: {other.model_name}", other.sr) for other in others]
     if outcome.hr is not None:
-        shown[f"Original (ground truth{crop})"] = outcome.hr
-    return shown
+        crop = f", centre crop of {image.width} x {image.height}" if outcome.cropped else ""
+        shown.append(layer(f"Original (ground truth{crop})", outcome.hr))
+    return [s for s in shown if s is not None]
 
 
 def show_scores(outcome: logic.Outcome) -> None:
@@ -356,8 +357,8 @@ def show_scores(outcome: logic.Outcome) -> None:
     st.markdown(diffs.SCORES_EXPLAINED)
 
 
-def show_results(state: dict[str, Any], image: MedicalImage, window: tuple[float, float] | None) -> None:
-    """Timing, scores, the linked viewer, the difference maps, and downloads."""
+def show_results(state: dict[str, Any], image: MedicalImage) -> None:
+    """Timing, scores, the reading viewer (with other models' results on the same input), differences, downloads."""
     outcome: logic.Outcome = state["outcome"]
     sy, sx = outcome.scale
     (h, w), (oh, ow) = outcome.lr.shape[:2], outcome.sr.shape[:2]
@@ -373,21 +374,29 @@ def show_results(state: dict[str, Any], image: MedicalImage, window: tuple[float
         )
     if outcome.scores:
         show_scores(outcome)
-    window_key = repr(window)
-    if state["display"].get("window") != window_key:  # the viewer page, made once per window
-        shown = [Panel(name, logic.to_display(arr, image.value_range, window))
-                 for name, arr in panels(outcome, image).items()]
-        state["display"] = {"window": window_key, "html": viewer_html(shown, height=VIEWER_HEIGHT,
-                                                                      viewer_id="result", wipe=(1, 2))}
-    st.subheader("Compare (linked: zoom and pan move every panel)")
-    st.iframe(state["display"]["html"], height=VIEWER_HEIGHT)
+    others = [held["outcome"] for ref, held in st.session_state.get("_others", {}).items()
+              if ref != state["key"]["model"] and same_input(held["key"], state["key"])]
+    window, presets = reading_window(image)
+    st.subheader("Compare (linked: zoom, pan, window and slice move every panel)")
+    if others:
+        st.caption("Also shown: " + ", ".join(o.model_name for o in others) + " on the same input (kept until the "
+                   "image changes; run another model to add it).")
+    stack_viewer.show(layers(outcome, image, others), key="result", height=VIEWER_HEIGHT,
+                      window=window, presets=presets, modality=image.modality,
+                      calibrated=image.pixel_spacing is not None, wipe=(1, 2))
     show_differences(state, outcome, image)
     show_downloads(state, image)
 
 
 def show_differences(state: dict[str, Any], outcome: logic.Outcome, image: MedicalImage) -> None:
-    """Difference maps with colour bars: |bicubic - original|, |model - original| and model - bicubic."""
+    """Difference maps with colour bars: |bicubic - original|, |model - original|, model - bicubic and the
+    consistency with the input. Fetched on request in Enhance (about 0.4-0.6 MB per 1024 x 1024 map), shown at
+    once in Simulate, where they are the errors the scores count."""
     st.subheader("Differences")
+    if not st.toggle("Show the difference maps", value=outcome.hr is not None, key="show_differences",
+                     help="Model - bicubic and the consistency with the input (and, in Simulate, the errors "
+                          "against the original), as colour maps with their colour bars."):
+        return
     border = max(outcome.scale) if outcome.hr is not None else 0
     errors = {}
     if outcome.hr is not None:
@@ -409,13 +418,29 @@ def show_differences(state: dict[str, Any], outcome: logic.Outcome, image: Medic
         maps.append(Panel("Model - bicubic", diffs.signed_indices(change, scale, border),
                           diffs.signed_legend(scale, image, "what the model changed over bicubic"),
                           diffs.SIGNED_PALETTE))
+        if outcome.scale != (1, 1):  # a model that keeps the size has no degradation to undo
+            indices, legend = diffs.consistency_layer(outcome.sr, outcome.lr, outcome.scale, image,
+                                                      logic.SETTINGS.consistency_kernel)
+            maps.append(Panel("Consistency with the input", indices, legend, diffs.SIGNED_PALETTE))
         state["diff_key"] = key
-        state["diff_html"] = viewer_html(maps, height=VIEWER_HEIGHT, viewer_id="diff",
-                                         wipe=(0, 1) if len(maps) == 3 else None)
+        state["diff_png"] = [png_bytes(m.image, m.palette) for m in maps]
+        state["diff_maps"] = maps
+    maps = state["diff_maps"]  # served from the media endpoint (registered on every rerun), not in the page
+    urls = [stack_viewer.media_url(data, f"medsr-diff-{i}") for i, data in enumerate(state["diff_png"])]
+    html = viewer_html(maps, height=VIEWER_HEIGHT, viewer_id="diff", wipe=(0, 1) if errors else None, urls=urls)
     what = ("Black: no difference. " + ("Heat maps: error against the original; " if errors else "")
-            + "model - bicubic: blue where the model is darker than bicubic, orange where brighter.")
+            + "model - bicubic: blue where the model is darker than bicubic, orange where brighter; consistency: "
+              "the result degraded again minus the input in units of the input's noise (what the model added that "
+              "its input cannot have given; `medsr upscale --consistency-map` writes it).")
     st.caption(what + (f" Grey frame: the {border} border pixels the scores leave out." if border else ""))
-    st.iframe(state["diff_html"], height=VIEWER_HEIGHT)
+    st.iframe(html, height=VIEWER_HEIGHT)
+
+
+def encoded(state: dict[str, Any], fmt: str) -> bytes:
+    """The result written as ``fmt`` (kept, so a second click costs nothing)."""
+    if fmt not in state["downloads"]:
+        state["downloads"][fmt] = logic.encode_image(state["outcome"].result, fmt)
+    return state["downloads"][fmt]
 
 
 def show_downloads(state: dict[str, Any], image: MedicalImage) -> None:
@@ -426,15 +451,10 @@ def show_downloads(state: dict[str, Any], image: MedicalImage) -> None:
     st.subheader("Download")
     columns = st.columns(len(options))
     for column, option in zip(columns, options, strict=True):
-        if option.fmt not in state["downloads"]:
-            try:
-                state["downloads"][option.fmt] = logic.encode_image(outcome.result, option.fmt)
-            except MedsrError as exc:
-                column.error(str(exc))
-                continue
-        column.download_button(option.label, state["downloads"][option.fmt], file_name=option.file_name,
-                               mime=option.mime, key=f"download_{option.fmt}",
-                               on_click="ignore")  # no rerun: the page would resend every image
+        # encoded and sent only when clicked (a 16-bit TIFF of a large result is tens of MB), once per result
+        column.download_button(option.label, lambda fmt=option.fmt: encoded(state, fmt),
+                               file_name=option.file_name, mime=option.mime, key=f"download_{option.fmt}",
+                               on_click="ignore")
     for note in notes:
         st.caption(note)
 
@@ -532,24 +552,25 @@ def main() -> None:
         show_estimate(image, model, stamp, device, mode, scale)
         clicked = st.button("Run super-resolution", type="primary", key="run", disabled=not runnable)
     with right:
-        window = choose_window(image, digest)  # kept while stepping through the frames of one file
-        preview(image, window, f"{digest}:{frame}")
+        preview(whole, digest)
     settings = {
         "image": digest, "frame": frame, "mode": mode, "model": ref, "stamp": stamp, "device": device,
         "degradation": degradation, "scale": scale, "seed": seed,
     }
     if clicked:
+        keep_for_comparison(settings)
         run(image, model, settings)
     state = st.session_state.get("_outcome")
     if state is None:
         return
-    if state["key"]["image"] != digest:  # a new image: its preview is the news, the old result goes
+    if state["key"]["image"] != digest:  # a new image: its preview is the news, the old results go
         del st.session_state["_outcome"]
+        st.session_state.pop("_others", None)
         return
     if state["key"] != settings:
         st.info(logic.describe_changes(state["key"], settings))
         return
-    show_results(state, image, window)
+    show_results(state, image)
 
 
 main()

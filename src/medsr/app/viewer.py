@@ -53,20 +53,28 @@ class Panel:
 def png_data_uri(display: np.ndarray, palette: np.ndarray | None = None) -> str:
     """A ``uint8`` display image (or colour indices with their ``palette``) as a ``data:image/png;base64,...``
     URI (fast, lossless compression)."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(display, palette)).decode("ascii")
+
+
+def png_bytes(display: np.ndarray, palette: np.ndarray | None = None) -> bytes:
+    """A ``uint8`` display image (or colour indices with their ``palette``) as PNG bytes."""
     buffer = io.BytesIO()
     image = Image.fromarray(np.ascontiguousarray(display))
     if palette is not None:
         image = image.convert("P") if image.mode != "P" else image
         image.putpalette(np.asarray(palette, dtype=np.uint8).ravel().tolist())
-    image.save(buffer, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    image.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
 
 
 def viewer_html(panels: list[Panel], *, height: int, viewer_id: str = "viewer",
-                wipe: tuple[int, int] | None = None, start_mode: str = "side") -> str:
+                wipe: tuple[int, int] | None = None, start_mode: str = "side",
+                urls: list[str] | None = None) -> str:
     """The viewer page for ``panels`` (shown left to right), ``height`` CSS pixels tall in all.
 
     ``wipe``: indices of the two panels the wipe compares at first (left, right), or None for no wipe.
+    ``urls``: where the browser fetches each panel's PNG (:func:`png_bytes` served by the app), instead of
+    embedding it in the page; an empty URL embeds that panel.
     The reference grid is the largest panel's size. ``viewer_id`` keys the view kept across reloads of the
     page (a new window re-renders the images, and the zoom should stay where the reader left it).
     """
@@ -94,9 +102,11 @@ def viewer_html(panels: list[Panel], *, height: int, viewer_id: str = "viewer",
             for p in panels
         ],
     }
+    urls = urls or [""] * len(panels)
     images = "\n".join(
-        f'<img class="src" id="src{i}" alt="{html.escape(p.name)}" src="{png_data_uri(p.image, p.palette)}">'
-        for i, p in enumerate(panels)
+        f'<img class="src" id="src{i}" alt="{html.escape(p.name)}" '
+        f'src="{html.escape(url) if url else png_data_uri(p.image, p.palette)}">'
+        for i, (p, url) in enumerate(zip(panels, urls, strict=True))
     )
     return (_PAGE.replace("__STYLE__", _STYLE).replace("__IMAGES__", images)
             .replace("__CONFIG__", json.dumps(config).replace("</", "<\\/")).replace("__SCRIPT__", _SCRIPT))

@@ -1,0 +1,115 @@
+"""What a reader's browser gets from the web app: page bytes of a 1024 x 1024 chest result and the time of a
+window change, measured in headless Chromium (1440 x 900).
+
+Starts ``medsr demo`` on a free port, opens the page (bundled sample preview), uploads a 256 x 256 crop of a
+bundled chest X-ray, runs Enhance (xray-x4: a 1024 x 1024 result) and counts every byte the browser received
+(HTTP bodies and headers, websocket frames), by kind. Then times window changes in the result viewer (four
+panels redrawn) and counts the requests they made.
+
+    .venv/bin/python bench/app_page_weight.py [--chromium /usr/bin/chromium] [--repeats 20] \
+        [--save docs/results/app_page_weight.txt]
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import _bench
+import numpy as np
+from app_screenshots import ARGS, WAIT_MS, free_port, start_demo
+from PIL import Image
+
+from medsr.app import logic
+
+
+def kind(url: str) -> str:
+    if "/component/" in url or "/app/static/" in url:
+        return "viewer script and page (Cornerstone3D bundle)"
+    if "/media/" in url:
+        return "image values and difference maps (media endpoint)"
+    if "/static/" in url:
+        return "Streamlit's own page (scripts, fonts)"
+    return "other"
+
+
+def main() -> None:
+    parser = _bench.parser(__doc__)
+    parser.add_argument("--chromium", type=Path, default=Path("/usr/bin/chromium"))
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--verbose", action="store_true", help="print every response")
+    args = _bench.parse(parser)
+    from playwright.sync_api import sync_playwright
+
+    pixels = np.asarray(Image.open(logic.sample_paths()[0]))
+    top, left = (pixels.shape[0] - 256) // 2, (pixels.shape[1] - 256) // 2
+    folder = Path(tempfile.mkdtemp(prefix="medsr-weight-"))
+    crop = folder / "chest_256.png"
+    Image.fromarray(pixels[top:top + 256, left:left + 256]).save(crop)
+    port = free_port()
+    server = start_demo(port, folder / "demo.log")
+    by_kind: dict[str, int] = {}
+    socket_bytes = [0]
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(args.chromium), args=ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.set_default_timeout(WAIT_MS)
+
+            def finished(request) -> None:
+                sizes = request.sizes()
+                if args.verbose:
+                    print(f"    {sizes['responseBodySize'] / 1024:8.1f} kB  {request.url[:110]}")
+                name = kind(request.url)
+                by_kind[name] = by_kind.get(name, 0) + sizes["responseBodySize"] + sizes["responseHeadersSize"]
+
+            page.on("requestfinished", finished)
+            page.on("websocket", lambda ws: ws.on("framereceived",
+                                                  lambda p: socket_bytes.__setitem__(0, socket_bytes[0] + len(p))))
+            page.goto(f"http://127.0.0.1:{port}")
+            page.get_by_role("button", name="Run super-resolution").wait_for()
+            page.get_by_text("Upload a file").click()
+            page.locator("input[type=file]").set_input_files(str(crop))
+            page.get_by_text("256 x 256 px").wait_for()
+            page.get_by_role("button", name="Run super-resolution").click()
+            page.get_by_text("Compare (linked").wait_for()
+            frame = None
+            deadline = time.monotonic() + WAIT_MS / 1000
+            while frame is None and time.monotonic() < deadline:
+                handles = page.locator('iframe[src*="medsr_viewer"]').element_handles()
+                frames = [h.content_frame() for h in handles]
+                ready = [f for f in frames if f and f.evaluate("!!(window.medsrViewer && "
+                                                               "window.medsrViewer.state().ready)")]
+                if len(ready) >= 2 and ready[-1].evaluate("window.medsrViewer.state().panels.length") == 3:
+                    frame = ready[-1]
+                page.wait_for_timeout(250)
+            page.wait_for_timeout(2000)  # the difference maps' images
+            total = sum(by_kind.values()) + socket_bytes[0]
+            print(f"1024 x 1024 chest result page (preview of the bundled sample, upload, Enhance x4): "
+                  f"{total / 2**20:.2f} MB received in all")
+            for name, size in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+                print(f"  {size / 2**20:6.2f} MB  {name}")
+            print(f"  {socket_bytes[0] / 2**20:6.2f} MB  websocket frames (page layout, arguments)")
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            times = [frame.evaluate(f"window.medsrViewer.timeWindow({300 + 7 * i}, {40 + i})")
+                     for i in range(args.repeats)]
+            print(f"window change, 3 panels of up to 1024 x 1024 redrawn: median {statistics.median(times):.1f} ms, "
+                  f"max {max(times):.1f} ms over {len(times)} changes; {len(requests)} requests to the server")
+            browser.close()
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    print(f"CPU: {cpu} (shared with other tenants); Chromium headless, Cornerstone3D CPU rendering")
+
+
+if __name__ == "__main__":
+    main()

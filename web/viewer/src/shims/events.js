@@ -1,0 +1,1 @@
+export class EventEmitter {}; export default { EventEmitter };

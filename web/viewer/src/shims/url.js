@@ -1,0 +1,1 @@
+export const URL = globalThis.URL; export default { URL };
