@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -308,3 +309,135 @@ def test_an_empty_model_name_says_so() -> None:
 
     with pytest.raises(ConfigError, match=r"^the model name is empty; give a bundled model \(.*xray-x4.*\)"):
         load_model("")
+
+
+# --- D2: any finite non-zero RescaleSlope, negative included; values and clipping in the file's units ----------
+
+
+def _negative_slope_twin(folder: Path, intercept: float = 0.0) -> tuple[Path, np.ndarray]:
+    """tests/data/ct_small.dcm stored again with RescaleSlope -1 (same HU when intercept is 0); its HU."""
+    ds = pydicom.dcmread(CT)
+    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    ds.RescaleSlope, ds.RescaleIntercept = -1, intercept
+    if intercept == 0:
+        ds.PixelData = np.rint(-hu).astype(np.int16).tobytes()
+    path = folder / "negative.dcm"
+    ds.save_as(path)
+    stored = ds.pixel_array
+    return path, stored * -1.0 + intercept
+
+
+def _hu(path: Path) -> np.ndarray:
+    ds = pydicom.dcmread(path)
+    return ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+
+
+def test_a_negative_slope_reads_as_the_same_values_brighter_up(tmp_path: Path) -> None:
+    twin, hu = _negative_slope_twin(tmp_path)
+    np.testing.assert_array_equal(hu, _hu(CT))
+    image, original = read_image(twin), read_image(CT)
+    low, high = image.value_range
+    assert low < high  # larger working value = larger HU, as for a positive slope
+    values = low + image.pixels[..., 0].astype(np.float64) * (high - low)
+    np.testing.assert_allclose(values, hu, atol=0.01)
+    assert np.corrcoef(image.pixels.ravel(), original.pixels.ravel())[0, 1] > 0.999
+    write_image(image, tmp_path / "back.dcm")
+    np.testing.assert_array_equal(pydicom.dcmread(tmp_path / "back.dcm").pixel_array, pydicom.dcmread(twin).pixel_array)
+
+
+@pytest.mark.parametrize("model", ["ct-sparse-view", MODEL])
+def test_a_negative_slope_upscales_like_its_positive_twin(model: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "in").mkdir()
+    twin, hu = _negative_slope_twin(tmp_path / "in")
+    code, lines = run_cli(capsys, "upscale", twin, CT, "-o", tmp_path / "out", "-m", model, "--device", "cpu")
+    assert code == 0, lines
+    negative, positive = _hu(tmp_path / "out" / "negative.dcm"), _hu(tmp_path / "out" / "ct_small.dcm")
+    assert hu.min() <= negative.min() and negative.max() <= hu.max()  # clipped in HU, to the input's HU
+    tolerance = 1.0 if model == "ct-sparse-view" else 0.02 * (hu.max() - hu.min())
+    assert np.abs(negative - positive).mean() < tolerance
+
+
+def test_values_outside_a_models_range_are_refused_not_blanked(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    twin, hu = _negative_slope_twin(tmp_path, intercept=-1024)  # the issue's file: -3215..-1152 HU
+    assert hu.max() < -1024
+    code, lines = run_cli(capsys, "upscale", twin, "-o", tmp_path / "out", "-m", "ct-sparse-view", "--device", "cpu")
+    assert code == 1
+    assert (f"  {twin}: its values {hu.min():g}..{hu.max():g} lie outside the model's range -1024..3071 (0.0% of "
+            "pixels inside), so the result would be blank; check RescaleSlope/RescaleIntercept or choose another "
+            "model") in lines
+    assert not (tmp_path / "out" / "negative.dcm").exists()
+
+
+def test_the_api_refuses_a_blank_result_and_keeps_the_files_range(tmp_path: Path) -> None:
+    import medsr
+
+    twin, _ = _negative_slope_twin(tmp_path, intercept=-1024)
+    with pytest.raises(ConfigError, match=r"lie outside the model's range -1024\.\.3071 \(0\.0% of pixels inside\)"):
+        medsr.upscale(twin, "ct-sparse-view")
+    ds = pydicom.dcmread(CT)
+    ds.RescaleIntercept = -1200  # the darkest 176 stored values now lie below the model's -1024
+    ds.save_as(tmp_path / "dark.dcm")
+    hu = _hu(tmp_path / "dark.dcm")
+    assert (hu < -1024).mean() > 0.01
+    result = medsr.upscale(tmp_path / "dark.dcm", "ct-sparse-view")
+    low, high = result.value_range
+    values = low + result.pixels.astype(np.float64) * (high - low)
+    assert hu.min() - 0.01 <= values.min() and values.max() <= hu.max() + 0.01
+
+
+# --- D9: a multi-frame file streams its frames through the model and the writer ------------------------------
+
+
+def _cine(path: Path, frames: int, side: int) -> None:
+    """A colour ultrasound cine of ``frames`` frames, ``side`` pixels square, cut from the chest X-ray."""
+    grey = np.asarray(Image.open(XRAY).convert("L"))
+    ds = pydicom.dcmread(DATA / "us_ybr_color.dcm")
+    stack = np.stack([grey[i : i + side, 100 + i : 100 + i + side] for i in range(frames)])
+    colour = np.stack([stack, stack // 2 + 60, 255 - stack], axis=-1).astype(np.uint8)
+    for keyword in ("PixelData", "NumberOfFrames", "FrameIncrementPointer"):
+        ds.pop(keyword, None)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.set_pixel_data(colour, "RGB", 8)
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.mark.parametrize("fmt", ["dcm", "tiff"])
+def test_a_cine_never_holds_its_float_output_whole(fmt: str, tmp_path: Path) -> None:
+    import tracemalloc
+
+    from medsr.infer import InferenceSettings
+    from medsr.infer.files import Source, upscale_files
+    from medsr.models import load_model
+
+    frames, side = 24, 48
+    _cine(tmp_path / "cine.dcm", frames, side)
+    model = load_model("ultrasound-lateral-x4")  # x4 along x
+    float_output = frames * side * side * 4 * 3 * 4  # (F, H, 4W, 3) float32: 2.65 MB; held whole (as a list,
+    # then stacked) it took twice that; streamed, the input (a quarter) and the stored bytes (a quarter) remain
+    settings = InferenceSettings(device="cpu")
+    list(upscale_files([Source(tmp_path / "cine.dcm", Path("warm.dcm"))], tmp_path / "warm", model,
+                       settings=settings))  # model preparation and memory probes: not part of the measure
+    tracemalloc.start()
+    try:
+        (outcome,) = upscale_files([Source(tmp_path / "cine.dcm", Path("cine.dcm"))], tmp_path / "out", model,
+                                   fmt=fmt, settings=settings)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert outcome.error is None and outcome.frames == frames
+    assert peak < float_output, f"peak {peak / 1e6:.2f} MB of Python/numpy memory"
+    whole = read_image(outcome.target)
+    assert whole.pixels.shape == (frames, side, 4 * side, 3)
+    for index in (0, frames // 2, frames - 1):  # each frame as a one-frame run makes it
+        one = medsr_upscale_frame(tmp_path / "cine.dcm", index, model)
+        np.testing.assert_allclose(whole.pixels[index], one, atol=0.5 / 255)
+
+
+def medsr_upscale_frame(path: Path, index: int, model: object) -> np.ndarray:
+    import medsr
+
+    image = read_image(path)
+    frame = image.with_pixels(image.pixels[index])
+    return medsr.upscale(frame, model).pixels

@@ -40,8 +40,9 @@ def to_value_range(
     DICOM: modality values are what the file's rescale gives. PNG/TIFF: modality value = stored value -
     ``raster_offset``, and the returned ``value_range`` is in stored units (``+ raster_offset``). A model's
     output goes back on the file's own range (:func:`for_model` then :func:`restore`) before it is written:
-    PNG/TIFF writers store pixels on the full integer range. ConfigError for an 8-bit raster or a range
-    that does not increase.
+    PNG/TIFF writers store pixels on the full integer range. ConfigError for an 8-bit raster, a range
+    that does not increase, or an image with fewer than :data:`MIN_INSIDE` of its values within the range (a
+    wrong rescale: the model would see one constant value).
     """
     low, high = (float(v) for v in value_range)
     if not high > low:
@@ -52,7 +53,26 @@ def to_value_range(
             f"a model that works in modality values ({low:g}..{high:g}) needs a DICOM or a 16-bit PNG/TIFF "
             f"of value + {offset:g}, not an {image.bit_depth}-bit {image.format.upper()}"
         )
+    _check_overlap(image, low + offset, high + offset, offset)
     return remap(image, (low + offset, high + offset))
+
+
+MIN_INSIDE = 0.01
+"""The smallest share of an image's pixels that must lie within a model's fixed value range (see
+:func:`to_value_range`): below it the model would see a constant image and return a blank one."""
+
+
+def _check_overlap(image: MedicalImage, low: float, high: float, offset: float) -> None:
+    """ConfigError when fewer than :data:`MIN_INSIDE` of ``image``'s values lie within ``low..high``."""
+    values = modality_values(image.pixels, image.value_range)
+    inside = float(np.count_nonzero((values >= low) & (values <= high))) / max(values.size, 1)
+    if inside < MIN_INSIDE:
+        vmin, vmax = float(values.min()) - offset, float(values.max()) - offset
+        raise ConfigError(
+            f"its values {vmin:g}..{vmax:g} lie outside the model's range {low - offset:g}..{high - offset:g} "
+            f"({inside:.1%} of pixels inside), so the result would be blank; check RescaleSlope/RescaleIntercept "
+            "or choose another model"
+        )
 
 
 def restore(result: MedicalImage) -> MedicalImage:
@@ -65,6 +85,18 @@ def restore(result: MedicalImage) -> MedicalImage:
     restored = remap(result, original)
     restored.extra = extra
     return restored
+
+
+def clip_to_source(result: MedicalImage, source: MedicalImage) -> MedicalImage:
+    """``result``, back on ``source``'s value range (:func:`restore`), clipped per frame and per channel to
+    ``source``'s own [min, max]: the clipping ``clip_to_input`` promises, in the file's units (HU), also where
+    the model's fixed range cut the input (values below -1024 HU never come back as -1024). In place."""
+    if tuple(result.value_range) != tuple(source.value_range):
+        raise ValueError("clip_to_source needs the result on the source's value range (restore it first)")
+    low = source.pixels.min(axis=(-3, -2), keepdims=True)
+    high = source.pixels.max(axis=(-3, -2), keepdims=True)
+    np.clip(result.pixels, low, high, out=result.pixels)
+    return result
 
 
 def model_value_range(meta: Mapping[str, Any] | None) -> tuple[float, float] | None:

@@ -17,7 +17,7 @@ from medsr.infer.colour import luminance, runs_on_luminance, upscale_luminance, 
 from medsr.infer.runtime import OnnxPredictor, TorchPredictor, get_predictor
 from medsr.infer.settings import InferenceSettings
 from medsr.infer.tiling import MemoryCost, fit_tile, upscale_many, upscale_tiled
-from medsr.intensity import for_model, restore
+from medsr.intensity import clip_to_source, for_model, restore
 from medsr.io import read_image
 from medsr.io.image import MedicalImage
 from medsr.models import ModelLike, load_model, model_name
@@ -242,10 +242,13 @@ def upscale(
         image = image_or_path
     else:
         raise ConfigError(f"cannot upscale a {type(image_or_path).__name__}; pass an array, image or path")
+    source = image
     image = for_model(image, getattr(net, "meta", None))  # a CT model's fixed HU range (medsr.intensity)
     frames = list(image.pixels) if image.is_multiframe else [image.pixels]
     results = upscale_arrays(net, frames, settings)
     upscaled = restore(upscaled_image(image, np.stack(results) if image.is_multiframe else results[0], net))
+    if settings.clip_to_input and image is not source:  # again in the file's own units
+        upscaled = clip_to_source(upscaled, source)
     if not return_consistency:
         return upscaled
     levels = 255.0 if image.bit_depth == 8 else 65535.0

@@ -12,15 +12,16 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import nn
 
 from medsr.atomic import atomic_path
-from medsr.errors import ConfigError, ImageWriteError, MedsrError, failure_reason, os_reason
+from medsr.errors import ConfigError, FileError, ImageWriteError, MedsrError, failure_reason, os_reason
 from medsr.infer.api import consistency_maps, upscale_arrays, upscaled_image
 from medsr.infer.settings import InferenceSettings
-from medsr.intensity import for_model, restore
+from medsr.intensity import clip_to_source, for_model, restore
 from medsr.io import read_image, write_image
 from medsr.io.dicom import SeriesUIDMap
 from medsr.io.find import Item, expand_inputs
@@ -101,76 +102,169 @@ def upscale_files(
     ``series`` maps source series to derived ones (default: fresh UIDs; a salted map gives repeatable UIDs).
     """
     settings = settings or InferenceSettings()
-    batch_size = settings.batch_size
+    batch_size = max(1, settings.batch_size)
     if fmt is not None:
         output_format("png", fmt)  # an unknown format fails before any work
     series = series if series is not None else SeriesUIDMap()
-    name = model_name(model)
-    sy, sx = model.scale
     written: dict[Path, Path] = {}
     outdir = Path(outdir)
-    for first in range(0, len(sources), max(1, batch_size)):
-        chunk = sources[first : first + max(1, batch_size)]
-        images: list[tuple[Source, MedicalImage, Path, str]] = []
-        for source in chunk:
+    for first in range(0, len(sources), batch_size):
+        chunk = sources[first : first + batch_size]
+        outcomes: dict[int, Outcome] = {}
+        images: list[_Job] = []
+        for index, source in enumerate(chunk):
             try:  # read and choose the output before any inference, so a doomed file costs nothing
-                image = for_model(read_image(source.path), getattr(model, "meta", None))
+                original = read_image(source.path)
+                image = for_model(original, getattr(model, "meta", None))
                 out_fmt = output_format(image.format, fmt)
                 target = output_path(source, outdir, image.format, out_fmt)
                 if target.resolve() == source.path.resolve():
                     raise ConfigError("the output would overwrite the input; choose another -o folder")
                 if target in written:
                     raise ConfigError(f"output {target} would overwrite the result of {written[target]}")
+                if image.is_multiframe and out_fmt not in ("tiff", "dicom"):
+                    raise ImageWriteError(target, f"{out_fmt} holds one frame, this has {len(image.pixels)}; "
+                                                  "use -f tiff or dcm")
             except MedsrError as exc:
-                yield Outcome(source.path, error=getattr(exc, "reason", None) or str(exc))
+                outcomes[index] = Outcome(source.path, error=failure_reason(exc))
                 continue
             written[target] = source.path
-            images.append((source, image, target, out_fmt))
-        if not images:
-            continue
-        frames = [f for _, im, _, _ in images for f in (list(im.pixels) if im.is_multiframe else [im.pixels])]
-        started = time.perf_counter()
+            images.append(_Job(index, source, original, image, target, out_fmt))
+        for job in [job for job in images if job.image.is_multiframe]:  # alone, frames streamed to the writer
+            outcomes[job.index] = _run_streamed(job, model, settings, series, consistency)
+        single = [job for job in images if not job.image.is_multiframe]
+        outcomes.update(_run_batch(single, model, settings, series, consistency))
+        for index in sorted(outcomes):
+            yield outcomes[index]
+
+
+@dataclass
+class _Job:
+    """One readable input on its way through the model: its place in the batch, the image as read
+    (``original``) and as the model sees it (``image``: on a CT model's fixed range), and where it goes."""
+
+    index: int
+    source: Source
+    original: MedicalImage
+    image: MedicalImage
+    target: Path
+    fmt: str
+
+
+def _dicom_options(job: _Job, model: nn.Module, series: SeriesUIDMap) -> dict[str, Any]:
+    if job.fmt != "dicom" or job.image.dataset is None:
+        return {}
+    dataset = job.image.dataset
+    return {"model_name": model_name(model), "scale": tuple(model.scale),
+            "series_uid": series(series_key(job.image, job.source)),
+            "sop_instance_uid": series.instance_uid(str(dataset.get("SOPInstanceUID", "")))}
+
+
+def _finish(job: _Job, upscaled: np.ndarray, model: nn.Module, settings: InferenceSettings) -> MedicalImage:
+    """Model output (on the model's range) -> the result on the file's own range, clipped there when asked."""
+    result = restore(upscaled_image(job.image, upscaled, model))
+    if settings.clip_to_input and job.image is not job.original:  # a CT model's range: clip again in HU
+        result = clip_to_source(result, job.original)
+    return result
+
+
+def _run_batch(
+    jobs: list[_Job], model: nn.Module, settings: InferenceSettings, series: SeriesUIDMap, consistency: bool
+) -> dict[int, Outcome]:
+    """Single-frame jobs: their images run as one batch where same-size, then each is written."""
+    if not jobs:
+        return {}
+    frames = [job.image.pixels for job in jobs]
+    started = time.perf_counter()
+    try:
+        results = upscale_arrays(model, frames, settings)
+    except MedsrError:
+        raise  # a bad model or setting: every file would fail the same way
+    except (RuntimeError, ValueError, MemoryError) as exc:
+        reason = f"inference failed ({str(exc).splitlines()[0][:200]})"
+        return {job.index: Outcome(job.source.path, error=reason) for job in jobs}
+    seconds = time.perf_counter() - started
+    total_pixels = sum(f.shape[0] * f.shape[1] for f in frames)
+    sy, sx = model.scale
+    outcomes = {}
+    for job, done in zip(jobs, results, strict=True):
+        image = job.image
+        result = _finish(job, done, model, settings)
+        outcome = outcomes[job.index] = Outcome(
+            job.source.path, in_size=(image.width, image.height), out_size=(result.width, result.height),
+            seconds=seconds * image.width * image.height / max(total_pixels, 1))
         try:
-            results = upscale_arrays(model, frames, settings)
-        except MedsrError:
-            raise  # a bad model or setting: every file would fail the same way
-        except (RuntimeError, ValueError, MemoryError) as exc:
-            for source, *_ in images:
-                yield Outcome(source.path, error=f"inference failed ({str(exc).splitlines()[0][:200]})")
+            write_image(result, job.target, format=job.fmt, **_dicom_options(job, model, series))
+            if consistency:
+                levels = 255.0 if image.bit_depth == 8 else 65535.0
+                maps = consistency_maps([done], [image.pixels], (sy, sx), settings.consistency_kernel, levels)
+                outcome.consistency_rms = float(np.sqrt(np.mean(maps[0].astype(np.float64) ** 2)))
+                write_consistency_map(maps[0], consistency_map_path(job.target))
+        except MedsrError as exc:
+            outcome.error = failure_reason(exc)
             continue
-        seconds = time.perf_counter() - started
-        total_pixels = sum(f.shape[0] * f.shape[1] for f in frames)
-        position = 0
-        for source, image, target, out_fmt in images:
-            count = image.pixels.shape[0] if image.is_multiframe else 1
-            done = results[position : position + count]
-            position += count
-            result = restore(upscaled_image(image, np.stack(done) if image.is_multiframe else done[0], model))
-            outcome = Outcome(
-                source.path,
-                in_size=(image.width, image.height),
-                out_size=(result.width, result.height),
-                frames=count,
-                seconds=seconds * count * image.width * image.height / max(total_pixels, 1),
-            )
-            options = {}
-            if out_fmt == "dicom" and image.dataset is not None:
-                options = {"model_name": name, "scale": (sy, sx), "series_uid": series(series_key(image, source)),
-                           "sop_instance_uid": series.instance_uid(str(image.dataset.get("SOPInstanceUID", "")))}
+        outcome.target = job.target
+    return outcomes
+
+
+def _run_streamed(
+    job: _Job, model: nn.Module, settings: InferenceSettings, series: SeriesUIDMap, consistency: bool
+) -> Outcome:
+    """A multi-frame job: ``settings.batch_size`` frames at a time through the model, each chunk restored,
+    clipped and handed to the writer, which keeps only the stored integers (``write_image(frames=...)``): the
+    float output of a long cine is never held whole."""
+    image, sy, sx = job.image, *model.scale
+    count = len(image.pixels)
+    step = max(1, settings.batch_size)
+    out_shape = (count, image.height * sy, image.width * sx, image.channels)
+    template = restore(upscaled_image(image.with_pixels(image.pixels[:1]), np.broadcast_to(
+        np.float32(0), (1, *out_shape[1:])), model))  # the result's range and header, without its pixels
+    template = template.with_pixels(np.broadcast_to(np.float32(0), out_shape))
+    outcome = Outcome(job.source.path, in_size=(image.width, image.height), out_size=(out_shape[2], out_shape[1]),
+                      frames=count)
+    maps: list[np.ndarray] = []
+    failed: list[str] = []
+    started = time.perf_counter()
+
+    def chunks() -> Iterator[np.ndarray]:
+        for start in range(0, count, step):
+            lr = list(image.pixels[start : start + step])
             try:
-                write_image(result, target, format=out_fmt, **options)
-                if consistency:
-                    levels = 255.0 if image.bit_depth == 8 else 65535.0
-                    inputs = list(image.pixels) if image.is_multiframe else [image.pixels]
-                    maps = np.stack(consistency_maps(done, inputs, (sy, sx), settings.consistency_kernel, levels))
-                    outcome.consistency_rms = float(np.sqrt(np.mean(maps.astype(np.float64) ** 2)))
-                    write_consistency_map(maps if image.is_multiframe else maps[0], consistency_map_path(target))
-            except MedsrError as exc:
-                outcome.error = failure_reason(exc)
-                yield outcome
-                continue
-            outcome.target = target
-            yield outcome
+                done = upscale_arrays(model, lr, settings)
+            except MedsrError:
+                raise
+            except (RuntimeError, ValueError, MemoryError) as exc:
+                failed.append(f"inference failed ({str(exc).splitlines()[0][:200]})")
+                raise _Abandon from exc
+            if consistency:
+                levels = 255.0 if image.bit_depth == 8 else 65535.0
+                maps.extend(consistency_maps(done, lr, (sy, sx), settings.consistency_kernel, levels))
+            part = restore(upscaled_image(image.with_pixels(image.pixels[start : start + step]), np.stack(done),
+                                          model))
+            if settings.clip_to_input and image is not job.original:
+                original = job.original.with_pixels(job.original.pixels[start : start + step])
+                part = clip_to_source(part, original)
+            yield part.pixels
+
+    try:
+        write_image(template, job.target, format=job.fmt, frames=chunks(), **_dicom_options(job, model, series))
+        if consistency:
+            stacked = np.stack(maps)
+            outcome.consistency_rms = float(np.sqrt(np.mean(stacked.astype(np.float64) ** 2)))
+            write_consistency_map(stacked, consistency_map_path(job.target))
+    except FileError as exc:
+        outcome.error = failed[0] if failed else failure_reason(exc)
+        return outcome
+    except _Abandon:
+        outcome.error = failed[0]
+        return outcome
+    outcome.seconds = time.perf_counter() - started
+    outcome.target = job.target
+    return outcome
+
+
+class _Abandon(Exception):
+    """Inference failed inside a streamed write: the writer stops, its temporary file is removed."""
 
 
 def consistency_map_path(target: Path) -> Path:

@@ -7,8 +7,11 @@ into one :class:`~medsr.errors.ImageReadError` naming the file and the reason.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from medsr.errors import ImageReadError, ImageWriteError, MedsrError, os_reason
 from medsr.io import dicom, raster
@@ -102,13 +105,21 @@ def _first_line(text: str, limit: int = 200) -> str:
 
 
 def write_image(
-    image: MedicalImage, path: str | os.PathLike[str], format: str | None = None, **dicom_options: Any
+    image: MedicalImage,
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    frames: Iterable[np.ndarray] | None = None,
+    **dicom_options: Any,
 ) -> None:
     """Write ``image`` as PNG, JPEG, TIFF or DICOM (``format``, else from the suffix), atomically.
 
     PNG/TIFF keep the source bit depth (8 stays 8, deeper becomes 16); JPEG is 8-bit only. DICOM output is a
     derived instance of the image's source dataset: ``dicom_options`` go to
     :func:`medsr.io.dicom.write_derived_dicom` (``model_name``, ``scale``, ``series_uid``, ``source``).
+    ``frames`` streams a multi-frame TIFF or DICOM: its pixels in chunks of whole frames, ``(n, H, W, C)``
+    float32, while ``image.pixels`` only gives the shape (``np.broadcast_to(np.float32(0), shape)`` costs no
+    memory); only the stored integers of the whole image are held.
     """
     path = Path(path)
     fmt = format.lower() if format else _SUFFIXES.get(path.suffix.lower())
@@ -119,11 +130,13 @@ def write_image(
     reason = empty_reason(image.pixels.shape)
     if reason:
         raise ImageWriteError(path, reason)
+    if frames is not None and not image.is_multiframe:
+        raise ValueError("frames are for a multi-frame image: give its (F, H, W, C) shape in image.pixels")
     if fmt == "dicom":
-        dicom.write_derived_dicom(image, path, **dicom_options)
+        dicom.write_derived_dicom(image, path, frames=frames, **dicom_options)
         return
     try:
-        raster.write_raster(image, path, fmt)
+        raster.write_raster(image, path, fmt, frames)
     except MedsrError:
         raise
     except OSError as exc:  # no folder, no permission, disk full: the system's reason, without errno and path

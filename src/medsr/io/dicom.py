@@ -1,9 +1,10 @@
 """DICOM in, DICOM out: read pixels with their modality meaning, write a derived instance a PACS accepts.
 
 Reading maps the stored range (from BitsStored and PixelRepresentation) linearly to [0, 1]; ``value_range`` is
-that range after RescaleSlope/RescaleIntercept (HU for CT). MONOCHROME1 is inverted into the working image by
-reversing ``value_range``, so the same linear formula restores it on write. Colour (RGB, YBR, palette) becomes
-RGB. A Modality LUT Sequence (non-linear) is not applied.
+that range after RescaleSlope/RescaleIntercept (HU for CT), for any finite non-zero slope: a negative slope is
+read so that larger working values are larger modality values, as with a positive one. MONOCHROME1 is inverted
+into the working image by reversing ``value_range``, so the same linear formula restores it on write. Colour
+(RGB, YBR, palette) becomes RGB. A Modality LUT Sequence (non-linear) is not applied.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import copy
 import datetime
 import math
 import os
+import struct
+from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
@@ -28,10 +32,10 @@ from pydicom.uid import (
 
 from medsr import __version__
 from medsr.atomic import atomic_path
-from medsr.errors import ImageReadError, ImageWriteError
+from medsr.errors import ImageReadError, ImageWriteError, MedsrError
 from medsr.io.dicom_grid import move_to_grid
 from medsr.io.image import MedicalImage
-from medsr.io.raster import check_pixel_limit, to_integers
+from medsr.io.raster import check_pixel_limit, stored_frames, to_integers
 
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009, 0x7FE00001, 0x7FE00002, 0xFFFCFFFC}
 # Attributes that describe the source's pixels and no longer hold for new ones.
@@ -175,10 +179,16 @@ def read_dicom(path: Path, max_pixels: int) -> MedicalImage:
         except InvalidRescaleError as exc:
             raise ImageReadError(path, str(exc)) from None
         arr = arr[..., None]
-    pixels = np.clip((arr.astype(np.float32) - smin) / np.float32(smax - smin), 0.0, 1.0)
+    pixels = arr.astype(np.float32)  # then in place: a long cine holds one float copy, not three
+    del arr
+    np.subtract(pixels, np.float32(smin), out=pixels)
+    np.divide(pixels, np.float32(smax - smin), out=pixels)
+    np.clip(pixels, 0.0, 1.0, out=pixels)
     low, high = smin * slope + intercept, smax * slope + intercept
-    if photometric == "MONOCHROME1":  # stored: larger = darker; working image: larger = brighter
-        pixels = 1.0 - pixels
+    # working image: larger = brighter = larger modality value (MONOCHROME2). A negative slope makes larger stored
+    # values smaller modality values; MONOCHROME1 shows larger values darker. Each is one inversion.
+    if (slope < 0) != (photometric == "MONOCHROME1"):
+        np.subtract(np.float32(1.0), pixels, out=pixels)
         low, high = high, low
     del ds.PixelData  # the working pixels replace it; keeps memory to one copy
     return MedicalImage(
@@ -273,6 +283,7 @@ def write_derived_dicom(
     model_name: str = "",
     series_uid: str | None = None,
     sop_instance_uid: str | None = None,
+    frames: Iterable[np.ndarray] | None = None,
 ) -> None:
     """Write ``image`` as a derived DICOM instance of ``source`` (default: ``image.dataset``).
 
@@ -285,6 +296,11 @@ def write_derived_dicom(
     DERIVED\\SECONDARY (enhanced multi-frame IODs: DERIVED\\PRIMARY, frames too), and is written uncompressed
     (Explicit VR Little Endian) via a temporary file.
     ``model_name`` defaults to the model :func:`medsr.infer.upscale` records in ``image.extra``.
+
+    ``frames``: the pixels of a multi-frame image in chunks of whole frames (``(n, H, W, C)`` float32 on
+    ``image.value_range``), ``image.pixels`` then only giving the shape (:func:`medsr.io.raster.stored_frames`):
+    a long cine is converted chunk by chunk and only its stored integers are held. The pixel data is written
+    after the header straight from those integers, with no second copy of them in memory.
     """
     src = image.dataset if source is None else source
     if src is None:
@@ -293,12 +309,14 @@ def write_derived_dicom(
     try:
         if not isinstance(src, Dataset):
             src = pydicom.dcmread(src, stop_before_pixels=True)
-        ds = _derive(image, src, scale, model_name, series_uid)
+        ds, stored = _derive(image, src, scale, model_name, series_uid, frames)
         if sop_instance_uid:
             ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
         with atomic_path(path) as tmp:
             ds.save_as(tmp, enforce_file_format=True)
-    except ImageWriteError:
+            with open(tmp, "ab") as handle:
+                _append_pixel_data(handle, stored)
+    except MedsrError:
         raise
     except Exception as exc:  # pydicom and numpy raise many kinds; the user gets one line
         raise ImageWriteError(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
@@ -310,14 +328,27 @@ def _derive(
     scale: int | float | tuple[float, float] | None,
     model_name: str,
     series_uid: str | None,
-) -> Dataset:
+    frames: Iterable[np.ndarray] | None = None,
+) -> tuple[Dataset, np.ndarray]:
+    """The derived header (without pixel data: see :func:`_append_pixel_data`) and the stored pixels."""
     upscaled = image.extra.get("medsr_upscale", {})  # set by medsr.infer.upscale
     model_name = model_name or upscaled.get("model", "")
     if scale is None:
         sy, sx = image.height / int(src.Rows), image.width / int(src.Columns)
     else:
         sy, sx = (float(scale), float(scale)) if np.isscalar(scale) else (float(scale[0]), float(scale[1]))
-    arr, photometric, bits_stored = _stored_pixels(image, src)
+    if frames is None:
+        arr, photometric, bits_stored = _stored_pixels(image, src)
+    else:
+        encoding: list[tuple[str, int]] = []
+
+        def convert(chunk: np.ndarray) -> np.ndarray:
+            stored, *found = _stored_pixels(image.with_pixels(chunk), src)
+            encoding[:] = [tuple(found)]
+            return stored
+
+        arr = stored_frames(image, frames, convert)
+        photometric, bits_stored = encoding[0]
 
     ds = _copy_header(src)
     keeps_palette = photometric == str(src.PhotometricInterpretation)  # greyscale in the source's encoding
@@ -334,7 +365,12 @@ def _derive(
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.MediaStorageSOPClassUID = sop_class
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.set_pixel_data(arr, photometric, bits_stored)  # Rows, Columns, bits, frames, new SOPInstanceUID
+    # Rows, Columns, bits, frames, new SOPInstanceUID, from the first frame (the pixel data goes in unencoded,
+    # straight from arr, when the file is written: _append_pixel_data)
+    ds.set_pixel_data(arr[:1] if image.is_multiframe else arr, photometric, bits_stored)
+    del ds.PixelData
+    if image.is_multiframe:
+        ds.NumberOfFrames = len(arr)
     if "NumberOfFrames" in src and "NumberOfFrames" not in ds:  # a multi-frame IOD requires it, even for 1
         ds.NumberOfFrames = 1
 
@@ -361,7 +397,21 @@ def _derive(
 
     move_to_grid(ds, sy, sx)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    return ds
+    for tag in [tag for tag in ds.keys() if int(tag) > 0x7FE00010]:  # the pixel data must come last; a
+        del ds[tag]  # digital signature (FFFA,FFFA) no longer holds for a derived instance anyway
+    return ds, arr
+
+
+def _append_pixel_data(handle: BinaryIO, stored: np.ndarray) -> None:
+    """Write (7FE0,0010) Pixel Data, Explicit VR Little Endian (OB for 8 bits, OW for 16, padded to an even
+    length), from ``stored``'s memory: the element pydicom's ``set_pixel_data`` would write, without its copy."""
+    data = np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder("<"))
+    size = data.nbytes
+    vr = b"OB" if data.dtype.itemsize == 1 else b"OW"
+    handle.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, vr, 0, size + size % 2))
+    handle.write(memoryview(data).cast("B"))
+    if size % 2:
+        handle.write(b"\x00")
 
 
 def _sop_class(src: Dataset) -> str:

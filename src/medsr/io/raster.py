@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -98,15 +99,50 @@ def _read_tiff(path: Path, max_pixels: int) -> np.ndarray:
     return arr.reshape(math.prod(frames), *arr.shape[-3:]) if frames else arr
 
 
+_CHUNK_VALUES = 2**22  # values converted at a time: float temporaries of 16 MB, not of the whole image
+
+
 def to_integers(pixels: np.ndarray, bits: int) -> np.ndarray:
-    """Working pixels in [0, 1] -> unsigned integers of ``bits`` (8 or 16), rounded and clipped."""
+    """Working pixels in [0, 1] -> unsigned integers of ``bits`` (8 or 16), rounded and clipped.
+
+    Converted a few rows (or frames) at a time, so a 12288x12288 result needs its integers and 16 MB of floats,
+    not three float copies of itself.
+    """
     peak = 2**bits - 1
-    scaled = np.rint(np.nan_to_num(pixels, nan=0.0) * peak)
-    return np.clip(scaled, 0, peak).astype(np.uint8 if bits == 8 else np.uint16)
+    out = np.empty(pixels.shape, dtype=np.uint8 if bits == 8 else np.uint16)
+    if not out.size:
+        return out
+    step = max(1, _CHUNK_VALUES // max(1, out[0].size))
+    for start in range(0, len(out), step):
+        scaled = np.rint(np.nan_to_num(pixels[start : start + step], nan=0.0) * peak)
+        out[start : start + step] = np.clip(scaled, 0, peak)
+    return out
 
 
-def write_raster(image: MedicalImage, path: Path, fmt: str) -> None:
-    """Write PNG/JPEG/TIFF at the image's own bit depth (8 stays 8, anything deeper becomes 16)."""
+def stored_frames(image: MedicalImage, frames: Iterable[np.ndarray], convert: Callable[[np.ndarray], np.ndarray]
+                  ) -> np.ndarray:
+    """The stored integers of a multi-frame ``image`` whose pixels arrive as ``frames``, chunks of whole frames
+    (``(n, H, W, C)`` float32 on ``image.value_range``): each chunk through ``convert`` into one array, so only
+    the integers of the whole image are ever held (``image.pixels`` only gives the shape, e.g. a
+    ``np.broadcast_to`` view)."""
+    out: np.ndarray | None = None
+    position, total = 0, len(image.pixels)
+    for chunk in frames:
+        stored = convert(np.asarray(chunk, dtype=np.float32))
+        if out is None:
+            out = np.empty((total, *stored.shape[1:]), dtype=stored.dtype)
+        out[position : position + len(stored)] = stored
+        position += len(stored)
+    if out is None or position != total:
+        raise ValueError(f"{position} frame(s) arrived for an image of {total}")
+    return out
+
+
+def write_raster(image: MedicalImage, path: Path, fmt: str, frames: Iterable[np.ndarray] | None = None) -> None:
+    """Write PNG/JPEG/TIFF at the image's own bit depth (8 stays 8, anything deeper becomes 16).
+
+    ``frames``: the pixels of a multi-frame TIFF in chunks of whole frames (see :func:`stored_frames`).
+    """
     bits = 8 if image.bit_depth <= 8 else 16
     if fmt == "jpeg" and bits != 8:
         raise ImageWriteError(path, f"JPEG holds 8 bits, this image has {image.bit_depth}; use png or tiff")
@@ -114,7 +150,10 @@ def write_raster(image: MedicalImage, path: Path, fmt: str) -> None:
         raise ImageWriteError(path, f"{fmt} holds one frame, this has {len(image.pixels)}; use tiff or dcm")
     if fmt == "png" and bits == 16 and image.channels == 3:
         raise ImageWriteError(path, "16-bit colour PNG is not supported; use tiff")
-    arr = to_integers(image.pixels, bits)
+    if frames is not None:
+        arr = stored_frames(image, frames, lambda chunk: to_integers(chunk, bits))
+    else:
+        arr = to_integers(image.pixels, bits)
     if image.channels == 1:
         arr = arr[..., 0]
     with atomic_path(path) as tmp:
