@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import tifffile
 from PIL import Image
 
 from medsr.atomic import atomic_path, remove_stale_temporaries
@@ -441,3 +442,66 @@ def medsr_upscale_frame(path: Path, index: int, model: object) -> np.ndarray:
     image = read_image(path)
     frame = image.with_pixels(image.pixels[index])
     return medsr.upscale(frame, model).pixels
+
+
+# --- D6: EXIF (and TIFF) orientation applied on read: the pixels upright, as every viewer shows them --------------
+
+_INVERSE = {6: 8, 8: 6}  # the others are their own inverse
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+
+
+def _upright() -> np.ndarray:
+    """40 rows x 24 columns, no symmetry: a steep ramp down the rows, a gentle one across, a bright corner."""
+    rows, columns = np.mgrid[0:40, 0:24]
+    image = 20 + 4 * rows + 2 * columns
+    image[:8, :6] = 250
+    return image.astype(np.uint8)
+
+
+def _stored(orientation: int) -> Image.Image:
+    """The image a camera would store so that a viewer applying ``orientation`` shows :func:`_upright`."""
+    upright = Image.fromarray(_upright())
+    if orientation == 1:
+        return upright
+    return upright.transpose(_TRANSPOSE[_INVERSE.get(orientation, orientation)])
+
+
+def _exif(orientation: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_jpeg_is_read_upright_for_every_exif_orientation(orientation: int, tmp_path: Path) -> None:
+    path = tmp_path / f"o{orientation}.jpg"
+    _stored(orientation).save(path, quality=95, exif=_exif(orientation))
+    pixels = read_image(path).pixels[..., 0] * 255
+    assert pixels.shape == (40, 24)
+    assert np.abs(pixels - _upright()).mean() < 3  # JPEG error only; any wrong turn is off by tens of levels
+    for wrong in (2, 3, 4):  # the check tells a mirrored or half-turned image apart
+        assert np.abs(pixels - np.asarray(Image.fromarray(_upright()).transpose(_TRANSPOSE[wrong]))).mean() > 20
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 7])
+def test_png_and_tiff_orientation_is_applied_too(orientation: int, tmp_path: Path) -> None:
+    stored = _stored(orientation)
+    stored.save(tmp_path / "a.png", exif=_exif(orientation))
+    tifffile.imwrite(tmp_path / "a.tiff", np.asarray(stored), extratags=[(0x0112, "H", 1, orientation, True)])
+    for name in ("a.png", "a.tiff"):
+        np.testing.assert_array_equal(np.rint(read_image(tmp_path / name).pixels[..., 0] * 255), _upright(),
+                                      err_msg=name)
+
+
+def test_an_upscaled_rotated_jpeg_is_written_upright(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _stored(6).save(tmp_path / "phone.jpg", quality=95, exif=_exif(6))
+    code, lines = run_cli(capsys, "upscale", tmp_path / "phone.jpg", "-o", tmp_path / "out", "-m", MODEL,
+                          "--device", "cpu")
+    assert code == 0, lines
+    with Image.open(tmp_path / "out" / "phone.png") as written:
+        assert written.size == (4 * 24, 4 * 40)  # (width, height): upright, as the input is shown
+        assert written.getexif().get(0x0112, 1) == 1
+        small = np.asarray(written.convert("L").resize((24, 40), Image.Resampling.BOX), dtype=np.float64)
+    assert np.abs(small - _upright()).mean() < 6

@@ -42,6 +42,7 @@ from medsr.io.find import IMAGE_SUFFIXES, Item, image_key, is_regular_file
 from medsr.io.find import find_images as find_in_folder
 from medsr.io.image import DEFAULT_MAX_PIXELS, empty_reason
 from medsr.io.quiet import collect_warnings
+from medsr.io.raster import exif_orientation
 
 SPLITS = ("train", "val", "test")
 REQUIRED_COLUMNS = ("path", "patient_id", "split", "modality", "width", "height", "channels", "bit_depth")
@@ -341,6 +342,8 @@ def _probe_header(path: Path, max_pixels: int) -> ImageInfo | None:
         try:
             with Image.open(path) as im:
                 mode, (width, height) = im.mode, im.size
+                if exif_orientation(im) in (5, 6, 7, 8):  # read upright: shown (and read) a quarter turned
+                    width, height = height, width
         except Exception as exc:  # Pillow raises many types for bad files
             raise ImageReadError(path, f"not a readable image ({exc})") from exc
         if mode not in _HEADER_MODES:

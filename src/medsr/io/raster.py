@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image
+from PIL import Image, ImageOps
 
 from medsr.atomic import atomic_path
 from medsr.errors import ImageReadError, ImageWriteError
@@ -63,6 +63,8 @@ def _read_pil(path: Path, fmt: str, max_pixels: int) -> np.ndarray:
             raise ImageReadError(path, f"image too large: {size}, over the limit of {max_pixels:,}") from None
     with im:
         check_pixel_limit(path, im.width * im.height, max_pixels)
+        if exif_orientation(im) != 1:  # shown rotated or mirrored: make the pixels upright, as viewers show them
+            im = ImageOps.exif_transpose(im)
         if im.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
             return np.asarray(im).astype(np.uint16)
         if im.mode == "I":  # 16-bit PNG in older Pillow versions
@@ -75,6 +77,30 @@ def _read_pil(path: Path, fmt: str, max_pixels: int) -> np.ndarray:
         if im.mode == "1":
             return np.asarray(im.convert("L"))
         return np.asarray(im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB"))
+
+
+ORIENTATION_TAG = 0x0112
+"""EXIF/TIFF Orientation: 1 upright; 2-8 mirrored and/or rotated (the TIFF 6.0 and EXIF 2.3 meaning)."""
+
+
+def exif_orientation(im: Image.Image) -> int:
+    """The EXIF Orientation of an opened image (1 when absent or not 1-8)."""
+    try:
+        value = int(im.getexif().get(ORIENTATION_TAG, 1))
+    except (TypeError, ValueError, OSError, SyntaxError):  # a broken EXIF block is not worth failing a read
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Pixels ``(..., H, W, C)`` stored with TIFF/EXIF ``orientation`` turned upright: the transposition Pillow's
+    ``ImageOps.exif_transpose`` applies, for readers (tifffile) that return pixels as stored."""
+    rows, columns = arr.ndim - 3, arr.ndim - 2
+    if orientation in (5, 6, 7, 8):
+        arr = np.swapaxes(arr, rows, columns)  # 5 is the transpose; 6, 7, 8 are it with one flip more
+    flips = {2: (columns,), 3: (rows, columns), 4: (rows,), 6: (columns,), 7: (rows, columns), 8: (rows,)}
+    axes = flips.get(orientation, ())
+    return np.ascontiguousarray(np.flip(arr, axes)) if axes or orientation != 1 else arr
 
 
 def _png_is_16bit_colour(path: Path) -> bool:
@@ -91,11 +117,14 @@ def _read_tiff(path: Path, max_pixels: int) -> np.ndarray:
         n_pixels = math.prod(n for n, ax in zip(shape, axes, strict=True) if ax != "S")
         check_pixel_limit(path, n_pixels, max_pixels)
         arr = series.asarray()
+        tag = tif.pages[0].tags.get("Orientation")
+        orientation = int(tag.value) if tag is not None and str(tag.value).isdigit() else 1
     if "S" in axes:
         arr = np.moveaxis(arr, axes.index("S"), -1)
     else:
         arr = arr[..., None]
     frames = arr.shape[:-3]
+    arr = orient(arr, orientation if 1 <= orientation <= 8 else 1)
     return arr.reshape(math.prod(frames), *arr.shape[-3:]) if frames else arr
 
 
