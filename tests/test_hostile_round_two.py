@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -505,3 +506,68 @@ def test_an_upscaled_rotated_jpeg_is_written_upright(tmp_path: Path, capsys: pyt
         assert written.getexif().get(0x0112, 1) == 1
         small = np.asarray(written.convert("L").resize((24, 40), Image.Resampling.BOX), dtype=np.float64)
     assert np.abs(small - _upright()).mean() < 6
+
+
+# --- D7: values a derived DICOM copies are made valid (and said so), pydicom's warnings never printed ------------
+
+
+def _sloppy_dicom(path: Path) -> None:
+    """ct_small.dcm with the faults scanners leave: an over-long SH, a CS with '/', an invalid 3rd Image Type
+    value (and a 4th after it), an invalid UID."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns as the bad values are set: that is the point
+        ds = pydicom.dcmread(CT)
+        ds.AccessionNumber = "ACC-2026-000000012345"  # SH: 16 characters at most
+        ds.BodyPartExamined = "ABDOM/RAD"  # CS: no '/'
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL/HELIX", "0001"]
+        ds.StudyInstanceUID = "1.2.03.4"  # UI: no leading zero in a component
+        ds.save_as(path)
+
+
+def test_invalid_copied_values_are_fixed_and_noted_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _sloppy_dicom(tmp_path / "sloppy.dcm")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        code, lines = run_cli(capsys, "upscale", tmp_path / "sloppy.dcm", "-o", tmp_path / "out", "-m", MODEL,
+                              "--device", "cpu")
+    assert code == 0, lines
+    assert [str(w.message) for w in shown if "pydicom" in w.filename] == []
+    assert not [line for line in lines if "UserWarning" in line or "pydicom" in line or "warn_and_log" in line]
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert notes == [f"note: {tmp_path / 'sloppy.dcm'}: ImageType value 'AXIAL/HELIX' dropped with the 1 value(s) "
+                     "after it (not a valid CS); AccessionNumber truncated to 16 characters; BodyPartExamined "
+                     "'ABDOM/RAD' emptied (not a valid CS); and 1 more"]
+    written = pydicom.dcmread(tmp_path / "out" / "sloppy.dcm")
+    assert written.AccessionNumber == "ACC-2026-0000000"
+    assert written.BodyPartExamined == ""
+    assert list(written.ImageType) == ["DERIVED", "SECONDARY"]
+    assert written.StudyInstanceUID == "1.2.03.4"  # kept: the study must stay one study
+
+
+def test_the_writer_returns_every_note(tmp_path: Path) -> None:
+    from medsr.io.dicom import write_derived_dicom
+
+    _sloppy_dicom(tmp_path / "sloppy.dcm")
+    notes = write_derived_dicom(read_image(tmp_path / "sloppy.dcm"), tmp_path / "x.dcm")
+    assert notes[-1] == "StudyInstanceUID '1.2.03.4' kept, though not a valid UI (other objects refer to it)"
+    assert len(notes) == 4
+
+
+@pytest.mark.skipif(not (DATA.parent.parent.parent / "shared/data/dicom/us/gdcm-US-ALOKA-16.dcm").exists(),
+                    reason="../shared/data is not here")
+def test_the_aloka_file_of_the_issue_writes_without_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    source = DATA.parent.parent.parent / "shared/data/dicom/us/gdcm-US-ALOKA-16.dcm"
+    image = read_image(source)
+    small = image.with_pixels(image.pixels[100:132, 200:232])  # the header is what matters; 32x32 is quick
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        notes = write_image(medsr_upscale(small), tmp_path / "aloka.dcm")
+    assert [str(w.message) for w in shown] == []
+    assert notes == ["ImageType value 'ABDOM/RAD' dropped with the 1 value(s) after it (not a valid CS)"]
+
+
+def medsr_upscale(image: object) -> object:
+    import medsr
+
+    return medsr.upscale(image, "ultrasound-lateral-x4")

@@ -484,6 +484,10 @@ def upscale(
     outcomes = _upscale_groups(groups, out, fmt, settings, warn=model is not None, maps=consistency_map)
     failures += [(str(o.source), o.error) for o in outcomes if o.error is not None]
     done = [o for o in outcomes if o.error is None]
+    for o in done:
+        if o.note:  # one line per file at most: what the writer changed in a copied header, pydicom's warnings
+            console.print(f"note: {escape(o.source)}: {escape(o.note)}", markup=False, highlight=False,
+                          soft_wrap=True)
     console.print(f"upscaled {len(done)} of {len(done) + len(failures)} file(s) into {out} in "
                   f"{time.perf_counter() - started:.1f} s", highlight=False)
     _finish(failures)

@@ -49,6 +49,15 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     consistency_rms: float | None = None  # RMS of the consistency map (units of the input's noise)
+    note: str | None = None  # what the writer changed or warned about (e.g. a copied DICOM value truncated)
+
+
+def writer_note(notes: Sequence[str], limit: int = 3) -> str | None:
+    """One line from a writer's notes (:func:`medsr.io.write_image`): the first few, and how many more."""
+    if not notes:
+        return None
+    more = f"; and {len(notes) - limit} more" if len(notes) > limit else ""
+    return "; ".join(notes[:limit]) + more
 
 
 def collect_sources(inputs: Sequence[str | Path]) -> tuple[list[Item], list[tuple[str, str]]]:
@@ -194,7 +203,8 @@ def _run_batch(
             job.source.path, in_size=(image.width, image.height), out_size=(result.width, result.height),
             seconds=seconds * image.width * image.height / max(total_pixels, 1))
         try:
-            write_image(result, job.target, format=job.fmt, **_dicom_options(job, model, series))
+            outcome.note = writer_note(write_image(result, job.target, format=job.fmt,
+                                                   **_dicom_options(job, model, series)))
             if consistency:
                 levels = 255.0 if image.bit_depth == 8 else 65535.0
                 maps = consistency_maps([done], [image.pixels], (sy, sx), settings.consistency_kernel, levels)
@@ -211,8 +221,9 @@ def _run_streamed(
     job: _Job, model: nn.Module, settings: InferenceSettings, series: SeriesUIDMap, consistency: bool
 ) -> Outcome:
     """A multi-frame job: ``settings.batch_size`` frames at a time through the model, each chunk restored,
-    clipped and handed to the writer, which keeps only the stored integers (``write_image(frames=...)``): the
-    float output of a long cine is never held whole."""
+    clipped and handed to the writer (``write_image(frames=...)``), which converts it to stored values and
+    writes it out (a TIFF keeps the stored integers until the end): the output of a long cine is never held
+    whole as floats."""
     image, sy, sx = job.image, *model.scale
     count = len(image.pixels)
     step = max(1, settings.batch_size)
@@ -247,7 +258,8 @@ def _run_streamed(
             yield part.pixels
 
     try:
-        write_image(template, job.target, format=job.fmt, frames=chunks(), **_dicom_options(job, model, series))
+        outcome.note = writer_note(write_image(template, job.target, format=job.fmt, frames=chunks(),
+                                               **_dicom_options(job, model, series)))
         if consistency:
             stacked = np.stack(maps)
             outcome.consistency_rms = float(np.sqrt(np.mean(stacked.astype(np.float64) ** 2)))

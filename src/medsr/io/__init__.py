@@ -111,8 +111,10 @@ def write_image(
     *,
     frames: Iterable[np.ndarray] | None = None,
     **dicom_options: Any,
-) -> None:
-    """Write ``image`` as PNG, JPEG, TIFF or DICOM (``format``, else from the suffix), atomically.
+) -> list[str]:
+    """Write ``image`` as PNG, JPEG, TIFF or DICOM (``format``, else from the suffix), atomically; return notes
+    on what the writer had to change (DICOM: invalid values copied from the source, truncated or dropped) and
+    the libraries' warnings while writing (collected, never printed).
 
     PNG/TIFF keep the source bit depth (8 stays 8, deeper becomes 16); JPEG is 8-bit only. DICOM output is a
     derived instance of the image's source dataset: ``dicom_options`` go to
@@ -133,13 +135,14 @@ def write_image(
     if frames is not None and not image.is_multiframe:
         raise ValueError("frames are for a multi-frame image: give its (F, H, W, C) shape in image.pixels")
     if fmt == "dicom":
-        dicom.write_derived_dicom(image, path, frames=frames, **dicom_options)
-        return
+        return dicom.write_derived_dicom(image, path, frames=frames, **dicom_options)
     try:
-        raster.write_raster(image, path, fmt, frames)
+        with collect_warnings() as caught:
+            raster.write_raster(image, path, fmt, frames)
     except MedsrError:
         raise
     except OSError as exc:  # no folder, no permission, disk full: the system's reason, without errno and path
         raise ImageWriteError(path, os_reason(exc)) from exc
     except Exception as exc:
         raise ImageWriteError(path, _first_line(str(exc)) or type(exc).__name__) from exc
+    return [_first_line(text) for text in dict.fromkeys(caught)]

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import copy
 import datetime
+import itertools
 import math
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, convert_color_space, get_decoder
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -29,13 +31,15 @@ from pydicom.uid import (
     JPEGExtended12Bit,
     generate_uid,
 )
+from pydicom.valuerep import VALIDATORS
 
 from medsr import __version__
 from medsr.atomic import atomic_path
 from medsr.errors import ImageReadError, ImageWriteError, MedsrError
 from medsr.io.dicom_grid import move_to_grid
 from medsr.io.image import MedicalImage
-from medsr.io.raster import check_pixel_limit, stored_frames, to_integers
+from medsr.io.quiet import collect_warnings
+from medsr.io.raster import check_pixel_limit, to_integers
 
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009, 0x7FE00001, 0x7FE00002, 0xFFFCFFFC}
 # Attributes that describe the source's pixels and no longer hold for new ones.
@@ -284,8 +288,10 @@ def write_derived_dicom(
     series_uid: str | None = None,
     sop_instance_uid: str | None = None,
     frames: Iterable[np.ndarray] | None = None,
-) -> None:
-    """Write ``image`` as a derived DICOM instance of ``source`` (default: ``image.dataset``).
+) -> list[str]:
+    """Write ``image`` as a derived DICOM instance of ``source`` (default: ``image.dataset``); return notes on
+    what had to be changed to write it (:func:`clean_values`) and pydicom's warnings while writing, never
+    printed.
 
     Pixels are mapped back to the source's stored range and encoding (BitsAllocated, BitsStored,
     PixelRepresentation, MONOCHROME1/2, rescale); colour images become 8-bit RGB (palette attributes go). ``scale``
@@ -298,28 +304,107 @@ def write_derived_dicom(
     ``model_name`` defaults to the model :func:`medsr.infer.upscale` records in ``image.extra``.
 
     ``frames``: the pixels of a multi-frame image in chunks of whole frames (``(n, H, W, C)`` float32 on
-    ``image.value_range``), ``image.pixels`` then only giving the shape (:func:`medsr.io.raster.stored_frames`):
-    a long cine is converted chunk by chunk and only its stored integers are held. The pixel data is written
-    after the header straight from those integers, with no second copy of them in memory.
+    ``image.value_range``), ``image.pixels`` then only giving the shape (e.g. ``np.broadcast_to``): each chunk
+    is converted to stored values and written after the header as it comes, so a long cine's output is never
+    held in memory, not even as integers. The pixel data is written by :func:`_append_pixel_data`, as pydicom
+    would (Explicit VR Little Endian, OB/OW, even length), without pydicom's copy of it.
     """
     src = image.dataset if source is None else source
     if src is None:
         reason = f"DICOM output needs a DICOM source; this image came from a {image.format} file"
         raise ImageWriteError(path, reason)
     try:
-        if not isinstance(src, Dataset):
-            src = pydicom.dcmread(src, stop_before_pixels=True)
-        ds, stored = _derive(image, src, scale, model_name, series_uid, frames)
-        if sop_instance_uid:
-            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
-        with atomic_path(path) as tmp:
-            ds.save_as(tmp, enforce_file_format=True)
-            with open(tmp, "ab") as handle:
-                _append_pixel_data(handle, stored)
+        with collect_warnings():  # pydicom warns as values are set and written: never printed
+            return _write_derived(image, path, src, scale, model_name, series_uid, sop_instance_uid, frames)
     except MedsrError:
         raise
     except Exception as exc:  # pydicom and numpy raise many kinds; the user gets one line
         raise ImageWriteError(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+
+
+def _write_derived(
+    image: MedicalImage,
+    path: str | os.PathLike[str],
+    src: Dataset | str | os.PathLike[str],
+    scale: int | float | tuple[float, float] | None,
+    model_name: str,
+    series_uid: str | None,
+    sop_instance_uid: str | None,
+    frames: Iterable[np.ndarray] | None,
+) -> list[str]:
+    """:func:`write_derived_dicom` without its error handling: derive, clean, write header then pixels."""
+    if not isinstance(src, Dataset):
+        src = pydicom.dcmread(src, stop_before_pixels=True)
+    chunks = _stored_chunks(image, src, frames)
+    first, photometric, bits_stored = next(chunks)
+    ds = _derive(image, src, scale, model_name, series_uid, (first, photometric, bits_stored))
+    if sop_instance_uid:
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    notes = clean_values(ds)
+    with atomic_path(path) as tmp:
+        with collect_warnings() as caught:  # what pydicom still finds wrong as it writes (after clean_values)
+            start = len(caught)
+            ds.save_as(tmp, enforce_file_format=True)
+            notes += [f"pydicom: {_short_warning(text)}" for text in dict.fromkeys(caught[start:])]
+        with open(tmp, "ab") as handle:
+            frame_bytes = first.nbytes // (len(first) if image.is_multiframe else 1)
+            total = frame_bytes * (len(image.pixels) if image.is_multiframe else 1)
+            _append_pixel_data(handle, itertools.chain([first], (arr for arr, *_ in chunks)), total)
+    return notes
+
+
+def _short_warning(text: str) -> str:
+    """pydicom's warning without its link to the standard: "Invalid value for VR UI: '1.02.3'"."""
+    return text.split(". Please see")[0].strip().rstrip(".")
+
+
+_TEXT_VRS = ("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UR")
+_TRUNCATE = {"AE": 16, "CS": 16, "LO": 64, "LT": 10240, "SH": 16, "ST": 1024}
+
+
+def clean_values(ds: Dataset) -> list[str]:
+    """Make the text values a derived header copies from its source valid before they are written; return
+    what was changed, one phrase each ("SeriesDescription truncated to 64 characters", "ImageType value
+    'ABDOM/RAD' dropped (not a valid CS)").
+
+    A value too long for its VR (SH, LO, CS, AE, ST, LT) is truncated when that makes it valid; any other invalid
+    value (characters a CS may not hold, a malformed date) is emptied, or, in a multi-valued element, dropped
+    with the values after it (so that no value moves to a position that means something else).
+    An invalid UID is kept (changing it would break the references to it) and reported. Values pydicom has
+    already parsed (numbers, person names) are not touched.
+    """
+    changes: list[str] = []
+    for element in list(ds.iterall()):
+        if element.VR == "UI" and isinstance(element.value, str) and not VALIDATORS["UI"]("UI", element.value)[0]:
+            name = element.keyword or str(element.tag)
+            changes.append(f"{name} {element.value[:64]!r} kept, though not a valid UI (other objects refer to it)")
+            continue
+        if element.VR not in _TEXT_VRS or element.value is None:
+            continue
+        multiple = isinstance(element.value, MultiValue)
+        values = list(element.value) if multiple else [element.value]
+        kept: list[str] = []
+        changed = False
+        for position, value in enumerate(values):
+            if not isinstance(value, str) or VALIDATORS[element.VR](element.VR, value)[0]:
+                kept.append(value)
+                continue
+            changed = True
+            limit = _TRUNCATE.get(element.VR)
+            name = element.keyword or str(element.tag)
+            if limit and len(value) > limit and VALIDATORS[element.VR](element.VR, value[:limit])[0]:
+                kept.append(value[:limit])
+                changes.append(f"{name} truncated to {limit} characters")
+            elif multiple:  # values after it would move to its position and take another meaning: they go too
+                rest = len(values) - position - 1
+                after = f" with the {rest} value(s) after it" if rest else ""
+                changes.append(f"{name} value {value[:40]!r} dropped{after} (not a valid {element.VR})")
+                break
+            else:
+                changes.append(f"{name} {value[:40]!r} emptied (not a valid {element.VR})")
+        if changed:
+            element.value = kept if multiple else (kept[0] if kept else "")
+    return changes
 
 
 def _derive(
@@ -328,28 +413,18 @@ def _derive(
     scale: int | float | tuple[float, float] | None,
     model_name: str,
     series_uid: str | None,
-    frames: Iterable[np.ndarray] | None = None,
-) -> tuple[Dataset, np.ndarray]:
-    """The derived header (without pixel data: see :func:`_append_pixel_data`) and the stored pixels."""
+    encoded: tuple[np.ndarray, str, int],
+) -> Dataset:
+    """The derived header, without pixel data (:func:`_append_pixel_data` writes it after the header);
+    ``encoded``: the stored pixels (of a multi-frame image: its first frames), PhotometricInterpretation and
+    BitsStored, from :func:`_stored_pixels`."""
     upscaled = image.extra.get("medsr_upscale", {})  # set by medsr.infer.upscale
     model_name = model_name or upscaled.get("model", "")
     if scale is None:
         sy, sx = image.height / int(src.Rows), image.width / int(src.Columns)
     else:
         sy, sx = (float(scale), float(scale)) if np.isscalar(scale) else (float(scale[0]), float(scale[1]))
-    if frames is None:
-        arr, photometric, bits_stored = _stored_pixels(image, src)
-    else:
-        encoding: list[tuple[str, int]] = []
-
-        def convert(chunk: np.ndarray) -> np.ndarray:
-            stored, *found = _stored_pixels(image.with_pixels(chunk), src)
-            encoding[:] = [tuple(found)]
-            return stored
-
-        arr = stored_frames(image, frames, convert)
-        photometric, bits_stored = encoding[0]
-
+    arr, photometric, bits_stored = encoded
     ds = _copy_header(src)
     keeps_palette = photometric == str(src.PhotometricInterpretation)  # greyscale in the source's encoding
     enhanced = _is_enhanced(src)
@@ -370,7 +445,7 @@ def _derive(
     ds.set_pixel_data(arr[:1] if image.is_multiframe else arr, photometric, bits_stored)
     del ds.PixelData
     if image.is_multiframe:
-        ds.NumberOfFrames = len(arr)
+        ds.NumberOfFrames = len(image.pixels)
     if "NumberOfFrames" in src and "NumberOfFrames" not in ds:  # a multi-frame IOD requires it, even for 1
         ds.NumberOfFrames = 1
 
@@ -399,18 +474,35 @@ def _derive(
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     for tag in [tag for tag in ds.keys() if int(tag) > 0x7FE00010]:  # the pixel data must come last; a
         del ds[tag]  # digital signature (FFFA,FFFA) no longer holds for a derived instance anyway
-    return ds, arr
+    return ds
 
 
-def _append_pixel_data(handle: BinaryIO, stored: np.ndarray) -> None:
-    """Write (7FE0,0010) Pixel Data, Explicit VR Little Endian (OB for 8 bits, OW for 16, padded to an even
-    length), from ``stored``'s memory: the element pydicom's ``set_pixel_data`` would write, without its copy."""
-    data = np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder("<"))
-    size = data.nbytes
-    vr = b"OB" if data.dtype.itemsize == 1 else b"OW"
-    handle.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, vr, 0, size + size % 2))
-    handle.write(memoryview(data).cast("B"))
-    if size % 2:
+def _stored_chunks(
+    image: MedicalImage, src: Dataset, frames: Iterable[np.ndarray] | None
+) -> Iterator[tuple[np.ndarray, str, int]]:
+    """:func:`_stored_pixels` of the whole image, or of each chunk of ``frames`` as it arrives."""
+    if frames is None:
+        yield _stored_pixels(image, src)
+        return
+    for chunk in frames:
+        yield _stored_pixels(image.with_pixels(np.asarray(chunk, dtype=np.float32)), src)
+
+
+def _append_pixel_data(handle: BinaryIO, chunks: Iterable[np.ndarray], total: int) -> None:
+    """Write (7FE0,0010) Pixel Data of ``total`` bytes, Explicit VR Little Endian (OB for 8 bits, OW for 16,
+    padded to an even length), from the stored ``chunks`` as they come: the element pydicom's
+    ``set_pixel_data`` would write, without a copy of the whole. ValueError if the chunks hold another size."""
+    written, vr = 0, None
+    for stored in chunks:
+        data = np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder("<"))
+        if vr is None:
+            vr = b"OB" if data.dtype.itemsize == 1 else b"OW"
+            handle.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, vr, 0, total + total % 2))
+        handle.write(memoryview(data).cast("B"))
+        written += data.nbytes
+    if written != total:
+        raise ValueError(f"{written:,} bytes of pixel data arrived for {total:,}")
+    if total % 2:
         handle.write(b"\x00")
 
 
