@@ -179,12 +179,11 @@ def write_raster(image: MedicalImage, path: Path, fmt: str, frames: Iterable[np.
         raise ImageWriteError(path, f"{fmt} holds one frame, this has {len(image.pixels)}; use tiff or dcm")
     if fmt == "png" and bits == 16 and image.channels == 3:
         raise ImageWriteError(path, "16-bit colour PNG is not supported; use tiff")
+    grey = image.channels == 1  # integers made without the channel axis: contiguous, so Pillow need not copy them
     if frames is not None:
-        arr = stored_frames(image, frames, lambda chunk: to_integers(chunk, bits))
+        arr = stored_frames(image, frames, lambda chunk: to_integers(chunk[..., 0] if grey else chunk, bits))
     else:
-        arr = to_integers(image.pixels, bits)
-    if image.channels == 1:
-        arr = arr[..., 0]
+        arr = to_integers(image.pixels[..., 0] if grey else image.pixels, bits)
     with atomic_path(path) as tmp:
         if fmt == "tiff":
             photometric = "rgb" if image.channels == 3 else "minisblack"
