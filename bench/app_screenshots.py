@@ -162,7 +162,7 @@ def main() -> None:
             page.get_by_text("Degradation", exact=True).wait_for()
             page.get_by_role("button", name="Run super-resolution").click()
             page.get_by_text("Model PSNR", exact=True).wait_for()
-            diff = viewer_frame(page, 2)
+            diff = viewer_frame(page, 0)  # the difference maps (the reading viewers are not counted)
             to_top(page, "Result")
             zoom(page, diff, 1, 4, 0.5, 0.45)
             page.wait_for_timeout(500)
