@@ -448,6 +448,9 @@ def test_two_models_results_stay_side_by_side_until_the_image_changes(page, tmp_
     page.get_by_role("button", name="Run super-resolution").click()
     page.get_by_text(re.compile(r"^Also shown: xray-x4 on the same input")).wait_for()
     compare = readers(page, 2, names="Input (64 x 64)")[1]
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while len(state(compare).get("panels", [])) < 4 and time.monotonic() < deadline:  # the frame rebuilds its panels
+        page.wait_for_timeout(250)
     names = [p["name"] for p in state(compare)["panels"]]
     assert names[2:] == ["Model: xray-x4-bicubic", "Model: xray-x4"]
 
