@@ -85,21 +85,27 @@ def test_cr_ct_and_us_from_orthanc_come_back_enhanced(orthanc, wired, tmp_path):
     assert counts["done"] == 5 and counts["outbox"] == 0
 
 
-def test_stow_rs_destination(orthanc, start_node, tmp_path):
+def test_stow_rs_destination(orthanc, start_node, tmp_path, monkeypatch):
     from pynetdicom import AE
 
+    from medsr.serve.senders import StowSender
+
+    monkeypatch.setattr(StowSender, "PER_REQUEST", 1)  # a backlog goes in several requests
     node = start_node(node_config(tmp_path / "spool", destinations={
         "web": {"type": "stow", "url": f"{orthanc.url}/dicom-web"}}))
-    path = new_study(DATA / "ct_small.dcm", tmp_path / "ct")[0]
+    paths = new_study(DATA / "ct_small.dcm", tmp_path / "ct", count=2)
     ae = AE(ae_title="TESTSCU")
     ae.add_requested_context(pydicom.uid.CTImageStorage)
     assoc = ae.associate("127.0.0.1", node.port, ae_title="MEDSR")
     assert assoc.is_established
-    assert assoc.send_c_store(pydicom.dcmread(path)).Status == 0x0000
+    assert [assoc.send_c_store(pydicom.dcmread(p)).Status for p in paths] == [0, 0]
     assoc.release()
-    result = derived_files(orthanc, pydicom.dcmread(path).StudyInstanceUID, 1)[0]
-    np.testing.assert_array_equal(result.pixel_array,
-                                  expected_output(path, "ct-sparse-view", tmp_path / "expected").pixel_array)
+    results = derived_files(orthanc, pydicom.dcmread(paths[0]).StudyInstanceUID, 2)
+    by_source = {str(r.SourceImageSequence[0].ReferencedSOPInstanceUID): r for r in results}
+    for path in paths:
+        result = by_source[str(pydicom.dcmread(path).SOPInstanceUID)]
+        np.testing.assert_array_equal(result.pixel_array,
+                                      expected_output(path, "ct-sparse-view", tmp_path / "expected").pixel_array)
 
 
 def test_one_shot_study_through_dicomweb(orthanc, tmp_path):

@@ -119,17 +119,24 @@ class StowSender:
         if self.destination.username:
             session.auth = (self.destination.username, self.destination.password or "")
         client = DICOMwebClient(self.destination.url, session=session)
+        paths = list(datasets)
+        for first in range(0, len(paths), self.PER_REQUEST):
+            results |= self._store(client, {p: datasets[p] for p in paths[first:first + self.PER_REQUEST]})
+        return results
+
+    PER_REQUEST = 32
+    """Instances per STOW-RS request: a multipart body is held in memory, so a large backlog goes in pieces."""
+
+    def _store(self, client, datasets: dict[Path, pydicom.Dataset]) -> dict[Path, str | None]:  # noqa: ANN001
         try:
             response = client.store_instances(list(datasets.values()))
         except Exception as exc:  # noqa: BLE001 - HTTP errors, refused connections: retried later
-            reason = f"STOW-RS to {self.destination.url} failed: {str(exc).splitlines()[0] if str(exc) else exc}"
-            return results | {path: reason for path in datasets}
+            reason = f"STOW-RS to {self.destination.url} failed: {one_line(exc) or type(exc).__name__}"
+            return {path: reason for path in datasets}
         failed = {str(item.ReferencedSOPInstanceUID): item.get("FailureReason", "")
                   for item in getattr(response, "FailedSOPSequence", [])}
-        for path, ds in datasets.items():
-            uid = str(ds.SOPInstanceUID)
-            results[path] = f"STOW-RS failure reason {failed[uid]}" if uid in failed else None
-        return results
+        return {path: f"STOW-RS failure reason {failed[str(ds.SOPInstanceUID)]}"
+                if str(ds.SOPInstanceUID) in failed else None for path, ds in datasets.items()}
 
 
 def sender_for(destination: DicomDestination | StowDestination, node_ae_title: str) -> Sender:

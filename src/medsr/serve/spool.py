@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
 
 from medsr.atomic import TEMP_PREFIX, atomic_path
@@ -42,6 +43,7 @@ class Spool:
         for name in ("incoming", "derived", "dead-letter"):
             (self.root / name).mkdir(parents=True, exist_ok=True)
         self._used = self._measure()
+        self._lock = threading.Lock()  # receivers (one thread per association) and the processor share _used
 
     @property
     def ledger_path(self) -> Path:
@@ -65,22 +67,32 @@ class Spool:
             raise SpoolFull(f"only {free} bytes free on the spool's disk (keeping {self.min_free_bytes})")
 
     def write(self, path: Path, data: bytes) -> None:
-        """Write ``data`` to ``path`` durably (temporary file, fsync, rename, fsync of the folder)."""
-        self.check_room(len(data))
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        _fsync_dir(path.parent)
-        self._used += len(data)
+        """Write ``data`` to ``path`` durably (temporary file, fsync, rename, fsync of the folder).
+
+        The room is reserved before writing, so concurrent associations cannot together pass the quota.
+        """
+        with self._lock:
+            self.check_room(len(data))
+            self._used += len(data)
+        try:
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            _fsync_dir(path.parent)
+        except BaseException:
+            with self._lock:
+                self._used -= len(data)
+            raise
 
     def remove(self, path: Path) -> None:
         """Delete a spool file (and its folder once empty); missing files are fine."""
         with contextlib.suppress(FileNotFoundError):
             size = path.stat().st_size
             path.unlink()
-            self._used = max(0, self._used - size)
+            with self._lock:
+                self._used = max(0, self._used - size)
         with contextlib.suppress(OSError):
             path.parent.rmdir()
 
