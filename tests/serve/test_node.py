@@ -80,6 +80,14 @@ def test_check_and_example_from_the_command_line(tmp_path):
     assert "routes.0.x" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_port_in_use_is_one_line(start_node, tmp_path):
+    from medsr.errors import ConfigError
+
+    first = start_node(node_config(tmp_path / "a"))
+    with pytest.raises(ConfigError, match="cannot listen: Address already in use"):
+        start_node(node_config(tmp_path / "b", port=first.port))
+
+
 # security and limits
 
 

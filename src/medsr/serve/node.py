@@ -21,7 +21,7 @@ from typing import Any
 import pydicom
 from torch import nn
 
-from medsr.errors import MedsrError, one_line
+from medsr.errors import ConfigError, MedsrError, one_line
 from medsr.infer.files import Source, upscale_files
 from medsr.infer.modality import MODALITY_MODELS
 from medsr.io.dicom import SeriesUIDMap
@@ -94,10 +94,14 @@ class Node:
             torch.set_num_threads(self.config.inference.threads)
         self.recover()
         self.receiver = Receiver(self)
-        self.port = self.receiver.start()
-        if self.config.http is not None:
-            self.http = HealthServer(self.config.http.host, self.config.http.port, self.metrics, self.health)
-            self.http.start()
+        try:
+            self.port = self.receiver.start()
+            if self.config.http is not None:
+                self.http = HealthServer(self.config.http.host, self.config.http.port, self.metrics, self.health)
+                self.http.start()
+        except OSError as exc:  # port taken, address not on this machine, no permission for a port below 1024
+            self.receiver.stop()
+            raise ConfigError(f"cannot listen: {exc.strerror or exc}") from None
         for target, name in ((self._process_loop, "medsr-process"), (self._send_loop, "medsr-send")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
