@@ -13,10 +13,20 @@ import atexit
 import contextlib
 import io
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_name() -> str:
+    """The CPU's model name as lscpu gives it, to print beside a speed figure ("?" where lscpu is missing)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return "?"
+    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
 def parser(doc: str | None, *, threads: int | None = None) -> argparse.ArgumentParser:

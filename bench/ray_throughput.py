@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -95,9 +94,7 @@ def main() -> None:
     inputs = args.out / "in"
     shutil.rmtree(inputs, ignore_errors=True)
     make_inputs(inputs, args.images, args.size)
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")), "?")
-    print(f"{args.images} images {args.size}x{args.size} -> x4, model xray-x4, fp32; CPU: {model}, "
+    print(f"{args.images} images {args.size}x{args.size} -> x4, model xray-x4, fp32; CPU: {_bench.cpu_name()}, "
           f"{os.cpu_count()} cores (shared with other tenants)")
     tiny = args.out / "tiny"
     shutil.rmtree(tiny, ignore_errors=True)

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,17 +29,11 @@ from medsr.serve import orthanc as local
 from medsr.serve.config import parse_config
 from medsr.serve.node import Node
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = _bench.ROOT
 sys.path.insert(0, str(ROOT / "tests" / "serve"))
 from serve_helpers import new_study  # noqa: E402
 
 SOURCE = ROOT / "tests" / "data" / "cr_mono1_small.dcm"
-
-
-def cpu_name() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")),
-                platform.processor())
 
 
 def through_node(server: local.LocalOrthanc, files: list[Path], senders: int, spool: Path) -> float:
@@ -75,8 +67,6 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=12, help="CR instances per run")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (the median is reported)")
     args = _bench.parse(parser)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     reason = local.available()
     if reason:
         sys.exit(reason)
@@ -102,7 +92,7 @@ def main() -> None:
     medians = {name: statistics.median(values) for name, values in runs.items()}
     base = medians["upscale"] / args.images
     print(f"{args.images} CR instances 440x440 -> 1760x1760 (xray-x4, fp32, {torch.get_num_threads()} threads), "
-          f"median of {args.repeats} interleaved runs; CPU {cpu_name()}, load average before "
+          f"median of {args.repeats} interleaved runs; CPU {_bench.cpu_name()}, load average before "
           f"{load_before:.1f}")
     print(f"{'path':<18} {'s/image':>8} {'images/s':>9} {'overhead':>9}")
     for name, seconds in medians.items():
