@@ -19,9 +19,8 @@ from medsr.errors import ConfigError, one_line
 from medsr.infer.files import Outcome, Source, upscale_files
 from medsr.infer.modality import plan_models
 from medsr.infer.settings import InferenceSettings
-from medsr.io.dicom import SeriesUIDMap
-from medsr.models import load_model, model_name
-from medsr.serve.node import weights_digest
+from medsr.models import load_model
+from medsr.serve.node import derived_uids
 
 _STUDY_URL = re.compile(r"^(https?://.+?)/studies/([0-9.]+)/?$")
 
@@ -88,7 +87,7 @@ def enhance_study(
         for name, group in groups:
             net = load_model(name, settings.device)
             for outcome in upscale_files(group, outputs, net, fmt="dicom", settings=settings,
-                                         series=SeriesUIDMap(salt=f"{model_name(net)}:{weights_digest(net)}")):
+                                         series=derived_uids(net)):
                 result.outcomes.append(outcome)
                 if outcome.error is not None:
                     result.failures.append((str(outcome.source.relative_to(inputs)), outcome.error))

@@ -51,13 +51,14 @@ def series_attributes(path: Path, calling_ae: str) -> dict[str, str]:
     }
 
 
-def weights_digest(model: nn.Module) -> str:
-    """A short digest of a model's weights: derived UIDs change when the weights do, never otherwise."""
+def derived_uids(model: nn.Module) -> SeriesUIDMap:
+    """Repeatable derived UIDs for a model's results: salted with its name and a digest of its weights, so they
+    change when the weights do and never otherwise (a reprocess or resend is then the same instance)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return SeriesUIDMap(salt=f"{model_name(model)}:{digest.hexdigest()[:16]}")
 
 
 class Node:
@@ -72,7 +73,7 @@ class Node:
         self.metrics = Metrics()
         self.senders: dict[str, Sender] = {name: sender_for(dest, config.ae_title)
                                            for name, dest in config.destinations.items()}
-        self._models: dict[str, tuple[nn.Module, str]] = {}
+        self._models: dict[str, tuple[nn.Module, str | None]] = {}
         self._stop = threading.Event()
         self._process_event = threading.Event()
         self._send_event = threading.Event()
@@ -181,11 +182,11 @@ class Node:
         self.metrics.queue_depth.set(counts.get("received", 0))
         self.metrics.outbox_depth.set(counts.get("outbox", 0))
 
-    def model(self, name: str) -> tuple[nn.Module, str]:
-        """A loaded model and the salt for its derived UIDs (name + weights digest), loaded once."""
+    def model(self, name: str) -> tuple[nn.Module, str | None]:
+        """A loaded model and the salt of its derived UIDs (see :func:`derived_uids`), loaded once."""
         if name not in self._models:
             net = load_model(name, self.settings.device)
-            self._models[name] = (net, f"{model_name(net)}:{weights_digest(net)}")
+            self._models[name] = (net, derived_uids(net).salt)
         return self._models[name]
 
     def process_series(self, series_uid: str) -> None:
