@@ -197,7 +197,7 @@ def test_restart_recovers_spooled_but_unrecorded_instances_and_unsent_results(st
 
 
 def test_unreachable_destination_is_retried_with_back_off(start_node, tmp_path):
-    from medsr.serve.orthanc import free_port
+    from medsr.net import free_port
 
     node = start_node(node_config(tmp_path / "spool", idle_seconds=0.1, destinations={
         "pacs": {"type": "dicom", "ae_title": "NOBODY", "host": "127.0.0.1", "port": free_port(),
@@ -225,7 +225,7 @@ def test_unreachable_destination_is_retried_with_back_off(start_node, tmp_path):
 
 
 def test_healthz_and_metrics(start_node, tmp_path):
-    from medsr.serve.orthanc import free_port
+    from medsr.net import free_port
 
     port = free_port()
     node = start_node(node_config(tmp_path / "spool", idle_seconds=60, http={"port": port}))

@@ -155,7 +155,7 @@ def test_four_senders_at_once_lose_nothing(orthanc, wired, tmp_path):
 def test_kill_9_mid_series_then_restart_delivers_each_instance_once(orthanc, tmp_path):
     config = node_config(tmp_path / "spool", port=0, destinations={
         "pacs": {"type": "dicom", "ae_title": orthanc.ae_title, "host": "127.0.0.1", "port": orthanc.dicom_port}})
-    from medsr.serve.orthanc import free_port
+    from medsr.net import free_port
 
     config["port"] = free_port()
     config_file = tmp_path / "node.yaml"

@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typer.testing import CliRunner
 from medsr.cli import app
 from medsr.errors import ConfigError
 from medsr.models import load_model
+from medsr.net import free_port
 from medsr.train.config import TrainConfig
 from medsr.train.trainer import METRIC_COLUMNS, Trainer, TrainingError, train
 
@@ -265,12 +265,6 @@ def test_cli_train_applies_flags_over_the_yaml_config_and_reports_errors_in_one_
         TrainConfig.load(None, manifest="x", nonsense=1)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["pretrain", "discriminator", "gan"])
 def test_torchrun_with_two_cpu_processes_keeps_identical_weights(tmp_path, stage):
@@ -287,7 +281,7 @@ def test_torchrun_with_two_cpu_processes_keeps_identical_weights(tmp_path, stage
     config.save(tmp_path / "ddp.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), "-m", "medsr", "train", "--config", str(tmp_path / "ddp.yaml")]
+           "--master-port", str(free_port()), "-m", "medsr", "train", "--config", str(tmp_path / "ddp.yaml")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     ranks = json.loads((tmp_path / "ddp" / "ranks.json").read_text())
