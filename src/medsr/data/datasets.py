@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from medsr.data.manifest import ManifestRow, read_manifest
 from medsr.data.overlays import burn_in_annotation
+from medsr.data.signals import FaintSignals, insert_faint_discs
 from medsr.degrade import degradation_spec
 from medsr.intensity import to_value_range
 from medsr.io import read_image
@@ -159,6 +160,9 @@ class PatchDataset(Dataset):
     patches that many times per epoch, so that a small source weighs as much as a large one. With
     ``overlay_prob`` > 0 that share of HR patches gets a synthetic burned-in annotation
     (:func:`medsr.data.overlays.burn_in_annotation`: text, a side marker or a line) before it is degraded.
+    With ``signal_prob`` > 0 that share of HR patches gets a few faint round discs
+    (:func:`medsr.data.signals.insert_faint_discs`, drawn as ``signals`` says) before it is degraded, so that the
+    network learns to keep small, faint findings instead of removing them with the noise.
     """
 
     def __init__(
@@ -175,6 +179,8 @@ class PatchDataset(Dataset):
         hard_edge_step: float = 40 / 255,
         repeats: Sequence[int] | None = None,
         overlay_prob: float = 0.0,
+        signal_prob: float = 0.0,
+        signals: FaintSignals | None = None,
         augment: bool = True,
         channels: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -196,6 +202,12 @@ class PatchDataset(Dataset):
         if overlay_prob and self.whole_image:
             raise ValueError(f"overlay_prob needs a per-patch degradation; {degradation} degrades whole images")
         self.overlay_prob = overlay_prob
+        if not 0.0 <= signal_prob <= 1.0:
+            raise ValueError(f"signal_prob must lie in [0, 1], not {signal_prob}")
+        if signal_prob and self.whole_image:
+            raise ValueError(f"signal_prob needs a per-patch degradation; {degradation} degrades whole images")
+        self.signal_prob = signal_prob
+        self.signals = signals or FaintSignals()
         self.scale = scale
         self.patch_size = patch_size
         self.degradation = degradation
@@ -249,6 +261,8 @@ class PatchDataset(Dataset):
         if self.overlay_prob and rng.random() < self.overlay_prob:
             # on the stored grid, as the scanner's software burns annotations into the stored pixels
             hr = np.rint(burn_in_annotation(hr, rng) * peak).astype(np.float32) / peak
+        if self.signal_prob and rng.random() < self.signal_prob:
+            hr = insert_faint_discs(hr, rng, self.signals)
         if self.whole_image:
             lr = self.whole_lr(image_index)[top:top + size, left:left + size]
             hr, lr = _augment(hr, lr, rng=rng) if self.augment else (hr, lr)

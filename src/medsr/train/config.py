@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from medsr.data.signals import FaintSignals
 from medsr.degrade import degradation_spec
 from medsr.errors import ConfigError
 
@@ -50,6 +51,11 @@ class TrainConfig:
     # >0: this share of HR patches gets a synthetic burned-in annotation (text, side marker, line; see
     # medsr.data.overlays): sharp graphics that real radiographs carry and a few hundred images hold few of
     overlay_prob: float = flag(0.0, "Share of patches given a synthetic burned-in annotation (text, marker).")
+    # >0: this share of HR patches gets a few faint round discs (medsr.data.signals) before it is degraded, so
+    # that a denoising network keeps small, faint findings (issue: `medsr detectability`); signal_params sets
+    # their ranges (FaintSignals: diameter, contrast, count, bright), empty = its defaults
+    signal_prob: float = flag(0.0, "Share of patches given faint round discs (keeps small findings).")
+    signal_params: dict[str, Any] = field(default_factory=dict)
     # draw the images of small sources (hospitals) more often, so that each gives about as many patches
     balance_sources: bool = flag(False, "Draw images of small sources more often (each source weighs alike).")
     # a subset that validation shows the model serves worst (e.g. one hospital's downsized PNGs) drawn N times as
@@ -147,6 +153,11 @@ class TrainConfig:
             raise ConfigError(f"overlay_prob must lie in [0, 1], not {self.overlay_prob}")
         if self.overlay_prob and spec.whole_image:
             raise ConfigError(f"overlay_prob needs a per-patch degradation; {self.degradation} degrades whole slices")
+        if not 0.0 <= self.signal_prob <= 1.0:
+            raise ConfigError(f"signal_prob must lie in [0, 1], not {self.signal_prob}")
+        if self.signal_prob and spec.whole_image:
+            raise ConfigError(f"signal_prob needs a per-patch degradation; {self.degradation} degrades whole slices")
+        self.faint_signals()  # raises on a malformed setting
         self.oversample_factors()  # raises on a malformed setting
         for name in ("batch_size", "epochs", "patches_per_image", "patch_candidates", "save_every_steps",
                      "log_every_steps"):
@@ -167,6 +178,15 @@ class TrainConfig:
                 raise ConfigError(f"oversample must be GLOB=N[,GLOB=N] with N a whole number >= 1, not {part!r}")
             factors[pattern] = factor
         return factors
+
+    def faint_signals(self) -> FaintSignals:
+        """``signal_params`` as a :class:`FaintSignals`; ConfigError naming the setting when it is malformed."""
+        params = {key: tuple(value) if isinstance(value, list) else value
+                  for key, value in self.signal_params.items()}
+        try:
+            return FaintSignals(**params)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"signal_params: {e}") from e
 
     @classmethod
     def cli_fields(cls) -> list[dataclasses.Field]:

@@ -138,6 +138,7 @@ class Trainer:
             degradation_params=config.degradation_params, patches_per_image=config.patches_per_image,
             patch_candidates=config.patch_candidates, hard_edge_fraction=config.hard_edge_fraction,
             hard_edge_step=config.hard_edge_step, overlay_prob=config.overlay_prob,
+            signal_prob=config.signal_prob, signals=config.faint_signals(),
             repeats=_draw_counts(train_rows, config),
             channels=channels, cache_bytes=config.cache_bytes,
             seed=config.seed, value_range=config.value_range, raster_offset=config.raster_offset,
