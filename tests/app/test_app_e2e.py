@@ -405,6 +405,62 @@ def test_stack_scroll_shows_slice_k(page, tmp_path: Path) -> None:
     assert state(preview)["panels"][0]["slice"] == 1
 
 
+def ct_series(tmp_path: Path, count: int = 3) -> list[Path]:
+    """A CT series of ``count`` slices in reading order: slice k is ct_small + 100 k HU, 10 k mm up, named so
+    that file-name order is not reading order."""
+    folder = tmp_path / "ct_series"
+    folder.mkdir()
+    uid, paths = pydicom.uid.generate_uid(), []
+    for k in range(count):
+        ds = pydicom.dcmread(DATA / "ct_small.dcm")
+        stored = ds.pixel_array
+        ds.PixelData = (stored + 100 * k).astype(stored.dtype).tobytes()
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.InstanceNumber = uid, pydicom.uid.generate_uid(), k + 1
+        ds.ImageOrientationPatient, ds.ImagePositionPatient = [1, 0, 0, 0, 1, 0], [-50, -50, 10 * k]
+        path = folder / f"{'cab'[k % 3]}{k}.dcm"
+        ds.save_as(path)
+        paths.append(path)
+    return paths
+
+
+def test_a_ct_series_scrolls_input_bicubic_and_model_together(page, tmp_path: Path) -> None:
+    paths = ct_series(tmp_path)
+    page.get_by_text("DICOM series", exact=True).click()
+    page.locator("input[type=file]").set_input_files([str(p) for p in reversed(paths)])
+    page.get_by_text("by position along the slice normal").wait_for()
+    page.get_by_text(re.compile("ct-sparse-view: the DICOM header's Modality is CT")).wait_for()
+    page.get_by_role("button", name="Run super-resolution").click()
+    compare = readers(page, 2, names="Input (3 slices of 128 x 128)")[1]
+    assert [(p["name"].split(" (")[0], p["frames"]) for p in state(compare)["panels"]] == [
+        ("Input", 3), ("Bicubic", 3), ("Model: ct-sparse-view", 3)]
+    compare.frame_element().scroll_into_view_if_needed()
+    for k in (1, 2):
+        page.mouse.move(*page_point(page, compare, 2, 30, 50))  # on the model's panel
+        page.mouse.wheel(0, 120)  # one notch: the next slice, in every panel
+        page.wait_for_timeout(300)
+        x, y = page_point(page, compare, 0, 30, 50)
+        page.mouse.move(x + 1, y)
+        page.mouse.move(x, y)  # the input's panel: its value under the cursor
+        viewer = state(compare)
+        assert [p["slice"] for p in viewer["panels"]] == [k, k, k], viewer["panels"]
+        readout = viewer["readout"]
+        assert (readout["x"], readout["y"]) == (30, 50) and readout["value"] == hu_of(paths[k])[50, 30]
+        assert compare.locator("#slice").inner_text() == f"slice {k + 1} / 3"
+        assert compare.locator("#slicename").inner_text().startswith(f"{paths[k].name} · #{k + 1} · ")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download derived series (zip of 3 DICOM slices)").click()
+    with zipfile.ZipFile(info.value.path()) as archive:
+        derived = [pydicom.dcmread(io.BytesIO(archive.read(n))) for n in sorted(archive.namelist())]
+    source = pydicom.dcmread(paths[0])
+    assert len(derived) == 3 and len({d.SeriesInstanceUID for d in derived}) == 1
+    assert derived[0].SeriesInstanceUID != source.SeriesInstanceUID
+    assert derived[0].StudyInstanceUID == source.StudyInstanceUID
+    assert [int(d.InstanceNumber) for d in derived] == [1, 2, 3]
+    for d, path in zip(derived, paths, strict=True):
+        values = d.pixel_array * float(d.RescaleSlope) + float(d.RescaleIntercept)
+        assert values.shape == (128, 128) and abs(values.mean() - hu_of(path).mean()) < 50  # its own slice's HU
+
+
 def test_a_1024_chest_result_page_weighs_under_6_mb(page, tmp_path: Path) -> None:
     upload(page, chest_crop(tmp_path, 256), "256 x 256 px")
     page.get_by_role("button", name="Run super-resolution").click()

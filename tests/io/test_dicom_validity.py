@@ -8,9 +8,6 @@ with a tiny x2 model: the writer is under test, not the pixels.
 from __future__ import annotations
 
 import itertools
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +16,14 @@ import pytest
 import torch
 from pydicom.encaps import encapsulate, generate_frames
 
+from dicom_checks import dciodvfy_errors, needs_dciodvfy, new_errors
 from medsr.infer.files import Source, upscale_files
 from medsr.io import read_image, write_image
 from medsr.models import build_generator
 
 DATA = Path(__file__).parents[1] / "data"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "dicom"
-DCIODVFY = shutil.which("dciodvfy")
 MAX_SAMPLES = 4_000_000  # longer multi-frame inputs are cut to their first frames (decoding them takes minutes)
-
-needs_dciodvfy = pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy not installed (apt-get install dicom3tools)")
 
 
 def _inputs() -> list:
@@ -74,24 +69,6 @@ def _first_frames(path: Path, folder: Path, count: int = 4) -> Path:
     copy = folder / f"first-frames-{path.name}"
     ds.save_as(copy)
     return copy
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    run = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
-    return [line.strip() for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
-
-
-# The same complaint about the same attribute (its value may change: spacings, UIDs, sizes), or about the same
-# value elsewhere (a source's malformed SOP Instance UID, copied into Source Image Sequence), is inherited.
-_VALUES = re.compile(r"(?<== )<[^<>]*>|(?<=value )<[^<>]*>|\"[^\"]*\"|values are .*$")
-_ELEMENT = re.compile(r"\(0x[0-9a-fA-F]{4},0x[0-9a-fA-F]{4}\)(?: [A-Z]{2})? .*?(?=  |$)")
-
-
-def new_errors(before: list[str], after: list[str]) -> list[str]:
-    """Errors in ``after`` that are not one of ``before`` with another value or on another element."""
-    by_element = {_VALUES.sub("<>", line) for line in before}
-    by_value = {_ELEMENT.sub("", line) for line in before}
-    return [e for e in after if _VALUES.sub("<>", e) not in by_element and _ELEMENT.sub("", e) not in by_value]
 
 
 @needs_dciodvfy

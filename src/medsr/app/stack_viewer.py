@@ -115,10 +115,12 @@ def media_url(data: bytes, coordinates: str) -> str:
 
 def show(layers: list[Layer], *, key: str, height: int, window: tuple[float, float] | None,
          presets: dict[str, tuple[float, float]] | None = None, modality: str | None = None,
-         calibrated: bool = False, wipe: tuple[int, int] | None = None) -> None:
+         calibrated: bool = False, wipe: tuple[int, int] | None = None,
+         slice_labels: list[str] | None = None) -> None:
     """Draw the viewer for ``layers`` (left to right), ``height`` CSS pixels of images, opening in ``window``
     (width, level in modality values). ``calibrated``: spacings are mm from the header (lengths, ROI areas and
-    the scale bar are then offered). ``key`` names the viewer; its values are re-sent only when they change."""
+    the scale bar are then offered). ``slice_labels``: what the status line says of each slice (a series'
+    file names and positions). ``key`` names the viewer; its values are re-sent only when they change."""
     import streamlit as st
 
     if not bundle_ready():
@@ -142,5 +144,6 @@ def show(layers: list[Layer], *, key: str, height: int, window: tuple[float, flo
     digest = hashlib.sha1(repr([(p["name"], p["url"], p["bytes"]) for p in panels]).encode()).hexdigest()[:12]
     _component()(panels=panels, id=f"{key}-{digest}", height=height, window=list(window) if window else None,
                  presets={k: list(v) for k, v in (presets or {}).items()}, modality=modality or "OT", unit=unit,
-                 calibrated=calibrated, wipe=list(wipe) if wipe and len(layers) > 1 else None, key=key,
+                 calibrated=calibrated, wipe=list(wipe) if wipe and len(layers) > 1 else None,
+                 slice_labels=list(slice_labels) if slice_labels else None, key=key,
                  default=None)

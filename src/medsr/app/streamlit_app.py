@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from medsr.app import batch, cards, diffs, estimate, exports, logic, stack_viewer, windows
+from medsr.app import batch, cards, diffs, estimate, exports, logic, series, stack_viewer, windows
 from medsr.app.viewer import Panel, png_bytes, viewer_html
 from medsr.degrade import lr_scale
 from medsr.devices import resolve_device
@@ -28,7 +28,7 @@ from medsr.models import DEFAULT_MODEL, load_model, model_name
 
 VIEWER_HEIGHT = 600  # CSS pixels of the result viewer (toolbar included): fits a 900 px high window
 PREVIEW_HEIGHT = 520
-SOURCES = ["Bundled sample", "Upload a file", "Batch"]
+SOURCES = ["Bundled sample", "Upload a file", "DICOM series", "Batch"]
 COMPACT = "<style>.block-container {padding-top: 2.2rem; padding-bottom: 2rem;}</style>"
 
 
@@ -306,8 +306,10 @@ def keep_for_comparison(settings: dict[str, Any]) -> None:
     others.pop(settings["model"], None)
 
 
-def layers(outcome: logic.Outcome, image: MedicalImage, others: list[logic.Outcome]) -> list[stack_viewer.Layer]:
+def layers(outcome: logic.Outcome, image: MedicalImage, others: list[logic.Outcome],
+           part: str = "") -> list[stack_viewer.Layer]:
     """The viewer's panels: input, bicubic, the model (and other models' results on the same input), original.
+    ``part``: which part of the file was run (``"frame 2 of 3"``), said in every caption.
 
     Every panel is drawn on the finest panel's grid (coarser ones as blocks of whole pixels), in mm from the
     header's PixelSpacing (else in output pixels); a caption says when the page worked on a crop of the image.
@@ -330,12 +332,15 @@ def layers(outcome: logic.Outcome, image: MedicalImage, others: list[logic.Outco
         return stack_viewer.Layer(name, stack_viewer.panel_values(pixels, image), spacing, mono1, (fy, fx))
 
     out = outcome.sr
-    shown = [layer(first, outcome.lr), layer(f"Bicubic ({out.shape[1]} x {out.shape[0]})", outcome.bicubic),
-             layer(f"Model: {outcome.model_name}", out)]
-    shown += [layer(f"Model: {other.model_name}", other.sr) for other in others]
+    of = f"{part}, " if part else ""
+    first = first.replace("(", f"({of}", 1)
+    model = f" ({part})" if part else ""
+    shown = [layer(first, outcome.lr), layer(f"Bicubic ({of}{out.shape[1]} x {out.shape[0]})", outcome.bicubic),
+             layer(f"Model: {outcome.model_name}{model}", out)]
+    shown += [layer(f"Model: {other.model_name}{model}", other.sr) for other in others]
     if outcome.hr is not None:
         crop = f", centre crop of {image.width} x {image.height}" if outcome.cropped else ""
-        shown.append(layer(f"Original (ground truth{crop})", outcome.hr))
+        shown.append(layer(f"Original ({of}ground truth{crop})", outcome.hr))
     return [s for s in shown if s is not None]
 
 
@@ -357,16 +362,20 @@ def show_scores(outcome: logic.Outcome) -> None:
     st.markdown(diffs.SCORES_EXPLAINED)
 
 
-def show_results(state: dict[str, Any], image: MedicalImage) -> None:
-    """Timing, scores, the reading viewer (with other models' results on the same input), differences, downloads."""
+def show_results(state: dict[str, Any], image: MedicalImage, part: str = "") -> None:
+    """Timing, scores, the reading viewer (with other models' results on the same input), differences, downloads.
+    ``part``: the frame of a multi-frame file that was run (``"frame 2 of 3"``; "" for a single image)."""
     outcome: logic.Outcome = state["outcome"]
     sy, sx = outcome.scale
     (h, w), (oh, ow) = outcome.lr.shape[:2], outcome.sr.shape[:2]
     st.header("Result")
     st.success(
         f"Model {outcome.model_name} on {outcome.device}: {outcome.seconds:.2f} s "
-        f"({w} x {h} -> {ow} x {oh}, x{sy}" + (f" x{sx}" if sx != sy else "") + ")."
+        f"({f'{part}: ' if part else ''}{w} x {h} -> {ow} x {oh}, x{sy}" + (f" x{sx}" if sx != sy else "") + ")."
     )
+    if part:
+        st.info(f"This result covers {part} only, the frame chosen above: choose another and run again for it, "
+                "or use `medsr upscale` for every frame of the file.")
     if outcome.cropped:
         st.warning(
             f"The image is larger than {logic.DEMO_MAX_SIDE} px per side: this page used its centre "
@@ -381,11 +390,11 @@ def show_results(state: dict[str, Any], image: MedicalImage) -> None:
     if others:
         st.caption("Also shown: " + ", ".join(o.model_name for o in others) + " on the same input (kept until the "
                    "image changes; run another model to add it).")
-    stack_viewer.show(layers(outcome, image, others), key="result", height=VIEWER_HEIGHT,
+    stack_viewer.show(layers(outcome, image, others, part), key="result", height=VIEWER_HEIGHT,
                       window=window, presets=presets, modality=image.modality,
                       calibrated=image.pixel_spacing is not None, wipe=(1, 2))
     show_differences(state, outcome, image)
-    show_downloads(state, image)
+    show_downloads(state, image, part)
 
 
 def show_differences(state: dict[str, Any], outcome: logic.Outcome, image: MedicalImage) -> None:
@@ -443,16 +452,18 @@ def encoded(state: dict[str, Any], fmt: str) -> bytes:
     return state["downloads"][fmt]
 
 
-def show_downloads(state: dict[str, Any], image: MedicalImage) -> None:
-    """Download buttons, and why a format is withheld or rescaled; each file is encoded once per result."""
+def show_downloads(state: dict[str, Any], image: MedicalImage, part: str = "") -> None:
+    """Download buttons, and why a format is withheld or rescaled; each file is encoded once per result.
+    ``part``: the frame that was run, named in each button and file name (the file holds that frame only)."""
     outcome: logic.Outcome = state["outcome"]
-    stem = Path(image.path or "image").stem
+    stem = Path(image.path or "image").stem + (f"_{part.split(' of ')[0].replace(' ', '')}" if part else "")
     options, notes = exports.download_options(outcome.result, image, outcome.mode, outcome.cropped, stem)
     st.subheader("Download")
     columns = st.columns(len(options))
     for column, option in zip(columns, options, strict=True):
         # encoded and sent only when clicked (a 16-bit TIFF of a large result is tens of MB), once per result
-        column.download_button(option.label, lambda fmt=option.fmt: encoded(state, fmt),
+        label = option.label.replace("Download ", f"Download {part}: ", 1) if part else option.label
+        column.download_button(label, lambda fmt=option.fmt: encoded(state, fmt),
                                file_name=option.file_name, mime=option.mime, key=f"download_{option.fmt}",
                                on_click="ignore")
     for note in notes:
@@ -520,6 +531,161 @@ def batch_page(model: Any, stamp: str, device: str) -> None:
                            on_click="ignore")
 
 
+# --- a DICOM series: slices scrolled together -----------------------------------------------------------------
+
+
+def choose_series() -> tuple[str, series.Series] | None:
+    """Uploaded slices read into series (once per session and upload), the one to work on picked, described;
+    None (after showing why) when there is none."""
+    kind = st.radio("Upload", ["Slices (select several)", "A folder"], horizontal=True, key="series_kind")
+    if kind == "A folder":
+        uploads = st.file_uploader("A folder of DICOM slices", accept_multiple_files="directory",
+                                   key="series_folder", help=f"Each slice {logic.size_limits_text()}.")
+    else:
+        uploads = st.file_uploader("The DICOM slices of a series (select several)", accept_multiple_files=True,
+                                   key="series_upload", help=f"Each slice {logic.size_limits_text()}.")
+    if not uploads:
+        st.info("Upload the slices of a DICOM series (several files, or a folder): input, bicubic and the model "
+                "then scroll together, slice by slice.")
+        return None
+    files = [(u.name, u.getvalue()) for u in uploads]
+    digest = hashlib.sha256(b"".join(hashlib.sha256(n.encode() + b"\0" + d).digest() for n, d in files)).hexdigest()
+    held = st.session_state.get("_series_upload")
+    if held is None or held[0] != digest:
+        st.session_state.pop("_series_upload", None)
+        with st.spinner(f"Reading {len(files)} file(s)..."):
+            st.session_state["_series_upload"] = (digest, series.read_series(files))
+    found: series.SeriesUpload = st.session_state["_series_upload"][1]
+    if found.skipped:
+        shown = found.skipped[:8]
+        st.warning(f"{len(found.skipped)} file(s) left out:\n" + "\n".join(f"- {n}: {why}" for n, why in shown)
+                   + ("\n- ..." if len(found.skipped) > len(shown) else ""))
+    for note in found.notes:
+        st.info(note)
+    if not found.series:
+        st.error("No DICOM slice to show: choose the slices of a series.")
+        return None
+    labels = [s.label for s in found.series]
+    picked = found.series[labels.index(st.selectbox("Series", labels, key="series_pick"))] if len(labels) > 1 \
+        else found.series[0]
+    first = picked.first
+    spacing = first.pixel_spacing
+    info = {"Slices": str(len(picked.slices)), "Size": f"{first.width} x {first.height} px",
+            "Modality": first.modality or "not given",
+            "Pixel spacing": f"{spacing[0]:.4g} x {spacing[1]:.4g} mm" if spacing else "not given",
+            "Order": {"position": "by position along the slice normal", "instance number": "by InstanceNumber",
+                      "file name": "by file name (no position or InstanceNumber)"}[picked.order]}
+    st.markdown(" · ".join(f"**{key}:** {value}" for key, value in info.items()))
+    return f"{digest}:{picked.key}", picked
+
+
+def series_page(left: Any, right: Any) -> None:
+    """Several slices of one series: the stack in the viewer (``right``; the form in ``left``), Enhance on every
+    slice, the three stacks scrolled together, and the derived series as one zip."""
+    with left:
+        chosen = choose_series()
+        if chosen is None:
+            sidebar_model(image=False)
+            return
+        key, picked = chosen
+        model, ref, device, stamp = sidebar_model(picked.first.modality)
+        st.caption("Enhance only: each slice is the low-resolution input, upscaled by bicubic and by the model "
+                   "exactly as `medsr upscale` does; no ground truth, so no scores.")
+        large = series.too_large(picked, tuple(model.scale)) if model is not None else None
+        if large:
+            st.error(f"Too large for this page: {large}.")
+        elif model is not None:
+            first = picked.first
+            pixels = len(picked.slices) * estimate.work_pixels(
+                first.height, first.width, estimate.passes(first.channels, model.in_channels, logic.SETTINGS))
+            speed, how = model_speed(model, stamp, device)
+            st.caption(estimate.format_estimate(estimate.estimate_seconds(pixels, speed), pixels, speed, how,
+                                                str(resolve_device(device))))
+        clicked = st.button("Run super-resolution", type="primary", key="run",
+                            disabled=model is None or bool(large))
+    labels = [s.label for s in picked.slices]
+    with right:
+        first = picked.first
+        layer = stack_viewer.Layer(f"Input ({len(picked.slices)} slices of {first.width} x {first.height})",
+                                   stack_viewer.panel_values(picked.stack(), first), first.pixel_spacing or (1.0, 1.0),
+                                   monochrome1=first.value_range[0] > first.value_range[1])
+        window, presets = reading_window(first)
+        stack_viewer.show([layer], key="preview", height=PREVIEW_HEIGHT, window=window, presets=presets,
+                          modality=first.modality, calibrated=first.pixel_spacing is not None, slice_labels=labels)
+    settings = {"series": key, "model": ref, "stamp": stamp, "device": device}
+    if clicked:
+        run_series(picked, model, settings)
+    state = st.session_state.get("_series_outcome")
+    if state is None:
+        return
+    if state["key"]["series"] != key:
+        del st.session_state["_series_outcome"]
+        return
+    if state["key"] != settings:
+        st.info(logic.describe_changes(state["key"], settings))
+        return
+    show_series_results(state, picked, labels)
+
+
+def run_series(picked: series.Series, model: Any, settings: dict[str, Any]) -> None:
+    """Run Enhance on every slice with a progress bar; keep the outcome in the session."""
+    bar = st.progress(0.0, text="Super-resolving...")
+
+    def progress(index: int, count: int, done: int, total: int) -> None:
+        bar.progress((index + done / total) / count, text=f"Super-resolving: slice {index + 1} of {count}, "
+                                                         f"tile {done} of {total}")
+
+    try:
+        outcome = series.run_series(picked, model, device=settings["device"], progress=progress)
+    except (MedsrError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. out of GPU memory
+        bar.empty()
+        st.error(f"The run failed: {exc}")
+        return
+    bar.empty()
+    first = picked.first
+    channels = estimate.passes(first.channels, model.in_channels, logic.SETTINGS)
+    pixels = len(picked.slices) * estimate.work_pixels(first.height, first.width, channels)
+    speed_book().record((settings["stamp"], settings["device"]), pixels, outcome.seconds)
+    st.session_state["_series_outcome"] = {"key": settings, "outcome": outcome, "download": None}
+
+
+def show_series_results(state: dict[str, Any], picked: series.Series, labels: list[str]) -> None:
+    """The three stacks in the linked viewer, and the derived series (encoded when its button is clicked)."""
+    outcome: series.SeriesOutcome = state["outcome"]
+    first = picked.first
+    sy, sx = outcome.scale
+    count, (h, w), (oh, ow) = len(outcome.names), outcome.lr.shape[1:3], outcome.sr.shape[1:3]
+    st.header("Result")
+    st.success(f"Model {outcome.model_name} on {outcome.device}: {outcome.seconds:.2f} s for {count} slices "
+               f"({w} x {h} -> {ow} x {oh}, x{sy}" + (f" x{sx}" if sx != sy else "") + ").")
+    spacing = (first.pixel_spacing[0] / sy, first.pixel_spacing[1] / sx) if first.pixel_spacing else (1.0, 1.0)
+    mono1 = first.value_range[0] > first.value_range[1]
+    layers = [stack_viewer.Layer(f"Input ({count} slices of {w} x {h})", stack_viewer.panel_values(outcome.lr, first),
+                                 spacing, mono1, (sy, sx)),
+              stack_viewer.Layer(f"Bicubic ({ow} x {oh})", stack_viewer.panel_values(outcome.bicubic, first),
+                                 spacing, mono1),
+              stack_viewer.Layer(f"Model: {outcome.model_name}", stack_viewer.panel_values(outcome.sr, first),
+                                 spacing, mono1)]
+    window, presets = reading_window(first)
+    st.subheader("Compare (linked: wheel or arrow keys scroll every panel to the same slice)")
+    stack_viewer.show(layers, key="result", height=VIEWER_HEIGHT, window=window, presets=presets,
+                      modality=first.modality, calibrated=first.pixel_spacing is not None, wipe=(1, 2),
+                      slice_labels=labels)
+    st.subheader("Download")
+
+    def derived() -> bytes:  # encoded once, when first clicked
+        if state["download"] is None:
+            state["download"] = series.derived_series_zip(outcome)
+        return state["download"]
+
+    st.download_button(f"Download derived series (zip of {count} DICOM slices)", derived,
+                       file_name="medsr_derived_series.zip", mime="application/zip", key="download_series",
+                       on_click="ignore")
+    st.caption(f"One new series: the {count} derived slices share one new SeriesInstanceUID, in the study of "
+               "their input, each written as `medsr upscale` writes a derived DICOM (marked DERIVED, the model "
+               "named, spacing and positions on the new grid).")
+
+
 # --- the page -------------------------------------------------------------------------------------------------
 
 
@@ -533,9 +699,12 @@ def main() -> None:
     left, right = st.columns([2, 3], gap="large")
     with left:
         source = st.radio("Image source", SOURCES, horizontal=True, key="source")
-    if source == SOURCES[2]:  # full width: a table of files, not a preview
+    if source == "Batch":  # full width: a table of files, not a preview
         model, ref, device, stamp = sidebar_model(image=False)
         batch_page(model, stamp, device)
+        return
+    if source == "DICOM series":
+        series_page(left, right)
         return
     with left:
         chosen = choose_image(source)
@@ -570,7 +739,7 @@ def main() -> None:
     if state["key"] != settings:
         st.info(logic.describe_changes(state["key"], settings))
         return
-    show_results(state, image)
+    show_results(state, image, f"frame {frame + 1} of {len(whole.pixels)}" if whole.is_multiframe else "")
 
 
 main()

@@ -130,7 +130,9 @@ function updateStatus() {
   if (win) document.getElementById("wl").textContent = `W ${win[0].toFixed(0)} / L ${win[1].toFixed(0)}`;
   const vp = engine.getViewport(panels[0].id);
   const frames = panels[0].ids.length;
-  document.getElementById("slice").textContent = frames > 1 ? `slice ${vp.getCurrentImageIdIndex() + 1} / ${frames}` : "";
+  const k = vp.getCurrentImageIdIndex(), label = (config.slice_labels || [])[k];
+  document.getElementById("slice").textContent = frames > 1 ? `slice ${k + 1} / ${frames}` : "";
+  document.getElementById("slicename").textContent = frames > 1 && label ? label : "";
 }
 
 function layout() {
@@ -214,8 +216,9 @@ function buildToolbar() {
   clear.onclick = () => { tools.annotation.state.removeAllAnnotations(); engine.render(); };
   group3.append(presets, invert, fit, clear);
   const status = el("span", "status");
-  status.append(el("span", "", ""), el("span", "", ""), el("span", "", ""));
-  status.children[0].id = "wl"; status.children[1].id = "slice"; status.children[2].id = "value";
+  status.append(el("span", "", ""), el("span", "", ""), el("span", "", ""), el("span", "", ""));
+  status.children[0].id = "wl"; status.children[1].id = "slice"; status.children[2].id = "slicename";
+  status.children[3].id = "value";
   bar.append(group1, group2, group3, status);
 }
 
@@ -282,8 +285,11 @@ async function start(args) {
   const camera = tools.synchronizers.createCameraPositionSynchronizer(`cam-${config.id}`);
   const window_ = tools.synchronizers.createVOISynchronizer(`voi-${config.id}`, { syncInvertState: false,
                                                                                   syncColormap: false });
-  const slices = tools.synchronizers.createImageSliceSynchronizer(`slice-${config.id}`);
-  ids.forEach(v => { camera.add(v); window_.add(v); slices.add(v); });
+  ids.forEach(v => { camera.add(v); window_.add(v); });
+  // slices are linked by index: every panel of a viewer holds the same slices in the same order (Cornerstone's
+  // ImageSliceSynchronizer matches slices by position, and these images all lie in one plane). The panel the
+  // wheel turned leads; the others follow it, and their own new-image events are not passed on.
+  let leader = null;
   panels.forEach(p => {
     p.element.addEventListener("mousemove", e => {
       const r = readout(p, e);
@@ -292,7 +298,17 @@ async function start(args) {
         `${formatValue(r.value)}${r.unit ? " " + r.unit : ""}` : "";
     });
     p.element.addEventListener(Enums.Events.VOI_MODIFIED, updateStatus);
-    p.element.addEventListener(Enums.Events.STACK_NEW_IMAGE, updateStatus);
+    p.element.addEventListener("wheel", () => { leader = p; }, { capture: true, passive: true });
+    p.element.addEventListener(Enums.Events.STACK_NEW_IMAGE, () => {
+      if (leader === p) {
+        const k = engine.getViewport(p.id).getCurrentImageIdIndex();
+        panels.forEach(q => {
+          const vp = engine.getViewport(q.id);
+          if (q !== p && k < q.ids.length && vp.getCurrentImageIdIndex() !== k) vp.setImageIdIndex(k);
+        });
+      }
+      updateStatus();
+    });
   });
   divider = 0.5;
   const handleEl = document.getElementById("divider");
