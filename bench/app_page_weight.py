@@ -1,19 +1,23 @@
-"""What a reader's browser gets from the web app: page bytes of a 1024 x 1024 chest result and the time of a
-window change, measured in headless Chromium (1440 x 900).
+"""What a reader's browser gets from the web app: page bytes of a 1024 x 1024 chest result (or of a CT series'
+result) and the time of a window change, measured in headless Chromium (1440 x 900).
 
 Starts ``medsr demo`` on a free port, opens the page (bundled sample preview), uploads a 256 x 256 crop of a
 bundled chest X-ray, runs Enhance (xray-x4: a 1024 x 1024 result) and counts every byte the browser received
-(HTTP bodies and headers, websocket frames), by kind. Then times window changes in the result viewer (four
-panels redrawn) and counts the requests they made.
+(HTTP bodies and headers, websocket frames), by kind. Then times window changes in the result viewer (three
+panels redrawn) and counts the requests they made. ``--diffs`` also turns the difference maps on and counts them.
 
-    .venv/bin/python bench/app_page_weight.py [--chromium /usr/bin/chromium] [--repeats 20] \
+With ``--series FOLDER`` it uploads the DICOM slices in FOLDER in "Series" mode instead, runs them (the
+automatic model: ct-sparse-view for CT), and also steps through every slice, counting the requests that makes.
+
+    .venv/bin/python bench/app_page_weight.py [--chromium /usr/bin/chromium] [--repeats 20] [--diffs] \
         [--save docs/results/app_page_weight.txt]
+    .venv/bin/python bench/app_page_weight.py --series ../shared/data/ct-slices/totalsegmentator-example \
+        [--save docs/results/app_page_weight_series.txt]
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import signal
 import statistics
 import tempfile
@@ -43,6 +47,8 @@ def main() -> None:
     parser.add_argument("--chromium", type=Path, default=Path("/usr/bin/chromium"))
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--verbose", action="store_true", help="print every response")
+    parser.add_argument("--diffs", action="store_true", help="also show the difference maps (chest page)")
+    parser.add_argument("--series", type=Path, help="a folder of DICOM slices: measure the series page instead")
     args = _bench.parse(parser)
     from playwright.sync_api import sync_playwright
 
@@ -73,25 +79,30 @@ def main() -> None:
                                                   lambda p: socket_bytes.__setitem__(0, socket_bytes[0] + len(p))))
             page.goto(f"http://127.0.0.1:{port}")
             page.get_by_role("button", name="Run super-resolution").wait_for()
-            page.get_by_text("Upload a file").click()
-            page.locator("input[type=file]").set_input_files(str(crop))
-            page.get_by_text("256 x 256 px").wait_for()
+            if args.series:
+                slices = sorted(p for p in args.series.iterdir() if p.suffix.lower() == ".dcm")
+                page.get_by_text("Series", exact=True).click()
+                page.locator("input[type=file][multiple]").set_input_files([str(p) for p in slices])
+                page.get_by_text("Slices:", exact=True).wait_for()
+            else:
+                page.get_by_text("Upload a file").click()
+                page.locator("input[type=file]").set_input_files(str(crop))
+                page.get_by_text("256 x 256 px").wait_for()
             page.get_by_role("button", name="Run super-resolution").click()
             page.get_by_text("Compare (linked").wait_for()
-            frame = None
-            deadline = time.monotonic() + WAIT_MS / 1000
-            while frame is None and time.monotonic() < deadline:
-                handles = page.locator('iframe[src*="medsr_viewer"]').element_handles()
-                frames = [h.content_frame() for h in handles]
-                ready = [f for f in frames if f and f.evaluate("!!(window.medsrViewer && "
-                                                               "window.medsrViewer.state().ready)")]
-                if len(ready) >= 2 and ready[-1].evaluate("window.medsrViewer.state().panels.length") == 3:
-                    frame = ready[-1]
-                page.wait_for_timeout(250)
-            page.wait_for_timeout(2000)  # the difference maps' images
+            frame = result_viewer(page)
+            if args.diffs and not args.series:
+                page.get_by_text("Show the difference maps").click()
+                page.get_by_text("Colour scale").wait_for()
+            page.wait_for_timeout(3000)  # the difference maps' images, when shown
             total = sum(by_kind.values()) + socket_bytes[0]
-            print(f"1024 x 1024 chest result page (preview of the bundled sample, upload, Enhance x4): "
-                  f"{total / 2**20:.2f} MB received in all")
+            if args.series:
+                shape = frame.evaluate("window.medsrViewer.state().panels.map(p => p.name)")
+                print(f"CT series result page ({len(slices)} slices from {args.series.name}, Series mode, "
+                      f"Enhance with the automatic model; panels {shape}): {total / 2**20:.2f} MB received in all")
+            else:
+                print(f"1024 x 1024 chest result page (preview of the bundled sample, upload, Enhance x4"
+                      f"{', difference maps shown' if args.diffs else ''}): {total / 2**20:.2f} MB received in all")
             for name, size in sorted(by_kind.items(), key=lambda kv: -kv[1]):
                 print(f"  {size / 2**20:6.2f} MB  {name}")
             print(f"  {socket_bytes[0] / 2**20:6.2f} MB  websocket frames (page layout, arguments)")
@@ -99,16 +110,35 @@ def main() -> None:
             page.on("request", lambda r: requests.append(r.url))
             times = [frame.evaluate(f"window.medsrViewer.timeWindow({300 + 7 * i}, {40 + i})")
                      for i in range(args.repeats)]
-            print(f"window change, 3 panels of up to 1024 x 1024 redrawn: median {statistics.median(times):.1f} ms, "
+            print(f"window change, 3 panels redrawn: median {statistics.median(times):.1f} ms, "
                   f"max {max(times):.1f} ms over {len(times)} changes; {len(requests)} requests to the server")
+            if args.series:
+                count = frame.evaluate("window.medsrViewer.state().panels[0].frames")
+                for k in list(range(count)) + list(range(count - 2, -1, -1)):
+                    frame.evaluate(f"window.medsrViewer.setSlice({k})")
+                    page.wait_for_timeout(50)
+                slices_now = frame.evaluate("window.medsrViewer.state().panels.map(p => p.slice)")
+                print(f"stepped through all {count} slices and back (every panel at slice {slices_now}): "
+                      f"{len(requests)} requests to the server in all")
             browser.close()
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    print(f"CPU: {cpu} (shared with other tenants); Chromium headless, Cornerstone3D CPU rendering")
+    print(f"CPU: {_bench.cpu_name()} (shared with other tenants); Chromium headless, Cornerstone3D CPU rendering")
+
+
+def result_viewer(page):
+    """The result's reading viewer frame, once it has loaded its three panels."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while time.monotonic() < deadline:
+        handles = page.locator('iframe[src*="medsr_viewer"]').element_handles()
+        frames = [h.content_frame() for h in handles]
+        ready = [f for f in frames if f and f.evaluate("!!(window.medsrViewer && window.medsrViewer.state().ready)")]
+        if len(ready) >= 2 and ready[-1].evaluate("window.medsrViewer.state().panels.length") == 3:
+            return ready[-1]
+        page.wait_for_timeout(250)
+    raise SystemExit("the result viewer did not load")
 
 
 if __name__ == "__main__":

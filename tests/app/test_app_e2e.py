@@ -425,8 +425,8 @@ def ct_series(tmp_path: Path, count: int = 3) -> list[Path]:
 
 def test_a_ct_series_scrolls_input_bicubic_and_model_together(page, tmp_path: Path) -> None:
     paths = ct_series(tmp_path)
-    page.get_by_text("DICOM series", exact=True).click()
-    page.locator("input[type=file]").set_input_files([str(p) for p in reversed(paths)])
+    page.get_by_text("Series", exact=True).click()
+    page.locator("input[type=file][multiple]").set_input_files([str(p) for p in reversed(paths)])
     page.get_by_text("by position along the slice normal").wait_for()
     page.get_by_text(re.compile("ct-sparse-view: the DICOM header's Modality is CT")).wait_for()
     page.get_by_role("button", name="Run super-resolution").click()

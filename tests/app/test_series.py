@@ -124,7 +124,7 @@ def test_every_slice_is_run_and_the_derived_series_is_one_valid_series(tiny_mode
 
 def test_the_page_says_slices_without_a_series_uid_are_grouped_by_folder(models_dir: Path) -> None:
     at = start_app()
-    at.radio(key="source").set_value("DICOM series").run()
+    at.radio(key="source").set_value("Series").run()
     uploader = at.file_uploader(key="series_upload")
     for k in (1, 0, 2):
         uploader.upload(f"slice{k}.dcm", ct_slice(k, uid=None, number=k + 1))

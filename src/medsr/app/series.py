@@ -45,7 +45,8 @@ class Slice:
     @property
     def label(self) -> str:
         """How the viewer names the slice: its file, InstanceNumber and position along the normal."""
-        parts = [self.name.rsplit("/", 1)[-1]]
+        name = self.name.rsplit("/", 1)[-1]
+        parts = [name if len(name) <= 28 else f"{name[:8]}...{name[-16:]}"]  # UID-named files: start and end
         number, where = instance_number(self.image.dataset), slice_position(self.image.dataset)
         if number is not None:
             parts.append(f"#{number}")

@@ -28,7 +28,7 @@ from medsr.models import DEFAULT_MODEL, load_model, model_name
 
 VIEWER_HEIGHT = 600  # CSS pixels of the result viewer (toolbar included): fits a 900 px high window
 PREVIEW_HEIGHT = 520
-SOURCES = ["Bundled sample", "Upload a file", "DICOM series", "Batch"]
+SOURCES = ["Bundled sample", "Upload a file", "Series", "Batch"]
 COMPACT = "<style>.block-container {padding-top: 2.2rem; padding-bottom: 2rem;}</style>"
 
 
@@ -698,12 +698,12 @@ def main() -> None:
                "Research software: not for diagnosis.")
     left, right = st.columns([2, 3], gap="large")
     with left:
-        source = st.radio("Image source", SOURCES, horizontal=True, key="source")
+        source = st.radio("Image source", SOURCES, horizontal=True, key="source", label_visibility="collapsed")
     if source == "Batch":  # full width: a table of files, not a preview
         model, ref, device, stamp = sidebar_model(image=False)
         batch_page(model, stamp, device)
         return
-    if source == "DICOM series":
+    if source == "Series":
         series_page(left, right)
         return
     with left:
