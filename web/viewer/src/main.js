@@ -26,7 +26,9 @@ function setHeight() { send("streamlit:setFrameHeight", { height: document.body.
 
 async function fetchValues(url, dtype, length) {
   // the media URL is absolute from the server root; this page lives at <base>/component/<name>/index.html
-  const response = await fetch(new URL("../.." + url, window.location.href));
+  // a media URL names its bytes (Streamlit derives it from them), so a copy the browser already holds is the
+  // right one: the preview's values serve the result's input panel when they are the same, with no second download
+  const response = await fetch(new URL("../.." + url, window.location.href), { cache: "force-cache" });
   if (!response.ok) throw new Error(`cannot fetch ${url}: ${response.status}`);
   const stream = response.body.pipeThrough(new DecompressionStream("deflate"));
   const buffer = await new Response(stream).arrayBuffer();
