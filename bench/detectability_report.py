@@ -4,10 +4,11 @@
         --plot docs/img/detectability-test.png --methods 'original (HR),bicubic,lanczos,xray-x4,...' --cards
 
 Prints (and with --markdown writes) per method: CHO and NPW mean AUC over the size x contrast classes, how many
-classes lie below / above bicubic beyond the 95 % interval of the AUC difference, PSNR/SSIM of the
-signal-absent outputs (mean of sources) and the detail above the LR Nyquist (power / truth's, correlation);
-then the CHO AUC per class and the band statistics per source. --cards writes each bundled model's
-"small_findings" into its card (src/medsr/weights/NAME.yaml) and re-renders docs/models.
+classes lie below / above the reference (bicubic; for CT the sparse-view FBP input) beyond the 95 % interval of
+the AUC difference, PSNR/SSIM of the signal-absent outputs (mean of sources) and, where the LR grid is coarser,
+the detail above the LR Nyquist (power / truth's, correlation); then the CHO AUC per class and the band
+statistics per source. --cards writes each bundled model's "small_findings" into its card
+(src/medsr/weights/NAME.yaml) and re-renders docs/models.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import _bench
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from medsr.detectability import REFERENCE, TRUTH, plot_rows  # noqa: E402
+from medsr.detectability import REFERENCE, TRUTH, contrast_label, difference_key, plot_rows, size_label  # noqa: E402
 from medsr.models.cards import read_card, write_card, write_markdown_cards  # noqa: E402
 
 WEIGHTS = ROOT / "src" / "medsr" / "weights"
@@ -33,13 +34,26 @@ def rows_of(data: dict, method: str, observer: str) -> list[dict]:
     return [r for r in data["detectability"] if r["method"] == method and r["observer"] == observer]
 
 
+def reference_of(data: dict) -> tuple[str, str]:
+    """The JSON's reference method and the key of its AUC differences (chest JSONs name none: bicubic)."""
+    reference = data.get("reference", REFERENCE)
+    return reference, difference_key(reference)
+
+
+def units_of(data: dict) -> tuple[str, str]:
+    return data["task"].get("size_unit", "px"), data["task"].get("contrast_unit", "fraction")
+
+
 def summary(data: dict) -> list[str]:
     observers = list(dict.fromkeys(r["observer"] for r in data["detectability"]))
+    reference, key = reference_of(data)
+    banded = bool(data["band_above_lr_nyquist"])
     head = ["method"]
     for o in observers:
-        head += [f"{o.upper()} mean AUC", f"{o.upper()} classes below / above bicubic"]
-    head += ["PSNR / SSIM (signal-absent, mean of sources)", "above LR Nyquist: power / correlation",
-             "first octave above it: power / correlation"]
+        head += [f"{o.upper()} mean AUC", f"{o.upper()} classes below / above {reference}"]
+    head += ["PSNR / SSIM (signal-absent, mean of sources)"]
+    if banded:
+        head += ["above LR Nyquist: power / correlation", "first octave above it: power / correlation"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     n = len(data["task"]["classes"])
     for method in data["methods"]:
@@ -47,12 +61,15 @@ def summary(data: dict) -> list[str]:
         for o in observers:
             rows = rows_of(data, method, o)
             mean = sum(r["auc"] for r in rows) / len(rows)
-            below = sum(r.get("auc_vs_bicubic_high", 0) < 0 for r in rows)
-            above = sum(r.get("auc_vs_bicubic_low", 0) > 0 for r in rows)
-            cells += [f"{mean:.3f}", "-" if method == REFERENCE else f"{below} / {above} of {n}"]
+            below = sum(r.get(f"{key}_high", 0) < 0 for r in rows)
+            above = sum(r.get(f"{key}_low", 0) > 0 for r in rows)
+            cells += [f"{mean:.3f}", "-" if method == reference else f"{below} / {above} of {n}"]
         quality = data["signal_absent_quality"][method]
         q = quality.get("mean of sources") or next(iter(quality.values()))
         cells.append(f"{q['psnr']:.2f} / {q['ssim']:.4f}" if method != TRUTH else "-")
+        if not banded:
+            lines.append("| " + " | ".join(cells) + " |")
+            continue
         band = data["band_above_lr_nyquist"][method]
         b = band.get("all images") or next(iter(band.values()))
         cells.append(f"{b['power_ratio']:.2f} / {b['correlation']:.2f}" if method != TRUTH else "1 / 1")
@@ -63,14 +80,17 @@ def summary(data: dict) -> list[str]:
 
 
 def per_class(data: dict, methods: list[str], observer: str = "cho") -> list[str]:
-    lines = ["| method | " + " | ".join(f"{s:g} px / {100 * c:g} %" for s, c in data["task"]["classes"]) + " |",
-             "|---" * (1 + len(data["task"]["classes"])) + "|"]
+    reference, key = reference_of(data)
+    size_unit, contrast_unit = units_of(data)
+    lines = ["| method | " + " | ".join(f"{s:g} {size_label(size_unit).removeprefix('HR ')} / "
+                                       f"{contrast_label(c, contrast_unit)}" for s, c in data["task"]["classes"])
+             + " |", "|---" * (1 + len(data["task"]["classes"])) + "|"]
     for method in methods:
         cells = []
         for r in rows_of(data, method, observer):
             mark = ""
-            if method != REFERENCE and "auc_vs_bicubic_high" in r:
-                mark = " **(-)**" if r["auc_vs_bicubic_high"] < 0 else " (+)" if r["auc_vs_bicubic_low"] > 0 else ""
+            if method != reference and f"{key}_high" in r:
+                mark = " **(-)**" if r[f"{key}_high"] < 0 else " (+)" if r[f"{key}_low"] > 0 else ""
             cells.append(f"{r['auc']:.3f} [{r['auc_low']:.2f}, {r['auc_high']:.2f}]{mark}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
@@ -92,6 +112,8 @@ def band_table(data: dict, methods: list[str]) -> list[str]:
 
 def card_findings(data: dict, method: str, command: str) -> dict:
     """The small_findings of one model's card: its CHO rows against bicubic's, its band statistics."""
+    if reference_of(data)[0] != REFERENCE:
+        return card_findings_against(data, method, command)
     model = {(r["size"], r["contrast"]): r for r in rows_of(data, method, "cho")}
     bicubic = {(r["size"], r["contrast"]): r for r in rows_of(data, REFERENCE, "cho")}
     auc = []
@@ -124,6 +146,36 @@ def card_findings(data: dict, method: str, command: str) -> dict:
             "command": command, "auc": auc, "band": band}
 
 
+def card_findings_against(data: dict, method: str, command: str) -> dict:
+    """The small_findings of a model scored against another reference than bicubic (CT: the FBP input): its
+    CHO rows against the reference's, with the units of the task (no band statistics: the LR grid is the HR's)."""
+    reference, key = reference_of(data)
+    size_unit, contrast_unit = units_of(data)
+    model = {(r["size"], r["contrast"]): r for r in rows_of(data, method, "cho")}
+    ref = {(r["size"], r["contrast"]): r for r in rows_of(data, reference, "cho")}
+
+    def triple(r: dict, name: str = "auc") -> list[float]:
+        return [round(r[name], 6), round(r[f"{name}_low"], 6), round(r[f"{name}_high"], 6)]
+
+    auc = [{"size": k[0], "contrast": k[1], "reference": triple(ref[k]), "model": triple(r),
+            "difference": triple(r, key)} for k, r in model.items()]
+    below = sum(a["difference"][2] < 0 for a in auc)
+    above = sum(a["difference"][1] > 0 for a in auc)
+    mean, mean_ref = (sum(a[part][0] for a in auc) / len(auc) for part in ("model", "reference"))
+    sizes, contrasts = data["task"]["sizes"], data["task"]["contrasts"]
+    text = (f"On the test split ({data['images']} slices; faint smooth discs of {min(sizes):g}-{max(sizes):g} "
+            f"{size_unit} at {min(contrasts):g}-{max(contrasts):g} {contrast_unit} inserted at known positions inside "
+            f"the body), the channelized Hotelling observer finds them in this model's output with mean AUC "
+            f"{mean:.3f} over {len(auc)} size x contrast classes, the {reference} input's {mean_ref:.3f}; below "
+            f"it beyond the interval of the difference in {below} class(es), above it in {above}.")
+    p = data["protocol"]
+    crop = "whole slices" if p.get("crop") is None else f"{p['crop']} px centre crops"
+    return {"text": text, "observer": "CHO", "reference": reference, "size_unit": size_unit,
+            "contrast_unit": contrast_unit,
+            "protocol": f"the test split, {p['degradation']} at scale {p['scale']}, {crop}",
+            "command": command, "auc": auc}
+
+
 def main() -> None:
     parser = _bench.parser(__doc__)
     parser.add_argument("json", type=Path)
@@ -138,13 +190,20 @@ def main() -> None:
     data = json.loads(args.json.read_text())
     methods = args.methods.split(",") if args.methods else list(data["methods"])
     p = data["protocol"]
+    reference, _ = reference_of(data)
+    size_unit, contrast_unit = units_of(data)
+    described = (f"x{p['scale']} {p['degradation']}, {p['crop']} px centre crops" if reference == REFERENCE else
+            f"{p['degradation']} at scale {p['scale']}, "
+            f"{'whole slices' if p.get('crop') is None else str(p['crop']) + ' px centre crops'}")
+    units = ("diameter HR px, contrast" if reference == REFERENCE
+             else f"diameter {size_label(size_unit)}, contrast {contrast_unit}")
     lines = [f"{data['images']} images ({', '.join(f'{k} {v}' for k, v in data['sources'].items())}), "
-             f"x{p['scale']} {p['degradation']}, {p['crop']} px centre crops, seed {p['seed']}; classes "
-             f"(diameter HR px, contrast): {data['task']['classes']}", "", *summary(data), "",
-             "CHO AUC [95 % interval] per class; (-) / (+): below / above bicubic beyond the interval of the "
-             "difference:", "", *per_class(data, methods), "",
-             "Above the LR Nyquist, signal-absent outputs: power / truth's, correlation with truth, per source:", "",
-             *band_table(data, methods)]
+             f"{described}, seed {p['seed']}; classes ({units}): {data['task']['classes']}", "", *summary(data), "",
+             f"CHO AUC [95 % interval] per class; (-) / (+): below / above {reference} beyond the interval of the "
+             "difference:", "", *per_class(data, methods)]
+    if data["band_above_lr_nyquist"]:
+        lines += ["", "Above the LR Nyquist, signal-absent outputs: power / truth's, correlation with truth, per "
+                  "source:", "", *band_table(data, methods)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown:
@@ -153,8 +212,10 @@ def main() -> None:
     if args.plot:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         task = data["task"]
+        title = (f"x{p['scale']} {p['degradation']}" if reference == REFERENCE else p["degradation"])
         plot_rows(data["detectability"], args.plot, sizes=task["sizes"], contrasts=task["contrasts"],
-                  methods=methods, title=f"x{p['scale']} {p['degradation']}, {data['images']} images")
+                  methods=methods, title=f"{title}, {data['images']} images", size_unit=size_unit,
+                  contrast_unit=contrast_unit)
     if args.cards:
         for method in data["methods"]:
             path = WEIGHTS / f"{method}.yaml"

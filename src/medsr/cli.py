@@ -537,16 +537,34 @@ def detectability(
                      ] = None,
     manifest: Annotated[Path, typer.Option(help="Manifest from `medsr prepare`.")] = ...,
     split: Annotated[str, typer.Option(help="Split: val to tune settings, test to report once.")] = "test",
-    baselines: Annotated[str, typer.Option(help="Comma-separated baselines besides bicubic.")] = "bicubic,lanczos",
-    degradation: Annotated[str, typer.Option(help="How LR inputs are made: box-noise or bicubic.")] = "box-noise",
-    scale: Annotated[int, typer.Option("--scale", "-s", min=2, help="Degradation scale.")] = 4,
-    sizes: Annotated[str, typer.Option(help="Signal diameters in HR pixels.")] = "4,8,16",
-    contrasts: Annotated[str, typer.Option(help="Signal contrasts, fraction of the local mean.")] = "0.01,0.02,0.04",
-    crop: Annotated[int, typer.Option(min=64, help="Centre crop of each HR image (pixels a side).")] = 512,
+    modality: Annotated[str | None, typer.Option(
+        help="CR | CT: the task (default: CT when a --model is a CT model, else chest X-ray). CT: discs in mm and "
+             "HU inside the body, sparse-view FBP input as the reference.")] = None,
+    baselines: Annotated[str | None, typer.Option(
+        help="Comma-separated baselines besides the reference (default: lanczos for X-ray, none for CT).")] = None,
+    degradation: Annotated[str | None, typer.Option(
+        help="How LR inputs are made (default: box-noise for X-ray, ct-sparse-view for CT).")] = None,
+    scale: Annotated[int, typer.Option("--scale", "-s", min=2, help="Degradation scale (CT: keep every S-th view).")
+                     ] = 4,
+    sizes: Annotated[str | None, typer.Option(
+        help="Signal diameters (default: 4,8,16 HR px for X-ray; 3,5,7,10 mm for CT).")] = None,
+    contrasts: Annotated[str | None, typer.Option(
+        help="Signal contrasts (default: 0.01,0.02,0.04 of the local mean for X-ray; 3,5,7,10,14 HU for CT).")
+    ] = None,
+    crop: Annotated[int | None, typer.Option(
+        min=64, help="Centre crop of each HR image, pixels a side (default: 512 for X-ray, whole slices for CT).")
+    ] = None,
+    realisations: Annotated[int | None, typer.Option(
+        min=1, help="Signal placements per image (default: 1 for X-ray, 12 for CT: few slices).")] = None,
+    pixel_spacing: Annotated[str | None, typer.Option(
+        help="CT: mm per pixel for slices without PixelSpacing (PNG/TIFF), or a CSV of file,pixel_spacing.")
+    ] = None,
+    tv_weight: Annotated[list[float] | None, typer.Option(
+        help="CT: also the FBP input TV-denoised with this weight (choose it on val); repeatable.")] = None,
     project: Annotated[bool, typer.Option("--project", help="Also each model made consistent with its input.")
                        ] = False,
     strength: Annotated[list[float] | None, typer.Option(
-        help="Also bicubic + STRENGTH x (model - bicubic); repeatable.")] = None,
+        help="Also reference + STRENGTH x (model - reference); repeatable.")] = None,
     fidelity: Annotated[list[float] | None, typer.Option(
         help="Also each model moved FIDELITY of the way to its projection; repeatable.")] = None,
     bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples (over images).")] = 1000,
@@ -556,17 +574,47 @@ def detectability(
                     ] = None,
     device: DeviceOption = "cpu",
 ) -> None:
-    """Low-contrast detectability (CHO and NPW AUC, d') and invented detail, per method, vs bicubic."""
-    from medsr import detectability as det  # scipy.stats: loaded only for this command
+    """Low-contrast detectability (CHO and NPW AUC, d') and invented detail, per method, vs the reference.
 
-    arguments = {key: (str(v) if isinstance(v, Path) else v) for key, v in locals().items()}
+    Chest X-ray: discs of HR px at a fraction of the local mean, against bicubic. CT (--modality CT, or a CT
+    --model): discs of mm at HU contrast inside the body, against the sparse-view FBP input (docs/detectability.md).
+    """
+    from medsr import detectability as det  # scipy.stats: loaded only for this command
+    from medsr import detectability_ct as ct
+
+    arguments = {key: (str(v) if isinstance(v, Path) else v) for key, v in locals().items()
+                 if key not in ("det", "ct")}
     check_outputs({"--json": json_out, "--plot": plot}, {})
-    settings = det.DetectabilitySettings(sizes=_floats(sizes, "--sizes"), contrasts=_floats(contrasts, "--contrasts"),
-                                         crop=crop, bootstrap=bootstrap, seed=seed)
-    protocol = Protocol(scale=scale, degradation=degradation, seed=seed, max_size=crop)
+    models = model or []
+    is_ct = _detectability_is_ct(modality, models, device)
+    arguments["modality"] = "CT" if is_ct else "CR"  # the resolved task; the others are in the JSON's "task"
+    if not is_ct and (tv_weight or pixel_spacing):
+        raise ConfigError("--tv-weight and --pixel-spacing belong to the CT task (--modality CT)")
+    spacing_value, spacing_table = _pixel_spacing(pixel_spacing)
+    crop = crop if crop is not None or is_ct else 512
+    inference = InferenceSettings(device=device)
+    if is_ct:
+        settings = det.DetectabilitySettings(
+            sizes=_floats(sizes, "--sizes") if sizes else ct.SIZES_MM,
+            contrasts=_floats(contrasts, "--contrasts") if contrasts else ct.CONTRASTS_HU,
+            crop=crop, spacing=ct.GRID_SPACING, bootstrap=bootstrap, seed=seed, size_unit="mm", contrast_unit="HU",
+            reference=ct.REFERENCE, realisations=realisations or ct.REALISATIONS, finest_spacing=ct.FINEST_SPACING,
+            pixel_spacing=spacing_value, spacing_table=spacing_table, body_hu=ct.BODY_HU)
+        protocol = Protocol(scale=scale, degradation=degradation or ct.DEGRADATION, seed=seed, max_size=crop,
+                            **ct.task_units(models, device))
+        leading = ct.leading_methods(tv_weight or [])
+    else:
+        settings = det.DetectabilitySettings(
+            sizes=_floats(sizes or "4,8,16", "--sizes"),
+            contrasts=_floats(contrasts or "0.01,0.02,0.04", "--contrasts"), crop=crop, bootstrap=bootstrap,
+            seed=seed, realisations=realisations or 1)
+        protocol = Protocol(scale=scale, degradation=degradation or "box-noise", seed=seed, max_size=crop)
+        leading = None
+    default_baselines = "" if is_ct else "bicubic,lanczos"
     methods, variants, descriptions = det.build_methods(
-        model or [], _baseline_names(baselines.split(","), "--baselines"), protocol, project_models=project,
-        strengths=strength or [], fidelities=fidelity or [], inference=InferenceSettings(device=device))
+        models, _baseline_names((default_baselines if baselines is None else baselines).split(","), "--baselines"),
+        protocol, project_models=project, strengths=strength or [], fidelities=fidelity or [], inference=inference,
+        leading=leading)
     items = _items_or_exit(mf.items_from_manifest(manifest, split), [f"the {split!r} split of {manifest}"])
     with _progress("detectability", len(items)) as advance:
         result = det.run_detectability(items, protocol, methods, variants, settings, descriptions,
@@ -575,10 +623,37 @@ def detectability(
         ev.write_json(result.to_json(arguments), json_out)
     for observer in settings.observers:
         console.print(det.auc_table(result, observer))
-    console.print(det.band_table(result))
+    if result.band:
+        console.print(det.band_table(result))
     if plot:
         det.plot(result, plot)
     _finish(result.failures)
+
+
+def _detectability_is_ct(modality: str | None, models: list[str], device: str) -> bool:
+    """Whether `medsr detectability` runs the CT task: --modality says, else whether a --model is a CT model."""
+    if modality is not None:
+        if modality.upper() not in ("CT", "CR", "DX", "XRAY", "X-RAY"):
+            raise ConfigError(f"--modality {modality!r}: choose CT or CR (chest X-ray)")
+        return modality.upper() == "CT"
+    from medsr.detectability_ct import is_ct_model
+
+    return any(is_ct_model(name, device) for name in models)
+
+
+def _pixel_spacing(text: str | None) -> tuple[float | None, dict[str, float]]:
+    """--pixel-spacing: a number of mm, or a CSV of file,pixel_spacing."""
+    if text is None:
+        return None, {}
+    try:
+        value = float(text)
+    except ValueError:
+        from medsr.detectability_ct import read_spacing_table
+
+        return None, read_spacing_table(text)
+    if not value > 0:
+        raise ConfigError(f"--pixel-spacing {text!r}: give a positive number of mm or a CSV of file,pixel_spacing")
+    return value, {}
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:

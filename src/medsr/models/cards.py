@@ -189,15 +189,21 @@ def score_tables(card: Card) -> dict[str, str]:
 def small_findings_lines(card: Card) -> list[str]:
     """The "Small findings" section's Markdown lines: the finding, the AUC table vs bicubic, invented detail."""
     found = card.small_findings
+    reference = found.get("reference", "bicubic")  # chest cards: bicubic; CT: the sparse-view FBP input
+    size_unit, contrast_unit = found.get("size_unit", "px"), found.get("contrast_unit", "fraction")
     lines = [str(found.get("text", "")).strip(), ""] if found.get("text") else []
     lines += [f"{found.get('observer', 'CHO')} AUC [95 % interval] of faint discs on {found.get('protocol', '')}; "
-              "the last column is the model's AUC minus bicubic's with the interval of that difference "
+              f"the last column is the model's AUC minus {reference}'s with the interval of that difference "
               "(**bold** where the whole interval lies below zero):", "",
-              f"| disc (HR px) | contrast | bicubic | **{card.name}** | model - bicubic |", "|---|---|---|---|---|"]
+              f"| disc ({'HR px' if size_unit == 'px' else size_unit}) | contrast | {reference} | **{card.name}** | "
+              f"model - {reference} |", "|---|---|---|---|---|"]
     for row in found.get("auc", []):
-        (b, bl, bh), (m, ml, mh), (d, dl, dh) = row["bicubic"], row["model"], row["difference"]
+        (b, bl, bh) = row.get("reference", row.get("bicubic"))
+        (m, ml, mh), (d, dl, dh) = row["model"], row["difference"]
         diff = f"{d:+.3f} [{dl:+.3f}, {dh:+.3f}]"
-        lines.append(f"| {row['size']:g} | {100 * row['contrast']:g} % | {b:.3f} [{bl:.2f}, {bh:.2f}] | "
+        contrast = (f"{100 * row['contrast']:g} %" if contrast_unit == "fraction"
+                    else f"{row['contrast']:g} {contrast_unit}")
+        lines.append(f"| {row['size']:g} | {contrast} | {b:.3f} [{bl:.2f}, {bh:.2f}] | "
                      f"{m:.3f} [{ml:.2f}, {mh:.2f}] | {f'**{diff}**' if dh < 0 else diff} |")
     if found.get("band"):
         lines += ["", "Detail above the LR Nyquist frequency in signal-absent images, all of it and its first octave "
