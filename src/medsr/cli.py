@@ -555,7 +555,7 @@ def detectability(
         min=64, help="Centre crop of each HR image, pixels a side (default: 512 for X-ray, whole slices for CT).")
     ] = None,
     realisations: Annotated[int | None, typer.Option(
-        min=1, help="Signal placements per image (default: 1 for X-ray, 12 for CT: few slices).")] = None,
+        min=1, help="Signal placements per image (default: 1 for X-ray, 24 for CT: few slices).")] = None,
     pixel_spacing: Annotated[str | None, typer.Option(
         help="CT: mm per pixel for slices without PixelSpacing (PNG/TIFF), or a CSV of file,pixel_spacing.")
     ] = None,

@@ -5,8 +5,8 @@ does for CT (AAPM TG-233): per HR image (centre-cropped to ``crop`` pixels when 
 
 1. faint smooth-edged discs (:func:`medsr.observers.disc_signal`, ``sizes`` HR pixels across, or millimetres
    by the image's pixel spacing; ``contrasts`` times the local mean under the disc, or Hounsfield units added)
-   are added at known positions on a jittered grid (for CT only where the whole ROI lies in the body and the
-   disc in soft tissue: :mod:`medsr.detectability_ct`), each position given one size x contrast class (every
+   are added at known positions on a jittered grid (for CT only where the whole ROI lies in the body, in soft
+   tissue: :mod:`medsr.detectability_ct`), each position given one size x contrast class (every
    class about equally often per image); ``realisations`` such placements per image;
 2. the signal-present and the signal-absent HR are each degraded by the :class:`~medsr.protocol.Protocol`
    (independent noise: keys ``KEY#present`` / ``KEY#absent``; realisation ``r > 0`` has ``KEY#present{r}``
@@ -73,7 +73,7 @@ class DetectabilitySettings:
     ``spacing_table[file name]``; ROIs are sized for slices as fine as ``finest_spacing`` mm). ``contrast_unit``:
     ``fraction`` of the local mean under the disc, or ``HU`` added (the protocol's ``value_range`` must be in HU).
     ``body_hu``: when set, signals go only where the whole ROI of the largest signal lies inside the body (the
-    largest region above ``body_hu`` HU, holes filled) and the largest disc in ``tissue_hu``. ``reference``: the
+    largest region above ``body_hu`` HU, holes filled) and in ``tissue_hu``. ``reference``: the
     method every other is compared with. ``crop``: the protocol's centre crop (None: whole images).
     """
 
@@ -368,8 +368,7 @@ def _collect_image(item, image, protocol, methods, variants, settings, found: Co
     eligible = None
     if settings.body_hu is not None:
         hu = protocol.value_range[0] + pair.hr.mean(axis=2).astype(np.float64) * value_span
-        radius = settings.diameter_px(max(settings.sizes), spacing_mm) / 2 + settings.edge
-        eligible = signal_mask(hu, settings.roi_for(max(settings.sizes)), radius, body_hu=settings.body_hu,
+        eligible = signal_mask(hu, settings.roi_for(max(settings.sizes)), body_hu=settings.body_hu,
                                tissue_hu=settings.tissue_hu)
     if protocol.value_range is None:
         frame = image.with_pixels(pair.hr, pixel_spacing=None, extra={})

@@ -13,7 +13,6 @@ Pure functions on arrays here; the task itself runs in :func:`medsr.detectabilit
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,12 @@ GRID_SPACING = 56
 """Pixels between signal positions: the ROI of a 10 mm disc at ``FINEST_SPACING`` (50 px) and a little jitter."""
 FINEST_SPACING = 0.6
 """mm per pixel of the finest slice the task sizes ROIs for (the test slices: 0.62 to 0.98 mm)."""
-REALISATIONS = 12
+REALISATIONS = 24
 """Signal placements per slice (the grid shifted each time): a split holds few slices."""
 BODY_HU = -500.0
 """HU above which a pixel may belong to the body (the largest such region, holes filled)."""
+TISSUE_HU = (-200.0, 300.0)
+"""Soft tissue and fat: every pixel of a signal's ROI lies in this range (no lung, bone or air in it)."""
 ANISOTROPY = 0.02
 """Pixels whose row and column spacing differ by more than this fraction are refused (a disc would be an ellipse)."""
 
@@ -103,25 +104,15 @@ def body_mask(hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
 
 
 def signal_mask(
-    hu: np.ndarray, roi: int, disc_radius: float, *, body_hu: float = -500.0,
-    tissue_hu: tuple[float, float] = (-200.0, 300.0),
+    hu: np.ndarray, roi: int, *, body_hu: float = BODY_HU, tissue_hu: tuple[float, float] = TISSUE_HU,
 ) -> np.ndarray:
-    """``(H, W)`` bool: where a signal may be centred: its ``roi`` x ``roi`` square (ROI centred on pixel
-    ``roi // 2``) lies wholly in the body and every pixel within ``disc_radius`` of the centre lies in
-    ``tissue_hu`` (soft tissue and fat: not lung, bone or air). The same mask for every signal class, so the
-    class a position gets does not depend on the anatomy there."""
-    from scipy import ndimage
-
+    """``(H, W)`` bool: where a signal may be centred: its ``roi`` x ``roi`` square (the ROI, centred on pixel
+    ``roi // 2``) lies wholly in the body and in ``tissue_hu`` (soft tissue and fat: no lung, bone, air or
+    organ edge against them in it, as the uniform background of an LCD phantom has none). The same mask for
+    every signal class, so the class a position gets does not depend on the anatomy there."""
     hu = np.asarray(hu, dtype=np.float64)
-    body = body_mask(hu, body_hu)
-    inside = _square_within(body, roi)
-    reach = math.ceil(disc_radius)
-    yy, xx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
-    footprint = np.hypot(yy, xx) <= disc_radius
     low, high = tissue_hu
-    tissue = ndimage.minimum_filter(((hu >= low) & (hu <= high)).astype(np.uint8), footprint=footprint,
-                                    mode="constant", cval=0).astype(bool)
-    return inside & tissue
+    return _square_within(body_mask(hu, body_hu) & (hu >= low) & (hu <= high), roi)
 
 
 def _square_within(mask: np.ndarray, size: int) -> np.ndarray:
