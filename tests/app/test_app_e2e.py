@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import pydicom
 import pytest
 from PIL import Image
 
-from medsr.app import logic, stack_viewer
+from medsr.app import diffs, logic, stack_viewer
 from medsr.net import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -236,6 +237,29 @@ def test_simulate_scores_and_linked_viewer(page, tmp_path: Path) -> None:
     [differences] = viewers(page, 1)
     assert [r["name"] for r in state(differences)["rects"]] == ["|Bicubic - original|", "|Model - original|",
                                                                  "Model - bicubic", "Consistency with the input"]
+    # the first three maps are computed in the browser from the values the reading viewer was sent: the same
+    # indices as diffs.error_indices / signed_indices give from those values, fetched here again
+    for index, panel in enumerate(differences.evaluate("CONFIG.panels")[:3]):
+        spec = panel["difference"]
+        a, b = sent_values(page, spec["a"]), sent_values(page, spec["b"])
+        difference = (a - b) * spec["per"]
+        expected = (diffs.signed_indices(difference.mean(axis=-1), spec["full"], spec["border"]) if spec["signed"]
+                    else diffs.error_indices(np.abs(difference).mean(axis=-1), spec["full"], spec["border"]))
+        got = np.array(differences.evaluate(f"window.medsrViewer.indices({index})"), dtype=np.uint8)
+        got = got.reshape(expected.shape)
+        assert np.abs(got.astype(int) - expected).max() <= 1 and (got == expected).mean() > 0.999, panel["name"]
+        assert (expected == diffs.MASK_INDEX).any() and len(np.unique(expected)) > 10  # a border, and a real map
+
+
+def sent_values(page, spec: dict) -> np.ndarray:
+    """The values behind a media URL the viewers read, fetched and decoded in Python: ``(H, W, C)`` float64."""
+    body = page.request.get(page.url.rstrip("/") + spec["url"]).body()
+    dtype = {"u8": "u1", "u16": "<u2", "i16": "<i2", "f32": "<f4"}[spec["dtype"]]
+    width, height = spec["size"]
+    data = np.frombuffer(zlib.decompress(body), dtype).reshape(height, width, spec.get("components") or 1)
+    if spec["delta"]:
+        data = np.cumsum(data, axis=1, dtype=data.dtype)  # wraps in its own dtype, as the browser's running sum
+    return data.astype(np.float64)
 
 
 def test_zoom_pan_and_wipe_move_every_panel_together(page, tmp_path: Path) -> None:

@@ -116,11 +116,13 @@ def media_url(data: bytes, coordinates: str) -> str:
 def show(layers: list[Layer], *, key: str, height: int, window: tuple[float, float] | None,
          presets: dict[str, tuple[float, float]] | None = None, modality: str | None = None,
          calibrated: bool = False, wipe: tuple[int, int] | None = None,
-         slice_labels: list[str] | None = None) -> None:
+         slice_labels: list[str] | None = None) -> list[dict[str, Any]]:
     """Draw the viewer for ``layers`` (left to right), ``height`` CSS pixels of images, opening in ``window``
     (width, level in modality values). ``calibrated``: spacings are mm from the header (lengths, ROI areas and
     the scale bar are then offered). ``slice_labels``: what the status line says of each slice (a series'
-    file names and positions). ``key`` names the viewer; its values are re-sent only when they change."""
+    file names and positions). ``key`` names the viewer; its values are re-sent only when they change.
+    Returns what each panel's values were sent as (URL, dtype, size, ...), so that the difference maps can be
+    computed in the browser from the same bytes (:func:`medsr.app.viewer.viewer_html`)."""
     import streamlit as st
 
     if not bundle_ready():
@@ -147,3 +149,4 @@ def show(layers: list[Layer], *, key: str, height: int, window: tuple[float, flo
                  calibrated=calibrated, wipe=list(wipe) if wipe and len(layers) > 1 else None,
                  slice_labels=list(slice_labels) if slice_labels else None, key=key,
                  default=None)
+    return panels

@@ -18,7 +18,7 @@ import streamlit as st
 import torch
 
 from medsr.app import batch, cards, diffs, estimate, exports, logic, series, stack_viewer, windows
-from medsr.app.viewer import Panel, png_bytes, viewer_html
+from medsr.app.viewer import Difference, Panel, png_bytes, viewer_html
 from medsr.degrade import lr_scale
 from medsr.devices import resolve_device
 from medsr.errors import MedsrError
@@ -390,54 +390,57 @@ def show_results(state: dict[str, Any], image: MedicalImage, part: str = "") -> 
     if others:
         st.caption("Also shown: " + ", ".join(o.model_name for o in others) + " on the same input (kept until the "
                    "image changes; run another model to add it).")
-    stack_viewer.show(layers(outcome, image, others, part), key="result", height=VIEWER_HEIGHT,
-                      window=window, presets=presets, modality=image.modality,
-                      calibrated=image.pixel_spacing is not None, wipe=(1, 2))
-    show_differences(state, outcome, image)
+    sent = stack_viewer.show(layers(outcome, image, others, part), key="result", height=VIEWER_HEIGHT,
+                             window=window, presets=presets, modality=image.modality,
+                             calibrated=image.pixel_spacing is not None, wipe=(1, 2))
+    show_differences(state, outcome, image, sent)
     show_downloads(state, image, part)
 
 
-def show_differences(state: dict[str, Any], outcome: logic.Outcome, image: MedicalImage) -> None:
+def show_differences(state: dict[str, Any], outcome: logic.Outcome, image: MedicalImage,
+                     sent: list[dict[str, Any]]) -> None:
     """Difference maps with colour bars: |bicubic - original|, |model - original|, model - bicubic and the
-    consistency with the input. Fetched on request in Enhance (about 0.4-0.6 MB per 1024 x 1024 map), shown at
-    once in Simulate, where they are the errors the scores count."""
+    consistency with the input. The first three are computed in the browser from the values the reading viewer
+    was sent (``sent``: bicubic, model and, in Simulate, the original last), so they cost no bytes and a new
+    colour scale only a new page; the consistency map (the result degraded again: server work) is a PNG, sent
+    when the maps are turned on. Shown at once in Simulate, where they are the errors the scores count."""
     st.subheader("Differences")
     if not st.toggle("Show the difference maps", value=outcome.hr is not None, key="show_differences",
                      help="Model - bicubic and the consistency with the input (and, in Simulate, the errors "
                           "against the original), as colour maps with their colour bars."):
         return
     border = max(outcome.scale) if outcome.hr is not None else 0
-    errors = {}
-    if outcome.hr is not None:
-        errors = {name: logic.abs_error(out, outcome.hr) for name, out in (("Bicubic", outcome.bicubic),
-                                                                           ("Model", outcome.sr))}
-    change = diffs.signed_difference(outcome.sr, outcome.bicubic)
     if "heat_default" not in state:  # each result opens at the scale that fits its own errors
-        state["heat_default"] = logic.suggest_full_scale(errors["Bicubic"] if errors else np.abs(change))
+        errors = logic.abs_error(outcome.bicubic, outcome.hr) if outcome.hr is not None else \
+            np.abs(diffs.signed_difference(outcome.sr, outcome.bicubic))
+        state["heat_default"] = logic.suggest_full_scale(errors)
         st.session_state["heat_scale"] = state["heat_default"]
     scale = st.select_slider(
         "Colour scale: full scale (of the intensity range)", logic.HEATMAP_SCALES,
         format_func=lambda s: f"{s:.1%} ({diffs.in_units(s, image)})", key="heat_scale",
     )
-    key = (scale, border)
-    if state.get("diff_key") != key:
-        maps = [Panel(f"|{name} - original|", diffs.error_indices(err, scale, border),
-                      diffs.heat_legend(scale, image, f"|{name.lower()} - original|"), diffs.HEAT_PALETTE)
-                for name, err in errors.items()]
-        maps.append(Panel("Model - bicubic", diffs.signed_indices(change, scale, border),
-                          diffs.signed_legend(scale, image, "what the model changed over bicubic"),
-                          diffs.SIGNED_PALETTE))
-        if outcome.scale != (1, 1):  # a model that keeps the size has no degradation to undo
+    low, high = image.value_range
+    per = 1.0 / 255.0 if image.channels == 3 else 1.0 / (high - low)  # values -> fractions of the range
+    bicubic, model = sent[1], sent[2]
+    maps = []
+    if outcome.hr is not None:
+        maps += [Panel(f"|{name} - original|", None, diffs.heat_legend(scale, image, f"|{name.lower()} - original|"),
+                       diffs.HEAT_PALETTE, Difference(values, sent[-1], per, scale, False, border))
+                 for name, values in (("Bicubic", bicubic), ("Model", model))]
+    maps.append(Panel("Model - bicubic", None, diffs.signed_legend(scale, image, "what the model changed over bicubic"),
+                      diffs.SIGNED_PALETTE, Difference(model, bicubic, per, scale, True, border)))
+    urls = [""] * len(maps)
+    if outcome.scale != (1, 1):  # a model that keeps the size has no degradation to undo
+        if "consistency_png" not in state:
             indices, legend = diffs.consistency_layer(outcome.sr, outcome.lr, outcome.scale, image,
                                                       logic.SETTINGS.consistency_kernel)
-            maps.append(Panel("Consistency with the input", indices, legend, diffs.SIGNED_PALETTE))
-        state["diff_key"] = key
-        state["diff_png"] = [png_bytes(m.image, m.palette) for m in maps]
-        state["diff_maps"] = maps
-    maps = state["diff_maps"]  # served from the media endpoint (registered on every rerun), not in the page
-    urls = [stack_viewer.media_url(data, f"medsr-diff-{i}") for i, data in enumerate(state["diff_png"])]
-    html = viewer_html(maps, height=VIEWER_HEIGHT, viewer_id="diff", wipe=(0, 1) if errors else None, urls=urls)
-    what = ("Black: no difference. " + ("Heat maps: error against the original; " if errors else "")
+            state["consistency_png"] = (png_bytes(indices, diffs.SIGNED_PALETTE), indices, legend)
+        data, indices, legend = state["consistency_png"]
+        maps.append(Panel("Consistency with the input", indices, legend, diffs.SIGNED_PALETTE))
+        urls.append(stack_viewer.media_url(data, "medsr-diff-consistency"))  # the media endpoint, not the page
+    html = viewer_html(maps, height=VIEWER_HEIGHT, viewer_id="diff", wipe=(0, 1) if outcome.hr is not None else None,
+                       urls=urls)
+    what = ("Black: no difference. " + ("Heat maps: error against the original; " if outcome.hr is not None else "")
             + "model - bicubic: blue where the model is darker than bicubic, orange where brighter; consistency: "
               "the result degraded again minus the input in units of the input's noise (what the model added that "
               "its input cannot have given; `medsr upscale --consistency-map` writes it).")

@@ -1,5 +1,9 @@
 """The linked image viewer of the web app: one self-contained HTML page (inline script and style, images as
-data URIs) shown with ``streamlit.components.v1.html``.
+data URIs or media URLs) shown with ``st.iframe``; it draws the difference maps.
+
+A panel is either a ``uint8`` display image (a PNG), or a difference map that the page computes in the browser
+from two images' values that the reading viewer has already fetched (:class:`Difference`): the same URLs, read from
+the browser's cache, so that a map costs no bytes from the server and a new colour scale only a new page.
 
 Zoom (mouse wheel, double-click, Fit, 1:1 pixels), pan (drag) and the wipe divider (dragged on the image)
 run in the browser, without a round trip to the server, and every panel shares one view: the same region
@@ -39,15 +43,44 @@ class Legend:
 
 
 @dataclass(frozen=True)
+class Difference:
+    """A difference map computed in the browser: ``a`` and ``b`` are how two same-size images' values were sent
+    (the dicts :func:`medsr.app.stack_viewer.show` returns: URL, dtype, row deltas, size, components); each pixel is
+    ``d = mean over components of (a - b) x per`` (``per``: 1 / the signed intensity range, so ``d`` is in
+    fractions of the range, as the working pixels are), then ``|d|`` on :data:`medsr.app.diffs.HEAT_PALETTE`
+    indices (``signed`` False) or ``d`` on the signed palette's, full scale ``full``, and ``border`` pixels masked:
+    :func:`medsr.app.diffs.error_indices` and :func:`~medsr.app.diffs.signed_indices` in JavaScript."""
+
+    a: dict
+    b: dict
+    per: float
+    full: float
+    signed: bool
+    border: int = 0
+
+
+@dataclass(frozen=True)
 class Panel:
     """One image of the viewer: its caption, a ``uint8`` display image (``(H, W)`` or ``(H, W, 3)``), and an
     optional colour bar. With a ``palette`` (``(256, 3)`` uint8) the image holds colour indices, which is a
-    third of the size of RGB: colour maps travel to the browser that way."""
+    third of the size of RGB: colour maps travel to the browser that way. With ``difference`` (and a palette)
+    the browser computes the indices and ``image`` may be None."""
 
     name: str
-    image: np.ndarray
+    image: np.ndarray | None
     legend: Legend | None = None
     palette: np.ndarray | None = None
+    difference: Difference | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` in pixels."""
+        if self.image is None:
+            if self.difference is None:
+                raise ValueError(f"panel {self.name!r} has neither an image nor a difference")
+            width, height = self.difference.a["size"]
+            return int(width), int(height)
+        return int(self.image.shape[1]), int(self.image.shape[0])
 
 
 def png_data_uri(display: np.ndarray, palette: np.ndarray | None = None) -> str:
@@ -80,8 +113,8 @@ def viewer_html(panels: list[Panel], *, height: int, viewer_id: str = "viewer",
     """
     if not panels:
         raise ValueError("the viewer needs at least one panel")
-    ref_h = max(p.image.shape[0] for p in panels)
-    ref_w = max(p.image.shape[1] for p in panels)
+    ref_w = max(p.size[0] for p in panels)
+    ref_h = max(p.size[1] for p in panels)
     has_legend = any(p.legend is not None for p in panels)
     config = {
         "id": viewer_id,
@@ -92,7 +125,8 @@ def viewer_html(panels: list[Panel], *, height: int, viewer_id: str = "viewer",
         "panels": [
             {
                 "name": p.name,
-                "size": [int(p.image.shape[1]), int(p.image.shape[0])],
+                "size": list(p.size),
+                "difference": None if p.difference is None else _difference_config(p),
                 "legend": None if p.legend is None else {
                     "gradient": f"linear-gradient(to right, {', '.join(p.legend.stops)})",
                     "ticks": list(p.legend.ticks),
@@ -104,12 +138,25 @@ def viewer_html(panels: list[Panel], *, height: int, viewer_id: str = "viewer",
     }
     urls = urls or [""] * len(panels)
     images = "\n".join(
+        f'<canvas class="src" id="src{i}"></canvas>' if p.difference is not None else
         f'<img class="src" id="src{i}" alt="{html.escape(p.name)}" '
         f'src="{html.escape(url) if url else png_data_uri(p.image, p.palette)}">'
         for i, (p, url) in enumerate(zip(panels, urls, strict=True))
     )
     return (_PAGE.replace("__STYLE__", _STYLE).replace("__IMAGES__", images)
             .replace("__CONFIG__", json.dumps(config).replace("</", "<\\/")).replace("__SCRIPT__", _SCRIPT))
+
+
+def _difference_config(panel: Panel) -> dict:
+    d = panel.difference
+    if d.a["size"] != d.b["size"] or d.a.get("components", 1) != d.b.get("components", 1):
+        raise ValueError(f"{panel.name}: the two images differ in size or components")
+    if panel.palette is None or not d.full > 0:
+        raise ValueError(f"{panel.name}: a difference map needs a palette and a positive full scale")
+    keep = ("url", "dtype", "delta", "size", "components", "frames")
+    return {"a": {k: d.a.get(k) for k in keep}, "b": {k: d.b.get(k) for k in keep}, "per": float(d.per),
+            "full": float(d.full), "signed": bool(d.signed), "border": int(d.border),
+            "palette": np.asarray(panel.palette, dtype=np.uint8).ravel().tolist()}
 
 
 _PAGE = """<!doctype html>
@@ -212,7 +259,7 @@ _SCRIPT = r"""
 
   function drawImage(ctx, img, w, h) {
     const x0 = w / 2 - view.cx * view.s, y0 = h / 2 - view.cy * view.s;
-    const magnify = view.s * REFW / img.naturalWidth * dpr();
+    const magnify = view.s * REFW / (img.naturalWidth || img.width) * dpr();
     ctx.imageSmoothingEnabled = magnify < 1;  // magnified: nearest neighbour shows the real pixels
     ctx.drawImage(img, x0, y0, REFW * view.s, REFH * view.s);
   }
@@ -352,15 +399,68 @@ _SCRIPT = r"""
   });
   window.addEventListener("resize", redraw);
 
+  // difference maps computed here from the values the reading viewer fetched (the same URLs, from the cache)
+  const TYPES = { u8: Uint8Array, u16: Uint16Array, i16: Int16Array, f32: Float32Array };
+  const indices = {};
+  async function values(spec) {
+    const response = await fetch(spec.url, { cache: "force-cache" });
+    if (!response.ok) throw new Error("cannot fetch " + spec.url + ": " + response.status);
+    const stream = response.body.pipeThrough(new DecompressionStream("deflate"));
+    const data = new TYPES[spec.dtype](await new Response(stream).arrayBuffer());
+    const step = spec.size[0] * (spec.components || 1), comps = spec.components || 1;
+    if (spec.delta) {
+      for (let row = 0; row < data.length; row += step) {
+        for (let i = row + comps; i < row + step; i++) data[i] = data[i] + data[i - comps];
+      }
+    }
+    return data;
+  }
+  function rint(x) {  // numpy's rint: halves to even
+    const r = Math.round(x);
+    return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  }
+  async function compute(i) {
+    const c = CONFIG.panels[i].difference, [w, h] = CONFIG.panels[i].size, comps = c.a.components || 1;
+    const [a, b] = await Promise.all([values(c.a), values(c.b)]);
+    const canvas = imgs[i], out = new ImageData(w, h), index = new Uint8Array(w * h), pal = c.palette;
+    for (let y = 0, i0 = 0; y < h; y++) {
+      const edge = y < c.border || y >= h - c.border;
+      for (let x = 0; x < w; x++, i0++) {
+        let d = 0;
+        for (let k = 0; k < comps; k++) {
+          const v = (a[i0 * comps + k] - b[i0 * comps + k]) * c.per;
+          d += c.signed ? v : Math.abs(v);
+        }
+        d /= comps;
+        let n = c.signed ? rint((Math.min(Math.max(d / c.full, -1), 1) + 1) / 2 * 254)
+                         : rint(Math.min(Math.max(d / c.full, 0), 1) * 254);
+        if (edge || x < c.border || x >= w - c.border) n = 255;
+        index[i0] = n;
+        out.data[4 * i0] = pal[3 * n]; out.data[4 * i0 + 1] = pal[3 * n + 1]; out.data[4 * i0 + 2] = pal[3 * n + 2];
+        out.data[4 * i0 + 3] = 255;
+      }
+    }
+    canvas.width = w; canvas.height = h;
+    canvas.getContext("2d").putImageData(out, 0, 0);
+    indices[i] = index;
+  }
+
   let pending = imgs.length;
   const ready = () => { if (--pending <= 0) { layout(); redraw(); document.body.dataset.ready = "1"; } };
-  imgs.forEach(img => { if (img.complete) ready(); else { img.onload = ready; img.onerror = ready; } });
+  imgs.forEach((img, i) => {
+    if (CONFIG.panels[i].difference) {
+      compute(i).catch(err => { document.body.dataset.error = String(err && err.message || err); }).then(ready);
+    } else if (img.complete) ready();
+    else { img.onload = ready; img.onerror = ready; }
+  });
 
   window.medsrViewer = {
     state: () => ({ view: { ...view }, mode, divider, pick, wipe: [wipeL, wipeR],
                     rects: visible().map(p => ({ name: p.wipe ? "wipe" : CONFIG.panels[p.index].name,
                                                  rect: p.rect })) }),
     setMode: m => { mode = m; layout(); redraw(); },
+    // a computed difference map's palette indices, row by row (for tests)
+    indices: panel => indices[panel] ? Array.from(indices[panel]) : null,
   };
 })();
 """
