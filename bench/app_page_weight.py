@@ -35,10 +35,10 @@ from medsr.app import logic
 def kind(url: str) -> str:
     if "/component/" in url or "/app/static/" in url:
         return "viewer script and page (Cornerstone3D bundle)"
+    if "/static/" in url:  # before /media/: Streamlit's fonts live under /static/media/
+        return "Streamlit's own page (scripts, fonts)"
     if "/media/" in url:
         return "image values and difference maps (media endpoint)"
-    if "/static/" in url:
-        return "Streamlit's own page (scripts, fonts)"
     return "other"
 
 

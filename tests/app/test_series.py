@@ -1,5 +1,6 @@
 """Series mode of the web app: slices grouped and ordered as a reader scrolls them, every slice super-resolved,
-and the derived series one valid series; the page says when slices were grouped by folder.
+and the derived series one valid series; the page says when slices were grouped by folder. Also what a
+multi-frame result says it covers, and the difference maps' page (computed in the browser from sent values).
 
 The slices are made from ``tests/data/ct_small.dcm``: slice k holds its values + 100 k HU, so each is known.
 """
@@ -7,6 +8,7 @@ The slices are made from ``tests/data/ct_small.dcm``: slice k holds its values +
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -162,3 +164,25 @@ def test_a_multi_frame_result_says_it_covers_the_frame_that_was_run(models_dir: 
     labels = [b.label for b in at.get("download_button")]
     assert labels and all(label.startswith("Download frame 2 of 3: ") for label in labels), labels
     assert "Download frame 2 of 3: derived DICOM" in labels
+
+
+def test_a_difference_panel_sends_the_value_urls_and_the_formula_not_pixels() -> None:
+    from medsr.app import diffs
+    from medsr.app.viewer import Difference, Panel, viewer_html
+
+    a = {"url": "/media/a.bin", "dtype": "i16", "delta": True, "size": [64, 32], "components": 1, "frames": 1,
+         "name": "Model", "bytes": 10}
+    b = {**a, "url": "/media/b.bin", "name": "Bicubic"}
+    panel = Panel("Model - bicubic", None, None, diffs.SIGNED_PALETTE, Difference(a, b, 1 / 4095, 0.02, True, 4))
+    page = viewer_html([panel], height=400)
+    config = json.loads(page.split("const CONFIG = ", 1)[1].split(";</script>", 1)[0])
+    [sent] = config["panels"]
+    assert sent["size"] == [64, 32] and '<canvas class="src" id="src0">' in page and "<img" not in page
+    difference = sent["difference"]
+    assert difference["a"] == {k: a[k] for k in ("url", "dtype", "delta", "size", "components", "frames")}
+    assert difference["b"]["url"] == "/media/b.bin" and difference["signed"] and difference["border"] == 4
+    assert difference["per"] == pytest.approx(1 / 4095)
+    assert difference["palette"] == diffs.SIGNED_PALETTE.ravel().tolist()
+    with pytest.raises(ValueError, match="differ in size"):
+        viewer_html([Panel("x", None, None, diffs.SIGNED_PALETTE,
+                           Difference(a, {**b, "size": [32, 32]}, 1.0, 0.02, True))], height=400)
