@@ -10,6 +10,7 @@ half the size of float32) when they fit in ``cache_bytes``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -162,7 +163,10 @@ class PatchDataset(Dataset):
     (:func:`medsr.data.overlays.burn_in_annotation`: text, a side marker or a line) before it is degraded.
     With ``signal_prob`` > 0 that share of HR patches gets a few faint round discs
     (:func:`medsr.data.signals.insert_faint_discs`, drawn as ``signals`` says) before it is degraded, so that the
-    network learns to keep small, faint findings instead of removing them with the noise.
+    network learns to keep small, faint findings instead of removing them with the noise. With ``signal_pairs``
+    every item is ``(lr, hr, lr_absent, hr_absent)``: the patch without its discs, flipped alike and degraded
+    with the same random draws (the same kernel and noise), for :func:`medsr.losses.signal_preservation_loss`
+    (a patch that drew no discs has twins equal to itself).
     """
 
     def __init__(
@@ -181,6 +185,7 @@ class PatchDataset(Dataset):
         overlay_prob: float = 0.0,
         signal_prob: float = 0.0,
         signals: FaintSignals | None = None,
+        signal_pairs: bool = False,
         augment: bool = True,
         channels: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -208,6 +213,9 @@ class PatchDataset(Dataset):
             raise ValueError(f"signal_prob needs a per-patch degradation; {degradation} degrades whole images")
         self.signal_prob = signal_prob
         self.signals = signals or FaintSignals()
+        if signal_pairs and not signal_prob:
+            raise ValueError("signal_pairs needs signal_prob > 0: a pair differs only by its inserted signals")
+        self.signal_pairs = signal_pairs
         self.scale = scale
         self.patch_size = patch_size
         self.degradation = degradation
@@ -261,6 +269,7 @@ class PatchDataset(Dataset):
         if self.overlay_prob and rng.random() < self.overlay_prob:
             # on the stored grid, as the scanner's software burns annotations into the stored pixels
             hr = np.rint(burn_in_annotation(hr, rng) * peak).astype(np.float32) / peak
+        absent = hr
         if self.signal_prob and rng.random() < self.signal_prob:
             hr = insert_faint_discs(hr, rng, self.signals)
         if self.whole_image:
@@ -268,9 +277,13 @@ class PatchDataset(Dataset):
             hr, lr = _augment(hr, lr, rng=rng) if self.augment else (hr, lr)
             return _to_tensor(lr), _to_tensor(hr)
         if self.augment:
-            (hr,) = _augment(hr, rng=rng)
+            hr, absent = _augment(hr, absent, rng=rng)
+        twin_rng = copy.deepcopy(rng)  # the absent twin gets the same kernel and noise draws
         lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
-        return _to_tensor(lr), _to_tensor(hr)
+        if not self.signal_pairs:
+            return _to_tensor(lr), _to_tensor(hr)
+        lr_absent = self.degrade(absent, self.scale, bit_depth=bit_depth, rng=twin_rng, **self.degradation_params)
+        return _to_tensor(lr), _to_tensor(hr), _to_tensor(lr_absent), _to_tensor(absent)
 
     def edge_points(self, image_index: int) -> np.ndarray:
         """The hard-step positions of image ``image_index`` (:func:`hard_edge_points`), found once and kept."""

@@ -56,6 +56,11 @@ class TrainConfig:
     # their ranges (FaintSignals: diameter, contrast, count, bright), empty = its defaults
     signal_prob: float = flag(0.0, "Share of patches given faint round discs (keeps small findings).")
     signal_params: dict[str, Any] = field(default_factory=dict)
+    # >0: each patch is also run without its discs (same kernel and noise), and the network's response to them
+    # (output with minus output without) is held to the discs themselves with this weight (pretrain stage only;
+    # a second forward pass per patch)
+    signal_weight: float = flag(0.0, "Weight of the loss holding the response to inserted faint discs to the "
+                                     "discs (needs --signal-prob).")
     # draw the images of small sources (hospitals) more often, so that each gives about as many patches
     balance_sources: bool = flag(False, "Draw images of small sources more often (each source weighs alike).")
     # a subset that validation shows the model serves worst (e.g. one hospital's downsized PNGs) drawn N times as
@@ -157,6 +162,10 @@ class TrainConfig:
             raise ConfigError(f"signal_prob must lie in [0, 1], not {self.signal_prob}")
         if self.signal_prob and spec.whole_image:
             raise ConfigError(f"signal_prob needs a per-patch degradation; {self.degradation} degrades whole slices")
+        if self.signal_weight < 0 or (self.signal_weight and not self.signal_prob):
+            raise ConfigError(f"signal_weight must be 0, or positive with signal_prob > 0, not {self.signal_weight}")
+        if self.signal_weight and any(stage != "pretrain" for stage, _ in self.stages):
+            raise ConfigError("signal_weight applies to the pretrain stage only")
         self.faint_signals()  # raises on a malformed setting
         self.oversample_factors()  # raises on a malformed setting
         for name in ("batch_size", "epochs", "patches_per_image", "patch_candidates", "save_every_steps",

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medsr.losses import discriminator_loss, pixel_loss
+from medsr.losses import discriminator_loss, pixel_loss, signal_preservation_loss
 
 
 class NonFiniteLoss(Exception):
@@ -34,12 +34,14 @@ class NonFiniteLoss(Exception):
 
 @dataclass(frozen=True)
 class StepSettings:
-    """How every step runs: the pixel loss, gradient clipping, and bfloat16 autocast on ``device_type``."""
+    """How every step runs: the pixel loss, gradient clipping, bfloat16 autocast on ``device_type``, and the
+    weight of the signal-preservation term (for batches that carry signal-absent twins)."""
 
     pixel_loss: str = "mse"
     grad_clip: float | None = None
     amp: bool = False
     device_type: str = "cpu"
+    signal_weight: float = 0.0
 
     def autocast(self) -> Any:
         """``amp``: bfloat16 autocast on CUDA or the CPU (fp32's range, so no loss scaling is needed).
@@ -68,16 +70,28 @@ def update(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler: Any,
     scheduler.step()
 
 
-def pretrain_step(generator: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor, *,
+def pretrain_step(generator: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor, *absent: torch.Tensor,
                   opt_g: torch.optim.Optimizer, sched_g: Any, settings: StepSettings) -> dict[str, float]:
-    """The generator trained with the pixel loss alone."""
+    """The generator trained with the pixel loss alone; or, given the signal-absent twins ``absent`` =
+    ``(lr_absent, hr_absent)`` of a batch with faint signals inserted (:mod:`medsr.data.signals`), with the
+    pixel loss on both halves plus ``settings.signal_weight`` x :func:`~medsr.losses.signal_preservation_loss`."""
+    if not absent:
+        with settings.autocast():
+            sr = generator(lr_img)
+        loss = pixel_loss(sr.float(), hr_img, settings.pixel_loss)
+        check_finite({"pixel": loss})
+        update(loss, opt_g, sched_g, generator.parameters(), settings)
+        value = loss.item()
+        return {"loss_g": value, "loss_pixel": value}
+    lr_absent, hr_absent = absent
     with settings.autocast():
-        sr = generator(lr_img)
-    loss = pixel_loss(sr.float(), hr_img, settings.pixel_loss)
-    check_finite({"pixel": loss})
+        sr_present, sr_absent = generator(torch.cat([lr_img, lr_absent])).float().chunk(2)
+    pixel = pixel_loss(torch.cat([sr_present, sr_absent]), torch.cat([hr_img, hr_absent]), settings.pixel_loss)
+    signal = signal_preservation_loss(sr_present, sr_absent, hr_img, hr_absent)
+    loss = pixel + settings.signal_weight * signal
+    check_finite({"pixel": pixel, "signal": signal})
     update(loss, opt_g, sched_g, generator.parameters(), settings)
-    value = loss.item()
-    return {"loss_g": value, "loss_pixel": value}
+    return {"loss_g": loss.item(), "loss_pixel": pixel.item(), "loss_signal": signal.item()}
 
 
 def discriminator_step(generator: nn.Module, discriminator: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor,

@@ -121,7 +121,8 @@ class Trainer:
         if config.init_from:
             self._load_init_weights(config.init_from)
         self.state.ema = self._new_ema()
-        self.steps = StepSettings(config.pixel_loss, config.grad_clip, config.amp, self.device.type)
+        self.steps = StepSettings(config.pixel_loss, config.grad_clip, config.amp, self.device.type,
+                                  config.signal_weight)
         self.gen_loss: nn.Module | None = None
         self.content_net: nn.Module | None = None  # built once, before any stage runs (see _build_content_net)
 
@@ -138,7 +139,7 @@ class Trainer:
             degradation_params=config.degradation_params, patches_per_image=config.patches_per_image,
             patch_candidates=config.patch_candidates, hard_edge_fraction=config.hard_edge_fraction,
             hard_edge_step=config.hard_edge_step, overlay_prob=config.overlay_prob,
-            signal_prob=config.signal_prob, signals=config.faint_signals(),
+            signal_prob=config.signal_prob, signals=config.faint_signals(), signal_pairs=config.signal_weight > 0,
             repeats=_draw_counts(train_rows, config),
             channels=channels, cache_bytes=config.cache_bytes,
             seed=config.seed, value_range=config.value_range, raster_offset=config.raster_offset,
@@ -407,11 +408,12 @@ class Trainer:
                                  completed=state.batches_done)
         seen, tick = 0, time.perf_counter()
         with progress:
-            for lr_img, hr_img in self._loader():
-                lr_img = lr_img.to(self.device, non_blocking=True, memory_format=self.memory_format)
-                hr_img = hr_img.to(self.device, non_blocking=True, memory_format=self.memory_format)
+            for batch in self._loader():
+                # (lr, hr), or (lr, hr, lr_absent, hr_absent) when the signal-preservation loss is on
+                lr_img, hr_img, *absent = (t.to(self.device, non_blocking=True, memory_format=self.memory_format)
+                                           for t in batch)
                 try:
-                    terms = step(lr_img, hr_img)
+                    terms = step(lr_img, hr_img, *absent)
                 except NonFiniteLoss as exc:
                     raise TrainingError(f"{exc} at step {state.step + 1}; stopped, the last good checkpoint in "
                                         f"{self.ckpt_dir} is kept") from None
@@ -436,7 +438,7 @@ class Trainer:
                     return state.batches_done >= steps_per_epoch
         return True
 
-    def _stage_step(self, stage: str) -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
+    def _stage_step(self, stage: str) -> Callable[..., dict[str, float]]:
         """One step of ``stage`` (:mod:`medsr.train.steps`) on this run's networks, wrapped in DDP under torchrun."""
         state = self.state
         generator, discriminator = state.generator, state.discriminator
@@ -453,8 +455,8 @@ class Trainer:
                                                      sched_d=state.sched_d, settings=self.steps)
         state.generator.train()
         if stage == "pretrain":
-            return lambda lr, hr: pretrain_step(generator, lr, hr, opt_g=state.opt_g, sched_g=state.sched_g,
-                                                settings=self.steps)
+            return lambda lr, hr, *absent: pretrain_step(generator, lr, hr, *absent, opt_g=state.opt_g,
+                                                         sched_g=state.sched_g, settings=self.steps)
         discriminator.train()
         return lambda lr, hr: gan_step(generator, discriminator, lr, hr, gen_loss=self.gen_loss, opt_g=state.opt_g,
                                        sched_g=state.sched_g, opt_d=state.opt_d, sched_d=state.sched_d,
