@@ -204,3 +204,11 @@ def test_ct_card_section_names_the_fbp_reference_and_units():
     assert "| disc (mm) | contrast | sparse-view FBP | **ct-sparse-view** | model - sparse-view FBP |" in text
     assert "| 5 | 7 HU | 0.700 [0.65, 0.75] | 0.600 [0.55, 0.66] | **-0.100 [-0.150, -0.050]** |" in text
     assert "bicubic" not in text and "## Small findings" in render_markdown(replace(card, small_findings=findings))
+
+
+def test_plot_draws_an_interval_that_does_not_hold_its_estimate(tmp_path):
+    rows = [{"method": ct.REFERENCE, "observer": "cho", "size": 5.0, "contrast": c, "auc": 0.52, "auc_low": low,
+             "auc_high": 0.69} for c, low in ((3.0, 0.53), (14.0, 0.50))]  # a skewed bootstrap: low above the AUC
+    path = det.plot_rows(rows, tmp_path / "ct.png", sizes=(5.0,), contrasts=(3.0, 14.0), methods=[ct.REFERENCE],
+                         size_unit="mm", contrast_unit="HU")
+    assert path.read_bytes()[:4] == b"\x89PNG"

@@ -692,7 +692,11 @@ def plot_rows(
             y = np.array([r["auc"] for r in found])
             err = np.array([[r["auc"] - r["auc_low"] for r in found], [r["auc_high"] - r["auc"] for r in found]])
             style = {"linestyle": ":", "color": "grey"} if name == TRUTH else {}
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name, **style)
+            if np.all(err >= 0):
+                ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name, **style)
+            else:  # a percentile interval need not hold its estimate (few images): draw it as it is
+                (line,) = ax.plot(x, y, marker="o", label=name, **style)
+                ax.vlines(x, y - err[0], y + err[1], colors=line.get_color(), linewidth=1.0)
         ax.set_title(f"{size:g} {size_label(size_unit)} disc")
         ax.set_xlabel("contrast (% of local mean)" if contrast_unit == "fraction" else f"contrast ({contrast_unit})")
         ax.axhline(0.5, color="lightgrey", linewidth=0.8)
