@@ -27,6 +27,7 @@ import pydicom
 import pytest
 from PIL import Image
 
+from dicom_checks import DCIODVFY, dciodvfy_errors, new_errors
 from medsr.app import diffs, logic, stack_viewer
 from medsr.net import free_port
 
@@ -363,10 +364,13 @@ def hu_of(path: Path) -> np.ndarray:
     return ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
 
 
-def multiframe_ct(tmp_path: Path, frames: int = 3) -> Path:
-    """A CT of ``frames`` frames: ct_small's slice, then +100 HU, +200 HU..., so each slice is known."""
+def multiframe_ct(tmp_path: Path, frames: int = 3, side: int | None = None) -> Path:
+    """A CT of ``frames`` frames: ct_small's slice (its top-left ``side`` x ``side``), then +100 HU, +200 HU...,
+    so each slice is known."""
     ds = pydicom.dcmread(DATA / "ct_small.dcm")
-    stack = np.stack([ds.pixel_array + 100 * k for k in range(frames)]).astype(ds.pixel_array.dtype)
+    stored = ds.pixel_array[:side, :side]
+    stack = np.stack([stored + 100 * k for k in range(frames)]).astype(stored.dtype)
+    ds.Rows, ds.Columns = stored.shape
     ds.NumberOfFrames, ds.PixelData = frames, stack.tobytes()
     path = tmp_path / "ct_frames.dcm"
     ds.save_as(path)
@@ -427,6 +431,41 @@ def test_stack_scroll_shows_slice_k(page, tmp_path: Path) -> None:
     page.keyboard.press("ArrowUp")
     page.wait_for_timeout(300)
     assert state(preview)["panels"][0]["slice"] == 1
+
+
+def test_every_frame_of_a_multi_frame_file_runs_and_scrolls_in_all_three_panels(page, tmp_path: Path) -> None:
+    path = multiframe_ct(tmp_path, frames=4, side=64)
+    upload(page, path, "Frames:")
+    page.get_by_text("All 4 frames").wait_for()  # the default: every frame, with its estimate before the run
+    page.get_by_text(re.compile(r"^Estimated run time: .*\(16,384 input pixels")).wait_for()
+    page.get_by_role("button", name="Run super-resolution").click()
+    compare = readers(page, 2, names="Input (4 frames of 64 x 64)")[1]
+    assert [(p["name"], p["frames"]) for p in state(compare)["panels"]] == [
+        ("Input (4 frames of 64 x 64)", 4), ("Bicubic (64 x 64)", 4), ("Model: ct-sparse-view", 4)]
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download derived DICOM (4 frames)").click()
+    derived_path = tmp_path / "derived.dcm"
+    info.value.save_as(derived_path)
+    derived, source = pydicom.dcmread(derived_path), pydicom.dcmread(path)
+    assert int(derived.NumberOfFrames) == 4 and (derived.Rows, derived.Columns) == (64, 64)
+    assert "DERIVED" in list(derived.ImageType) and derived.SeriesInstanceUID != source.SeriesInstanceUID
+    if DCIODVFY is not None:
+        assert new_errors(dciodvfy_errors(path), dciodvfy_errors(derived_path)) == []
+    hu, model_hu = hu_of(path), hu_of(derived_path)
+    compare.frame_element().scroll_into_view_if_needed()
+    x, y = 30, 50
+    for k in (1, 2, 3):
+        page.mouse.move(*page_point(page, compare, 2, x, y))  # on the model's panel
+        page.mouse.wheel(0, 120)  # one notch: the next frame, in every panel
+        page.wait_for_timeout(300)
+        assert [p["slice"] for p in state(compare)["panels"]] == [k, k, k]
+        assert compare.locator("#slicename").inner_text() == f"frame {k + 1} of 4"
+        for panel, expected in ((0, hu[k, y, x]), (1, hu[k, y, x]), (2, model_hu[k, y, x])):  # x1: bicubic = input
+            px, py = page_point(page, compare, panel, x, y)
+            page.mouse.move(px + 1, py)
+            page.mouse.move(px, py)
+            readout = state(compare)["readout"]
+            assert (readout["x"], readout["y"], readout["value"]) == (x, y, expected), (k, panel, readout)
 
 
 def ct_series(tmp_path: Path, count: int = 3) -> list[Path]:

@@ -152,6 +152,7 @@ def test_a_multi_frame_result_says_it_covers_the_frame_that_was_run(models_dir: 
     at = start_app()
     upload(at, "frames.dcm", buffer.getvalue())
     pick_tiny_model(at)
+    at.radio(key="frames_scope").set_value("One frame").run()  # a long cine's choice; every frame by default
     at.slider(key="frame").set_value(2).run()
     at.button(key="run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]

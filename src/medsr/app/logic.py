@@ -322,7 +322,7 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
     """What changed between the settings of the last run and now, in one sentence for the page.
 
     ``"The model (xray-x4 -> tiny.safetensors) changed since the last run: press Run ... to update the result."``
-    Frames are shown 1-based, as the frame slider counts them.
+    Frames are shown 1-based, as the frame slider counts them ("all" for every frame).
     """
     changed = []
     for key, name in SETTING_NAMES.items():
@@ -331,8 +331,8 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
             continue
         if key in ("degradation", "scale", "seed") and old.get("mode") != new.get("mode"):
             continue  # the mode says it: Enhance has none of these
-        if key == "frame":
-            before, after = int(before or 0) + 1, int(after or 0) + 1
+        if key == "frame":  # "all": every frame of a multi-frame file
+            before, after = (v if v == "all" else int(v or 0) + 1 for v in (before, after))
         if key == "stamp":
             changed.append("the model file (reloaded)")
         else:

@@ -149,12 +149,19 @@ def _not_a_slice(image: MedicalImage) -> str | None:
 
 def too_large(series: Series, scale: tuple[int, int], limit: int = MAX_SERIES_PIXELS) -> str | None:
     """Why ``series`` upscaled by ``scale`` is too large for the page (:data:`MAX_SERIES_PIXELS`), else None."""
-    pixels = len(series.slices) * series.first.height * scale[0] * series.first.width * scale[1]
+    return too_many_pixels(len(series.slices), series.first.height, series.first.width, scale, "slices",
+                           "use Batch or `medsr upscale` for the whole series, or upload fewer slices", limit)
+
+
+def too_many_pixels(count: int, height: int, width: int, scale: tuple[int, int], what: str, advice: str,
+                    limit: int = MAX_SERIES_PIXELS) -> str | None:
+    """Why ``count`` images (slices, frames) of ``height`` x ``width`` upscaled by ``scale`` are more output
+    pixels than a page shows (``limit``), with ``advice`` on what to do instead; None when they fit."""
+    pixels = count * height * scale[0] * width * scale[1]
     if pixels <= limit:
         return None
-    return (f"{len(series.slices)} slices of {series.first.width * scale[1]} x {series.first.height * scale[0]} "
-            f"would be {pixels / 1e6:.1f} million output pixels; this page shows up to {limit / 1e6:.1f} million "
-            "(use Batch or `medsr upscale` for the whole series, or upload fewer slices)")
+    return (f"{count} {what} of {width * scale[1]} x {height * scale[0]} would be {pixels / 1e6:.1f} million "
+            f"output pixels; this page shows up to {limit / 1e6:.1f} million ({advice})")
 
 
 @dataclass

@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from medsr.app import batch, cards, diffs, estimate, exports, logic, series, stack_viewer, windows
+from medsr.app import batch, cards, diffs, estimate, exports, frames, logic, series, stack_viewer, windows
 from medsr.app.viewer import Difference, Panel, png_bytes, viewer_html
 from medsr.degrade import lr_scale
 from medsr.devices import resolve_device
@@ -172,12 +172,22 @@ def choose_modality(image: MedicalImage) -> tuple[str | None, bool]:
     return stated[picked], stated[picked] is not None
 
 
-def choose_frame(image: MedicalImage) -> tuple[int, MedicalImage]:
-    """For a multi-frame file, which frame to work on."""
+def choose_frames(image: MedicalImage, model: Any) -> tuple[int | None, MedicalImage, bool]:
+    """For a multi-frame file: every frame (``None``: the result scrolls as its input does) or one frame (its
+    index), the image to run, and whether it can run (every frame: within the page's limit)."""
     if not image.is_multiframe:
-        return 0, image
-    index = st.slider("Frame", 1, len(image.pixels), 1, key="frame") - 1
-    return index, logic.select_frame(image, index)
+        return 0, image, True
+    count = len(image.pixels)
+    large = frames.too_large(image, tuple(model.scale)) if model is not None else None
+    scope = st.radio("Frames", [f"All {count} frames", "One frame"], index=1 if large else 0, horizontal=True,
+                     key="frames_scope", help="All frames: every frame is run, as `medsr upscale` does, and "
+                     "input, bicubic and the model scroll together. One frame: quicker, for a long cine.")
+    if scope == "One frame":
+        index = st.slider("Frame", 1, count, 1, key="frame") - 1
+        return index, logic.select_frame(image, index), True
+    if large:
+        st.error(f"Every frame is too much for this page: {large}.")
+    return None, image, not large
 
 
 def choose_mode(model: Any) -> tuple[str, str, int, int, bool]:
@@ -231,15 +241,17 @@ def reading_window(image: MedicalImage) -> tuple[tuple[float, float] | None, dic
     return options[default], {name: win for name, win in options.items() if win is not None}
 
 
-def show_estimate(image: MedicalImage, model: Any, stamp: str, device: str, mode: str, scale: int) -> None:
-    """The estimated run time, from the measured speed and the number of input pixels."""
+def show_estimate(image: MedicalImage, model: Any, stamp: str, device: str, mode: str, scale: int,
+                  count: int = 1) -> None:
+    """The estimated run time, from the measured speed and the number of input pixels (``count`` frames)."""
     if model is None:
         return
     side = logic.DEMO_MAX_SIDE
     height, width = min(image.height, side), min(image.width, side)
     if mode == "Simulate" and scale:
         height, width = height // scale, width // scale
-    pixels = estimate.work_pixels(height, width, estimate.passes(image.channels, model.in_channels, logic.SETTINGS))
+    pixels = count * estimate.work_pixels(height, width,
+                                          estimate.passes(image.channels, model.in_channels, logic.SETTINGS))
     speed, how = model_speed(model, stamp, device)
     seconds = estimate.estimate_seconds(pixels, speed)
     st.caption(estimate.format_estimate(seconds, pixels, speed, how, str(resolve_device(device))))
@@ -375,7 +387,7 @@ def show_results(state: dict[str, Any], image: MedicalImage, part: str = "") -> 
     )
     if part:
         st.info(f"This result covers {part} only, the frame chosen above: choose another and run again for it, "
-                "or use `medsr upscale` for every frame of the file.")
+                "or choose All frames to run every frame and scroll the result as the input.")
     if outcome.cropped:
         st.warning(
             f"The image is larger than {logic.DEMO_MAX_SIDE} px per side: this page used its centre "
@@ -652,28 +664,41 @@ def run_series(picked: series.Series, model: Any, settings: dict[str, Any]) -> N
     st.session_state["_series_outcome"] = {"key": settings, "outcome": outcome, "download": None}
 
 
+def show_stack(outcome: Any, image: MedicalImage, what: str, labels: list[str] | None = None,
+               others: list[Any] = ()) -> list[dict[str, Any]]:
+    """The timing line and the three stacks (input, bicubic, model; then ``others``' models on the same input)
+    in the linked viewer, for a series' slices or a file's frames (``what``); returns how each panel's values
+    were sent (:func:`medsr.app.stack_viewer.show`)."""
+    sy, sx = outcome.scale
+    count, (h, w), (oh, ow) = len(outcome.lr), outcome.lr.shape[1:3], outcome.sr.shape[1:3]
+    st.header("Result")
+    st.success(f"Model {outcome.model_name} on {outcome.device}: {outcome.seconds:.2f} s for {count} {what} "
+               f"({w} x {h} -> {ow} x {oh}, x{sy}" + (f" x{sx}" if sx != sy else "") + ").")
+    spacing = (image.pixel_spacing[0] / sy, image.pixel_spacing[1] / sx) if image.pixel_spacing else (1.0, 1.0)
+    mono1 = image.value_range[0] > image.value_range[1]
+    layers = [stack_viewer.Layer(f"Input ({count} {what} of {w} x {h})",
+                                 stack_viewer.panel_values(outcome.lr, image), spacing, mono1, (sy, sx)),
+              stack_viewer.Layer(f"Bicubic ({ow} x {oh})", stack_viewer.panel_values(outcome.bicubic, image),
+                                 spacing, mono1),
+              stack_viewer.Layer(f"Model: {outcome.model_name}", stack_viewer.panel_values(outcome.sr, image),
+                                 spacing, mono1)]
+    layers += [stack_viewer.Layer(f"Model: {other.model_name}", stack_viewer.panel_values(other.sr, image),
+                                  spacing, mono1) for other in others if other.sr.shape == outcome.sr.shape]
+    window, presets = reading_window(image)
+    st.subheader(f"Compare (linked: wheel or arrow keys scroll every panel to the same {what[:-1]})")
+    if len(layers) > 3:
+        st.caption("Also shown: " + ", ".join(layer.name.removeprefix("Model: ") for layer in layers[3:])
+                   + " on the same input (kept until the image changes; run another model to add it).")
+    return stack_viewer.show(layers, key="result", height=VIEWER_HEIGHT, window=window, presets=presets,
+                             modality=image.modality, calibrated=image.pixel_spacing is not None, wipe=(1, 2),
+                             slice_labels=labels)
+
+
 def show_series_results(state: dict[str, Any], picked: series.Series, labels: list[str]) -> None:
     """The three stacks in the linked viewer, and the derived series (encoded when its button is clicked)."""
     outcome: series.SeriesOutcome = state["outcome"]
-    first = picked.first
-    sy, sx = outcome.scale
-    count, (h, w), (oh, ow) = len(outcome.names), outcome.lr.shape[1:3], outcome.sr.shape[1:3]
-    st.header("Result")
-    st.success(f"Model {outcome.model_name} on {outcome.device}: {outcome.seconds:.2f} s for {count} slices "
-               f"({w} x {h} -> {ow} x {oh}, x{sy}" + (f" x{sx}" if sx != sy else "") + ").")
-    spacing = (first.pixel_spacing[0] / sy, first.pixel_spacing[1] / sx) if first.pixel_spacing else (1.0, 1.0)
-    mono1 = first.value_range[0] > first.value_range[1]
-    layers = [stack_viewer.Layer(f"Input ({count} slices of {w} x {h})", stack_viewer.panel_values(outcome.lr, first),
-                                 spacing, mono1, (sy, sx)),
-              stack_viewer.Layer(f"Bicubic ({ow} x {oh})", stack_viewer.panel_values(outcome.bicubic, first),
-                                 spacing, mono1),
-              stack_viewer.Layer(f"Model: {outcome.model_name}", stack_viewer.panel_values(outcome.sr, first),
-                                 spacing, mono1)]
-    window, presets = reading_window(first)
-    st.subheader("Compare (linked: wheel or arrow keys scroll every panel to the same slice)")
-    stack_viewer.show(layers, key="result", height=VIEWER_HEIGHT, window=window, presets=presets,
-                      modality=first.modality, calibrated=first.pixel_spacing is not None, wipe=(1, 2),
-                      slice_labels=labels)
+    count = len(outcome.names)
+    show_stack(outcome, picked.first, "slices", labels)
     st.subheader("Download")
 
     def derived() -> bytes:  # encoded once, when first clicked
@@ -687,6 +712,49 @@ def show_series_results(state: dict[str, Any], picked: series.Series, labels: li
     st.caption(f"One new series: the {count} derived slices share one new SeriesInstanceUID, in the study of "
                "their input, each written as `medsr upscale` writes a derived DICOM (marked DERIVED, the model "
                "named, spacing and positions on the new grid).")
+
+
+# --- every frame of a multi-frame file ------------------------------------------------------------------------
+
+
+def run_frames(image: MedicalImage, model: Any, settings: dict[str, Any]) -> None:
+    """Run Enhance on every frame with a progress bar; keep the outcome in the session."""
+    bar = st.progress(0.0, text="Super-resolving...")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Super-resolving: frame {done} of {total}")
+
+    try:
+        outcome = frames.run_frames(image, model, device=settings["device"], progress=progress)
+    except (MedsrError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. out of GPU memory
+        bar.empty()
+        st.error(f"The run failed: {exc}")
+        return
+    bar.empty()
+    channels = estimate.passes(image.channels, model.in_channels, logic.SETTINGS)
+    pixels = len(image.pixels) * estimate.work_pixels(image.height, image.width, channels)
+    speed_book().record((settings["stamp"], settings["device"]), pixels, outcome.seconds)
+    st.session_state["_outcome"] = {"key": settings, "outcome": outcome, "display": {}, "downloads": {}}
+
+
+def show_frames_results(state: dict[str, Any], image: MedicalImage) -> None:
+    """Every frame's input, bicubic and model result scrolled together, and the result as one file (the
+    derived multi-frame DICOM of `medsr upscale`), encoded when its button is clicked."""
+    outcome: frames.FramesOutcome = state["outcome"]
+    others = [held["outcome"] for ref, held in st.session_state.get("_others", {}).items()
+              if ref != state["key"]["model"] and same_input(held["key"], state["key"])]
+    count = len(outcome.lr)
+    show_stack(outcome, image, "frames", [f"frame {k + 1} of {count}" for k in range(count)], others)
+    st.subheader("Download")
+    stem = Path(image.path or "image").stem
+    options = frames.download_options(outcome.result, image, stem)
+    for column, option in zip(st.columns(len(options)), options, strict=True):
+        column.download_button(option.label, lambda fmt=option.fmt: encoded(state, fmt),
+                               file_name=option.file_name, mime=option.mime, key=f"download_{option.fmt}",
+                               on_click="ignore")
+    if image.format == "dicom":
+        st.caption(f"One file of {count} frames, written as `medsr upscale` writes a derived DICOM (marked "
+                   "DERIVED, the model named, a new SeriesInstanceUID, spacing on the new grid).")
 
 
 # --- the page -------------------------------------------------------------------------------------------------
@@ -717,21 +785,29 @@ def main() -> None:
         digest, whole = chosen
         modality, given = choose_modality(whole)
         model, ref, device, stamp = sidebar_model(modality, given)
-        frame, image = choose_frame(whole)
+        frame, image, fits = choose_frames(whole, model)
         mode, degradation, scale, seed, runnable = choose_mode(model)
+        if frame is None and mode == "Simulate":
+            st.warning("Simulate scores one frame against itself: choose One frame above.")
+            runnable = False
         if runnable and mode == "Simulate" and simulate_too_small(image, degradation, scale):
             runnable = False
-        show_estimate(image, model, stamp, device, mode, scale)
+        runnable = runnable and fits
+        if fits:  # else the reason is shown above, next to the choice
+            show_estimate(image, model, stamp, device, mode, scale, len(whole.pixels) if frame is None else 1)
         clicked = st.button("Run super-resolution", type="primary", key="run", disabled=not runnable)
     with right:
         preview(whole, digest)
     settings = {
-        "image": digest, "frame": frame, "mode": mode, "model": ref, "stamp": stamp, "device": device,
-        "degradation": degradation, "scale": scale, "seed": seed,
+        "image": digest, "frame": "all" if frame is None else frame, "mode": mode, "model": ref, "stamp": stamp,
+        "device": device, "degradation": degradation, "scale": scale, "seed": seed,
     }
     if clicked:
         keep_for_comparison(settings)
-        run(image, model, settings)
+        if frame is None:
+            run_frames(whole, model, settings)
+        else:
+            run(image, model, settings)
     state = st.session_state.get("_outcome")
     if state is None:
         return
@@ -742,7 +818,10 @@ def main() -> None:
     if state["key"] != settings:
         st.info(logic.describe_changes(state["key"], settings))
         return
-    show_results(state, image, f"frame {frame + 1} of {len(whole.pixels)}" if whole.is_multiframe else "")
+    if frame is None:
+        show_frames_results(state, whole)
+    else:
+        show_results(state, image, f"frame {frame + 1} of {len(whole.pixels)}" if whole.is_multiframe else "")
 
 
 main()
