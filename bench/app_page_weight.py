@@ -8,11 +8,15 @@ panels redrawn) and counts the requests they made. ``--diffs`` also turns the di
 
 With ``--series FOLDER`` it uploads the DICOM slices in FOLDER in "Series" mode instead, runs them (the
 automatic model: ct-sparse-view for CT), and also steps through every slice, counting the requests that makes.
+With ``--multiframe FILE`` it uploads a multi-frame DICOM (a cine) in "Upload a file" and runs all its frames
+(the automatic model), then steps through every frame the same way; with ``--diffs`` the difference map too.
 
     .venv/bin/python bench/app_page_weight.py [--chromium /usr/bin/chromium] [--repeats 20] [--diffs] \
         [--save docs/results/app_page_weight.txt]
     .venv/bin/python bench/app_page_weight.py --series ../shared/data/ct-slices/totalsegmentator-example \
         [--save docs/results/app_page_weight_series.txt]
+    .venv/bin/python bench/app_page_weight.py --multiframe ../shared/data/dicom/us/examples_ybr_color.dcm \
+        [--diffs] [--save docs/results/app_page_weight_multiframe.txt]
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print every response")
     parser.add_argument("--diffs", action="store_true", help="also show the difference maps (chest page)")
     parser.add_argument("--series", type=Path, help="a folder of DICOM slices: measure the series page instead")
+    parser.add_argument("--multiframe", type=Path, help="a multi-frame DICOM: measure its every-frame result page")
     args = _bench.parse(parser)
     from playwright.sync_api import sync_playwright
 
@@ -84,6 +89,11 @@ def main() -> None:
                 page.get_by_text("Series", exact=True).click()
                 page.locator("input[type=file][multiple]").set_input_files([str(p) for p in slices])
                 page.get_by_text("Slices:", exact=True).wait_for()
+            elif args.multiframe:
+                page.get_by_text("Upload a file").click()
+                page.locator("input[type=file]").set_input_files(str(args.multiframe))
+                page.get_by_text("Frames:", exact=True).wait_for()
+                estimate = page.get_by_text("Estimated run time").inner_text()
             else:
                 page.get_by_text("Upload a file").click()
                 page.locator("input[type=file]").set_input_files(str(crop))
@@ -91,12 +101,18 @@ def main() -> None:
             page.get_by_role("button", name="Run super-resolution").click()
             page.get_by_text("Compare (linked").wait_for()
             frame = result_viewer(page)
-            if args.diffs and not args.series:
-                page.get_by_text("Show the difference maps").click()
+            if args.diffs:
+                page.get_by_text("Show the difference map").click()  # "maps" for one image
                 page.get_by_text("Colour scale").wait_for()
             page.wait_for_timeout(3000)  # the difference maps' images, when shown
             total = sum(by_kind.values()) + socket_bytes[0]
-            if args.series:
+            if args.multiframe:
+                shape = frame.evaluate("window.medsrViewer.state().panels.map(p => p.name)")
+                print(f"Multi-frame result page ({args.multiframe.name}, Upload a file, all frames, Enhance with "
+                      f"the automatic model{', difference map shown' if args.diffs else ''}; panels {shape}): "
+                      f"{total / 2**20:.2f} MB received in all")
+                print(f"  before the run: {estimate}")
+            elif args.series:
                 shape = frame.evaluate("window.medsrViewer.state().panels.map(p => p.name)")
                 print(f"CT series result page ({len(slices)} slices from {args.series.name}, Series mode, "
                       f"Enhance with the automatic model; panels {shape}): {total / 2**20:.2f} MB received in all")
@@ -112,13 +128,14 @@ def main() -> None:
                      for i in range(args.repeats)]
             print(f"window change, 3 panels redrawn: median {statistics.median(times):.1f} ms, "
                   f"max {max(times):.1f} ms over {len(times)} changes; {len(requests)} requests to the server")
-            if args.series:
+            if args.series or args.multiframe:
                 count = frame.evaluate("window.medsrViewer.state().panels[0].frames")
                 for k in list(range(count)) + list(range(count - 2, -1, -1)):
                     frame.evaluate(f"window.medsrViewer.setSlice({k})")
                     page.wait_for_timeout(50)
                 slices_now = frame.evaluate("window.medsrViewer.state().panels.map(p => p.slice)")
-                print(f"stepped through all {count} slices and back (every panel at slice {slices_now}): "
+                what = "frames" if args.multiframe else "slices"
+                print(f"stepped through all {count} {what} and back (every panel at slice {slices_now}): "
                       f"{len(requests)} requests to the server in all")
             browser.close()
     finally:

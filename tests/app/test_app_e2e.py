@@ -466,6 +466,25 @@ def test_every_frame_of_a_multi_frame_file_runs_and_scrolls_in_all_three_panels(
             page.mouse.move(px, py)
             readout = state(compare)["readout"]
             assert (readout["x"], readout["y"], readout["value"]) == (x, y, expected), (k, panel, readout)
+    # the difference map (model - bicubic, computed in the browser) follows the slice the reading viewer shows
+    page.get_by_text("Show the difference map").click()
+    [differences] = viewers(page, 1)
+    spec = differences.evaluate("CONFIG.panels")[0]["difference"]
+    for k, notch in ((3, 0), (2, -120)):
+        if notch:
+            compare = readers(page, 2)[1]
+            page.mouse.move(*page_point(page, compare, 2, x, y))
+            page.mouse.wheel(0, notch)
+        deadline = time.monotonic() + 30
+        while differences.evaluate("window.medsrViewer.slice()") != k and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        differences.evaluate(f"window.medsrViewer.setSlice({k})")  # waits for the map of slice k
+        got = np.array(differences.evaluate("window.medsrViewer.indices(0)"), dtype=np.uint8).reshape(64, 64)
+        expected = diffs.signed_indices((model_hu[k] - hu[k]) * spec["per"], spec["full"], 0)  # x1: bicubic = input
+        assert differences.locator("#slice").inner_text() == f"slice {k + 1} / 4"
+        assert np.abs(got.astype(int) - expected).max() <= 1 and (got == expected).mean() > 0.999, k
+        first = diffs.signed_indices((model_hu[0] - hu[0]) * spec["per"], spec["full"], 0)
+        assert (expected != first).mean() > 0.05  # slice k's map, which the first slice's would not pass for
 
 
 def ct_series(tmp_path: Path, count: int = 3) -> list[Path]:

@@ -8,6 +8,7 @@ The file is made from ``tests/data/ct_small.dcm`` cut to 64 x 64: frame k holds 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -95,5 +96,12 @@ def test_the_page_runs_every_frame_by_default_and_offers_one_frame(models_dir: P
     assert result["slice_labels"] == ["frame 1 of 3", "frame 2 of 3", "frame 3 of 3"]
     labels = [b.label for b in at.get("download_button")]
     assert labels[0] == "Download derived DICOM (3 frames)", labels
+    at.toggle(key="show_differences").set_value(True).run()  # model - bicubic, computed in the browser per slice
+    [page] = [v.proto.srcdoc for v in at.get("iframe") if "medsrViewer" in v.proto.srcdoc]
+    [panel] = json.loads(page.split("const CONFIG = ", 1)[1].split(";</script>", 1)[0])["panels"]
+    model, bicubic = result["panels"][2], result["panels"][1]
+    assert panel["name"] == "Model - bicubic" and panel["difference"]["signed"]
+    assert (panel["difference"]["a"]["url"], panel["difference"]["b"]["url"]) == (model["url"], bicubic["url"])
+    assert model["url"] != bicubic["url"] and panel["difference"]["a"]["frames"] == 3 and 'id="slice"' in page
     at.radio(key="frames_scope").set_value("One frame").run()  # one frame: a new run is asked for
     assert any(i.value.startswith("The frame (all -> 1) has changed") for i in at.info), [i.value for i in at.info]

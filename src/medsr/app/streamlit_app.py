@@ -422,17 +422,9 @@ def show_differences(state: dict[str, Any], outcome: logic.Outcome, image: Medic
                           "against the original), as colour maps with their colour bars."):
         return
     border = max(outcome.scale) if outcome.hr is not None else 0
-    if "heat_default" not in state:  # each result opens at the scale that fits its own errors
-        errors = logic.abs_error(outcome.bicubic, outcome.hr) if outcome.hr is not None else \
-            np.abs(diffs.signed_difference(outcome.sr, outcome.bicubic))
-        state["heat_default"] = logic.suggest_full_scale(errors)
-        st.session_state["heat_scale"] = state["heat_default"]
-    scale = st.select_slider(
-        "Colour scale: full scale (of the intensity range)", logic.HEATMAP_SCALES,
-        format_func=lambda s: f"{s:.1%} ({diffs.in_units(s, image)})", key="heat_scale",
-    )
-    low, high = image.value_range
-    per = 1.0 / 255.0 if image.channels == 3 else 1.0 / (high - low)  # values -> fractions of the range
+    scale = colour_scale(state, lambda: logic.abs_error(outcome.bicubic, outcome.hr) if outcome.hr is not None
+                         else np.abs(diffs.signed_difference(outcome.sr, outcome.bicubic)), image)
+    per = value_fraction(image)
     bicubic, model = sent[1], sent[2]
     maps = []
     if outcome.hr is not None:
@@ -458,6 +450,39 @@ def show_differences(state: dict[str, Any], outcome: logic.Outcome, image: Medic
               "its input cannot have given; `medsr upscale --consistency-map` writes it).")
     st.caption(what + (f" Grey frame: the {border} border pixels the scores leave out." if border else ""))
     st.iframe(html, height=VIEWER_HEIGHT)
+
+
+def colour_scale(state: dict[str, Any], errors: Any, image: MedicalImage) -> float:
+    """The difference maps' full scale (a fraction of the intensity range), picked on a slider that opens at the
+    scale fitting this result's own ``errors()`` (computed once per result)."""
+    if "heat_default" not in state:
+        state["heat_default"] = logic.suggest_full_scale(errors())
+        st.session_state["heat_scale"] = state["heat_default"]
+    return st.select_slider("Colour scale: full scale (of the intensity range)", logic.HEATMAP_SCALES,
+                            format_func=lambda s: f"{s:.1%} ({diffs.in_units(s, image)})", key="heat_scale")
+
+
+def value_fraction(image: MedicalImage) -> float:
+    """What one unit of the viewer's values is as a fraction of the image's intensity range."""
+    low, high = image.value_range
+    return 1.0 / 255.0 if image.channels == 3 else 1.0 / (high - low)
+
+
+def show_stack_differences(state: dict[str, Any], outcome: Any, image: MedicalImage,
+                           sent: list[dict[str, Any]]) -> None:
+    """Model - bicubic of a stack (a series' slices, a file's frames), computed in the browser from the values
+    the reading viewer was sent, on the slice that viewer shows (it follows the wheel and the arrow keys)."""
+    st.subheader("Differences")
+    if not st.toggle("Show the difference map", value=False, key="show_differences",
+                     help="Model - bicubic as a colour map with its colour bar, on the slice shown above."):
+        return
+    scale = colour_scale(state, lambda: np.abs(diffs.signed_difference(outcome.sr, outcome.bicubic)), image)
+    panel = Panel("Model - bicubic", None, diffs.signed_legend(scale, image, "what the model changed over bicubic"),
+                  diffs.SIGNED_PALETTE, Difference(sent[2], sent[1], value_fraction(image), scale, True, 0))
+    st.caption("Black: no difference; blue where the model is darker than bicubic, orange where brighter. It "
+               "follows the slice of the viewer above. (The consistency map is drawn for single images; "
+               "`medsr upscale --consistency-map` writes it for every slice.)")
+    st.iframe(viewer_html([panel], height=VIEWER_HEIGHT, viewer_id="diff"), height=VIEWER_HEIGHT)
 
 
 def encoded(state: dict[str, Any], fmt: str) -> bytes:
@@ -698,7 +723,8 @@ def show_series_results(state: dict[str, Any], picked: series.Series, labels: li
     """The three stacks in the linked viewer, and the derived series (encoded when its button is clicked)."""
     outcome: series.SeriesOutcome = state["outcome"]
     count = len(outcome.names)
-    show_stack(outcome, picked.first, "slices", labels)
+    sent = show_stack(outcome, picked.first, "slices", labels)
+    show_stack_differences(state, outcome, picked.first, sent)
     st.subheader("Download")
 
     def derived() -> bytes:  # encoded once, when first clicked
@@ -744,7 +770,8 @@ def show_frames_results(state: dict[str, Any], image: MedicalImage) -> None:
     others = [held["outcome"] for ref, held in st.session_state.get("_others", {}).items()
               if ref != state["key"]["model"] and same_input(held["key"], state["key"])]
     count = len(outcome.lr)
-    show_stack(outcome, image, "frames", [f"frame {k + 1} of {count}" for k in range(count)], others)
+    sent = show_stack(outcome, image, "frames", [f"frame {k + 1} of {count}" for k in range(count)], others)
+    show_stack_differences(state, outcome, image, sent)
     st.subheader("Download")
     stem = Path(image.path or "image").stem
     options = frames.download_options(outcome.result, image, stem)

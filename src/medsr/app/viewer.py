@@ -168,6 +168,7 @@ _PAGE = """<!doctype html>
   <span class="grp"><button id="fit" title="Whole image in each panel">Fit</button><button id="one"
     title="One image pixel per screen pixel">1:1 pixels</button><span id="zoom"></span><span id="where"
     title="Cursor position in output pixels"></span></span>
+  <span id="slice" title="The slice (frame) of a stack the maps show: the reading viewer's"></span>
   <span class="hint">Wheel: zoom &middot; drag: pan &middot; double-click: zoom in &middot; keys 1-9: panel</span>
 </div>
 <div id="stage"></div>
@@ -187,6 +188,7 @@ button, select { font: inherit; padding: 3px 9px; border: 1px solid #c9cbd3; bor
 button.on { background: #ff4b4b; border-color: #ff4b4b; color: #fff; }
 .hint { color: #808495; overflow: hidden; text-overflow: ellipsis; }
 #zoom { color: #808495; min-width: 92px; margin-left: 4px; }
+#slice { color: #31333f; font-variant-numeric: tabular-nums; }
 #where { color: #808495; min-width: 110px; font-variant-numeric: tabular-nums; }
 #stage { display: flex; gap: 6px; margin-top: 6px; }
 .panel { position: relative; flex: 1 1 0; min-width: 0; display: flex; flex-direction: column; }
@@ -401,8 +403,9 @@ _SCRIPT = r"""
 
   // difference maps computed here from the values the reading viewer fetched (the same URLs, from the cache)
   const TYPES = { u8: Uint8Array, u16: Uint16Array, i16: Int16Array, f32: Float32Array };
-  const indices = {};
-  async function values(spec) {
+  const indices = {}, decoded = {};
+  const values = spec => (decoded[spec.url] = decoded[spec.url] || load(spec));  // every slice, decoded once
+  async function load(spec) {
     const response = await fetch(spec.url, { cache: "force-cache" });
     if (!response.ok) throw new Error("cannot fetch " + spec.url + ": " + response.status);
     const stream = response.body.pipeThrough(new DecompressionStream("deflate"));
@@ -423,12 +426,13 @@ _SCRIPT = r"""
     const c = CONFIG.panels[i].difference, [w, h] = CONFIG.panels[i].size, comps = c.a.components || 1;
     const [a, b] = await Promise.all([values(c.a), values(c.b)]);
     const canvas = imgs[i], out = new ImageData(w, h), index = new Uint8Array(w * h), pal = c.palette;
+    const o = slice * w * h * comps;  // a stack: the slice the reading viewer shows
     for (let y = 0, i0 = 0; y < h; y++) {
       const edge = y < c.border || y >= h - c.border;
       for (let x = 0; x < w; x++, i0++) {
         let d = 0;
         for (let k = 0; k < comps; k++) {
-          const v = (a[i0 * comps + k] - b[i0 * comps + k]) * c.per;
+          const v = (a[o + i0 * comps + k] - b[o + i0 * comps + k]) * c.per;
           d += c.signed ? v : Math.abs(v);
         }
         d /= comps;
@@ -445,6 +449,35 @@ _SCRIPT = r"""
     indices[i] = index;
   }
 
+  // a stack's maps follow the slice of the reading viewer that holds both images of every map: it announces
+  // its slice on a BroadcastChannel (same origin), and answers this page's question when it loads
+  const diffs = CONFIG.panels.map((p, i) => i).filter(i => CONFIG.panels[i].difference);
+  const frames = Math.max(1, ...diffs.map(i => CONFIG.panels[i].difference.a.frames || 1));
+  const wanted = diffs.map(i => [CONFIG.panels[i].difference.a.url, CONFIG.panels[i].difference.b.url]);
+  let slice = 0, computing = Promise.resolve();
+  function showSlice() {
+    document.getElementById("slice").textContent = frames > 1 ? "slice " + (slice + 1) + " / " + frames : "";
+  }
+  function setSlice(k) {
+    k = Math.min(Math.max(k | 0, 0), frames - 1);
+    if (k === slice) return computing;
+    slice = k; showSlice();
+    computing = computing.then(() => Promise.all(diffs.map(compute))).then(redraw)
+      .catch(err => { document.body.dataset.error = String(err && err.message || err); });
+    return computing;
+  }
+  showSlice();
+  if (frames > 1 && typeof BroadcastChannel !== "undefined") {
+    const channel = new BroadcastChannel("medsr-slice");
+    channel.onmessage = e => {
+      const m = e.data || {};
+      if (typeof m.slice === "number" && wanted.every(pair => pair.every(u => (m.urls || []).includes(u)))) {
+        setSlice(m.slice);
+      }
+    };
+    channel.postMessage({ ask: [].concat(...wanted) });
+  }
+
   let pending = imgs.length;
   const ready = () => { if (--pending <= 0) { layout(); redraw(); document.body.dataset.ready = "1"; } };
   imgs.forEach((img, i) => {
@@ -459,8 +492,10 @@ _SCRIPT = r"""
                     rects: visible().map(p => ({ name: p.wipe ? "wipe" : CONFIG.panels[p.index].name,
                                                  rect: p.rect })) }),
     setMode: m => { mode = m; layout(); redraw(); },
-    // a computed difference map's palette indices, row by row (for tests)
+    // a computed difference map's palette indices, row by row (for tests), and the slice they are of
     indices: panel => indices[panel] ? Array.from(indices[panel]) : null,
+    slice: () => slice,
+    setSlice: k => setSlice(k).then(() => slice),
   };
 })();
 """

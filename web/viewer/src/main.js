@@ -127,7 +127,23 @@ function formatValue(v) {
   return Number.isInteger(v) ? String(v) : v.toFixed(2);
 }
 
+// the slice shown goes out on a BroadcastChannel (same origin), so that the difference maps of a stack (their own
+// frame, medsr.app.viewer) follow it; they ask for it when they load
+const sliceChannel = typeof BroadcastChannel !== "undefined" ? new BroadcastChannel("medsr-slice") : null;
+function announceSlice() {
+  if (!sliceChannel || !state.ready || !panels.length) return;
+  const slice = engine.getViewport(panels[0].id).getCurrentImageIdIndex();
+  sliceChannel.postMessage({ urls: panels.map(p => p.cfg.url), slice });
+}
+if (sliceChannel) {
+  sliceChannel.onmessage = e => {
+    const asked = (e.data || {}).ask;
+    if (Array.isArray(asked) && asked.every(u => panels.some(p => p.cfg.url === u))) announceSlice();
+  };
+}
+
 function updateStatus() {
+  announceSlice();
   const win = voi();
   if (win) document.getElementById("wl").textContent = `W ${win[0].toFixed(0)} / L ${win[1].toFixed(0)}`;
   const vp = engine.getViewport(panels[0].id);
@@ -331,6 +347,7 @@ async function start(args) {
   setHeight();
   state.ready = true;
   document.body.dataset.ready = "1";
+  announceSlice();
 }
 
 function update(args) {
