@@ -22,6 +22,7 @@ With ``--multiframe FILE`` it uploads a multi-frame DICOM (a cine) in "Upload a 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import statistics
 import tempfile
@@ -90,10 +91,14 @@ def main() -> None:
                 page.locator("input[type=file][multiple]").set_input_files([str(p) for p in slices])
                 page.get_by_text("Slices:", exact=True).wait_for()
             elif args.multiframe:
+                sample = page.get_by_text("Estimated run time").inner_text()  # the bundled sample's
                 page.get_by_text("Upload a file").click()
                 page.locator("input[type=file]").set_input_files(str(args.multiframe))
-                page.get_by_text("Frames:", exact=True).wait_for()
-                estimate = page.get_by_text("Estimated run time").inner_text()
+                page.get_by_text(re.compile(r"^All \d+ frames$")).wait_for()
+                estimate = sample
+                while estimate == sample:  # until the page has replaced the sample's estimate with this file's
+                    page.wait_for_timeout(250)
+                    estimate = page.get_by_text("Estimated run time").inner_text()
             else:
                 page.get_by_text("Upload a file").click()
                 page.locator("input[type=file]").set_input_files(str(crop))
@@ -112,6 +117,8 @@ def main() -> None:
                       f"the automatic model{', difference map shown' if args.diffs else ''}; panels {shape}): "
                       f"{total / 2**20:.2f} MB received in all")
                 print(f"  before the run: {estimate}")
+                ran = page.get_by_text(re.compile(r"^Model .* for \d+ frames")).inner_text()
+                print(f"  the run: {ran}")
             elif args.series:
                 shape = frame.evaluate("window.medsrViewer.state().panels.map(p => p.name)")
                 print(f"CT series result page ({len(slices)} slices from {args.series.name}, Series mode, "
