@@ -87,6 +87,9 @@ def test_the_page_runs_every_frame_by_default_and_offers_one_frame(models_dir: P
     # the estimate before the run counts every frame: 3 x 64 x 64 input pixels
     assert any(c.value.startswith("Estimated run time") and "(12,288 input pixels" in c.value for c in at.caption), \
         [c.value for c in at.caption]
+    at.radio(key="mode").set_value("Simulate").run()  # scores need one frame
+    assert any(w.value.startswith("Simulate scores one frame") for w in at.warning) and at.button(key="run").disabled
+    at.radio(key="mode").set_value("Enhance").run()
     at.button(key="run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "for 3 frames (64 x 64 -> 256 x 256, x4)" in at.success[0].value
@@ -105,3 +108,17 @@ def test_the_page_runs_every_frame_by_default_and_offers_one_frame(models_dir: P
     assert model["url"] != bicubic["url"] and panel["difference"]["a"]["frames"] == 3 and 'id="slice"' in page
     at.radio(key="frames_scope").set_value("One frame").run()  # one frame: a new run is asked for
     assert any(i.value.startswith("The frame (all -> 1) has changed") for i in at.info), [i.value for i in at.info]
+
+
+def test_the_page_refuses_every_frame_over_the_limit_in_one_line(models_dir: Path) -> None:
+    at = start_app()
+    upload(at, "cine.dcm", multiframe_ct(257))  # x4: 257 frames of 256 x 256, just over 16.8 million pixels
+    pick_tiny_model(at)
+    assert at.radio(key="frames_scope").value == "All 257 frames"
+    [error] = at.error
+    assert error.value == ("Every frame is too much for this page: 257 frames of 256 x 256 would be 16.8 million "
+                           "output pixels; this page shows up to 16.8 million (run one frame here, or every frame "
+                           "with `medsr upscale`).")
+    assert at.button(key="run").disabled and not any("Estimated run time" in c.value for c in at.caption)
+    at.radio(key="frames_scope").set_value("One frame").run()
+    assert not at.error and not at.button(key="run").disabled
