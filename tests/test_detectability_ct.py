@@ -33,7 +33,7 @@ def to_hu(unit: np.ndarray) -> np.ndarray:
 def ct_settings(**changes) -> det.DetectabilitySettings:
     base = dict(sizes=(6.0,), contrasts=(3.0, 30.0), crop=None, spacing=32, bootstrap=100, size_unit="mm",
                 contrast_unit="HU", reference=ct.REFERENCE, finest_spacing=1.0, pixel_spacing=1.0, body_hu=-500.0,
-                realisations=6)
+                realisations=4)
     return det.DetectabilitySettings(**{**base, **changes})
 
 
