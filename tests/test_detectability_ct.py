@@ -212,3 +212,19 @@ def test_plot_draws_an_interval_that_does_not_hold_its_estimate(tmp_path):
     path = det.plot_rows(rows, tmp_path / "ct.png", sizes=(5.0,), contrasts=(3.0, 14.0), methods=[ct.REFERENCE],
                          size_unit="mm", contrast_unit="HU")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_placement_without_room_does_not_end_the_others(tmp_path):
+    hu = np.full((128, 128), -800.0)
+    hu[20:62, 20:62] = 40.0  # room for a 32 px ROI centred in rows and columns 36..46 only: not on the unshifted grid
+    items = []
+    for name in ("a.png", "b.png"):  # two slices: the observers train on one and test on the other
+        Image.fromarray(np.clip(np.rint(hu + 1024), 0, 65535).astype(np.uint16)).save(tmp_path / name)
+        items.append(Item(tmp_path / name, name, "s"))
+    protocol = Protocol(scale=4, degradation="ct-sparse-view", value_range=HU_RANGE, raster_offset=1024.0)
+    methods, variants, descriptions = det.build_methods([], [], protocol, leading=ct.leading_methods())
+    settings = ct_settings(realisations=16, contrasts=(30.0,), spacing=40)
+    mask = ct.signal_mask(hu, settings.roi_for(6.0))
+    assert not det.signal_positions(hu.shape, settings, np.random.default_rng(0), mask)  # the first finds none
+    result = det.run_detectability(items, protocol, methods, variants, settings, descriptions)
+    assert not result.failures and all(0 < count < 16 for count in result.signals)

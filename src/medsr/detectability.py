@@ -385,8 +385,8 @@ def _collect_image(item, image, protocol, methods, variants, settings, found: Co
         rng = seeded_rng(settings.seed, f"{item.key}#signals{suffix}")
         offset = (0, 0) if r == 0 else tuple(int(v) for v in rng.integers(0, settings.spacing, size=2))
         signals = signal_positions(size, settings, rng, eligible, offset)
-        if not signals:
-            break
+        if not signals:  # this shift of the grid found no place in soft tissue; another may
+            continue
         placed += len(signals)
         hr_present = insert_signals(pair.hr, signals, settings, spacing_mm=spacing_mm, value_span=value_span)
         present = protocol.pair(frame.with_pixels(hr_present), f"{item.key}#present{suffix}")
