@@ -586,35 +586,25 @@ def detectability(
                  if key not in ("det", "ct")}
     check_outputs({"--json": json_out, "--plot": plot}, {})
     models = model or []
-    is_ct = _detectability_is_ct(modality, models, device)
+    is_ct = _detectability_is_ct(modality, models, device, ct_options=bool(tv_weight or pixel_spacing))
     arguments["modality"] = "CT" if is_ct else "CR"  # the resolved task; the others are in the JSON's "task"
-    if not is_ct and (tv_weight or pixel_spacing):
-        raise ConfigError("--tv-weight and --pixel-spacing belong to the CT task (--modality CT)")
-    spacing_value, spacing_table = _pixel_spacing(pixel_spacing)
-    crop = crop if crop is not None or is_ct else 512
-    inference = InferenceSettings(device=device)
     if is_ct:
-        settings = det.DetectabilitySettings(
-            sizes=_floats(sizes, "--sizes") if sizes else ct.SIZES_MM,
-            contrasts=_floats(contrasts, "--contrasts") if contrasts else ct.CONTRASTS_HU,
-            crop=crop, spacing=ct.GRID_SPACING, bootstrap=bootstrap, seed=seed, size_unit="mm", contrast_unit="HU",
-            reference=ct.REFERENCE, realisations=realisations or ct.REALISATIONS, finest_spacing=ct.FINEST_SPACING,
-            pixel_spacing=spacing_value, spacing_table=spacing_table, body_hu=ct.BODY_HU)
-        protocol = Protocol(scale=scale, degradation=degradation or ct.DEGRADATION, seed=seed, max_size=crop,
-                            **ct.task_units(models, device))
-        leading = ct.leading_methods(tv_weight or [])
+        settings, protocol = det.ct_task(
+            models, sizes=_floats(sizes, "--sizes") if sizes else None, crop=crop, realisations=realisations,
+            contrasts=_floats(contrasts, "--contrasts") if contrasts else None, scale=scale, degradation=degradation,
+            seed=seed, bootstrap=bootstrap, pixel_spacing=pixel_spacing, device=device)
     else:
+        crop = 512 if crop is None else crop
         settings = det.DetectabilitySettings(
             sizes=_floats(sizes or "4,8,16", "--sizes"),
             contrasts=_floats(contrasts or "0.01,0.02,0.04", "--contrasts"), crop=crop, bootstrap=bootstrap,
             seed=seed, realisations=realisations or 1)
         protocol = Protocol(scale=scale, degradation=degradation or "box-noise", seed=seed, max_size=crop)
-        leading = None
-    default_baselines = "" if is_ct else "bicubic,lanczos"
     methods, variants, descriptions = det.build_methods(
-        models, _baseline_names((default_baselines if baselines is None else baselines).split(","), "--baselines"),
-        protocol, project_models=project, strengths=strength or [], fidelities=fidelity or [], inference=inference,
-        leading=leading)
+        models, _baseline_names((baselines if baselines is not None else "" if is_ct else "bicubic,lanczos"
+                                 ).split(","), "--baselines"), protocol, project_models=project,
+        strengths=strength or [], fidelities=fidelity or [], inference=InferenceSettings(device=device),
+        leading=ct.leading_methods(tv_weight or []) if is_ct else None)
     items = _items_or_exit(mf.items_from_manifest(manifest, split), [f"the {split!r} split of {manifest}"])
     with _progress("detectability", len(items)) as advance:
         result = det.run_detectability(items, protocol, methods, variants, settings, descriptions,
@@ -630,30 +620,20 @@ def detectability(
     _finish(result.failures)
 
 
-def _detectability_is_ct(modality: str | None, models: list[str], device: str) -> bool:
-    """Whether `medsr detectability` runs the CT task: --modality says, else whether a --model is a CT model."""
+def _detectability_is_ct(modality: str | None, models: list[str], device: str, ct_options: bool = False) -> bool:
+    """Whether `medsr detectability` runs the CT task: --modality says, else whether a --model is a CT model;
+    ConfigError for an unknown modality, or for CT-only options (``ct_options``) on the X-ray task."""
+    if modality is not None and modality.upper() not in ("CT", "CR", "DX", "XRAY", "X-RAY"):
+        raise ConfigError(f"--modality {modality!r}: choose CT or CR (chest X-ray)")
     if modality is not None:
-        if modality.upper() not in ("CT", "CR", "DX", "XRAY", "X-RAY"):
-            raise ConfigError(f"--modality {modality!r}: choose CT or CR (chest X-ray)")
-        return modality.upper() == "CT"
-    from medsr.detectability_ct import is_ct_model
+        is_ct = modality.upper() == "CT"
+    else:
+        from medsr.detectability_ct import is_ct_model
 
-    return any(is_ct_model(name, device) for name in models)
-
-
-def _pixel_spacing(text: str | None) -> tuple[float | None, dict[str, float]]:
-    """--pixel-spacing: a number of mm, or a CSV of file,pixel_spacing."""
-    if text is None:
-        return None, {}
-    try:
-        value = float(text)
-    except ValueError:
-        from medsr.detectability_ct import read_spacing_table
-
-        return None, read_spacing_table(text)
-    if not value > 0:
-        raise ConfigError(f"--pixel-spacing {text!r}: give a positive number of mm or a CSV of file,pixel_spacing")
-    return value, {}
+        is_ct = any(is_ct_model(name, device) for name in models)
+    if ct_options and not is_ct:
+        raise ConfigError("--tv-weight and --pixel-spacing belong to the CT task (--modality CT)")
+    return is_ct
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from medsr import detectability_ct as ct
 from medsr.consistency import project
 from medsr.degrade import degradation_spec
 from medsr.detectability_ct import image_spacing, signal_mask
@@ -225,6 +226,25 @@ def cut_rois(image: np.ndarray, signals: Sequence[Signal], size: int) -> np.ndar
     half = size // 2
     rois = np.stack([grey[s.y - half:s.y - half + size, s.x - half:s.x - half + size] for s in signals])
     return rois - rois.mean(axis=(1, 2), keepdims=True)
+
+
+def ct_task(
+    models: Sequence[str], *, sizes: Sequence[float] | None = None, contrasts: Sequence[float] | None = None,
+    crop: int | None = None, realisations: int | None = None, scale: int = 4, degradation: str | None = None,
+    seed: int = 0, bootstrap: int = 1000, pixel_spacing: str | float | None = None, device: str = "cpu",
+) -> tuple[DetectabilitySettings, Protocol]:
+    """The CT task's settings and protocol (:mod:`medsr.detectability_ct`; None takes its defaults), on the HU
+    mapping of the first CT model, else of ``ct-sparse-view``. ``pixel_spacing``: mm for slices without
+    PixelSpacing, or a CSV of file,pixel_spacing."""
+    spacing, table = ct.parse_pixel_spacing(None if pixel_spacing is None else str(pixel_spacing))
+    settings = DetectabilitySettings(
+        sizes=tuple(sizes or ct.SIZES_MM), contrasts=tuple(contrasts or ct.CONTRASTS_HU), crop=crop,
+        spacing=ct.GRID_SPACING, bootstrap=bootstrap, seed=seed, size_unit="mm", contrast_unit="HU",
+        reference=ct.REFERENCE, realisations=realisations or ct.REALISATIONS, finest_spacing=ct.FINEST_SPACING,
+        pixel_spacing=spacing, spacing_table=table, body_hu=ct.BODY_HU)
+    protocol = Protocol(scale=scale, degradation=degradation or ct.DEGRADATION, seed=seed, max_size=crop,
+                        **ct.task_units(models, device))
+    return settings, protocol
 
 
 # --- methods -----------------------------------------------------------------------------------------

@@ -175,6 +175,19 @@ def task_units(models: Sequence[str], device: str = "cpu") -> dict[str, Any]:
     raise ConfigError(f"no model gives the CT task's HU mapping (not even {DEFAULT_MODEL})")
 
 
+def parse_pixel_spacing(text: str | None) -> tuple[float | None, dict[str, float]]:
+    """``--pixel-spacing``: ``(mm, {})`` for a number, ``(None, table)`` for a CSV of file,pixel_spacing."""
+    if text is None:
+        return None, {}
+    try:
+        value = float(text)
+    except ValueError:
+        return None, read_spacing_table(text)
+    if not value > 0:
+        raise ConfigError(f"--pixel-spacing {text!r}: give a positive number of mm or a CSV of file,pixel_spacing")
+    return value, {}
+
+
 def is_ct_model(model: str, device: str = "cpu") -> bool:
     """Whether a model (bundled name or checkpoint) is a CT model: its header's modality, else its degradation."""
     from medsr.models import load_model
