@@ -1,13 +1,16 @@
-"""DICOM validity checks shared by the tests: dicom3tools' ``dciodvfy`` (``make test`` installs it where apt-get
-exists), and which of its complaints about a derived file are new, not inherited from its source."""
+"""DICOM helpers shared by the tests: dicom3tools' ``dciodvfy`` (``make test`` installs it where apt-get exists),
+which of its complaints about a derived file are new, not inherited from its source, and DICOM bytes in memory."""
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import pydicom
 import pytest
 
 DCIODVFY = shutil.which("dciodvfy")
@@ -31,3 +34,16 @@ def new_errors(before: list[str], after: list[str]) -> list[str]:
     by_element = {_VALUES.sub("<>", line) for line in before}
     by_value = {_ELEMENT.sub("", line) for line in before}
     return [e for e in after if _VALUES.sub("<>", e) not in by_element and _ELEMENT.sub("", e) not in by_value]
+
+
+def dicom_bytes(ds: pydicom.Dataset) -> bytes:
+    """A dataset written to bytes, as a browser upload or a download holds it."""
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    return buffer.getvalue()
+
+
+def hu(data: bytes) -> np.ndarray:
+    """The modality values (stored x slope + intercept) of a DICOM given as bytes."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    return ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)

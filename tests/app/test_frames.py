@@ -17,7 +17,7 @@ import pytest
 import torch
 from test_app import DATA, pick_tiny_model, start_app, upload, viewer_args
 
-from dicom_checks import DCIODVFY, dciodvfy_errors, new_errors
+from dicom_checks import DCIODVFY, dciodvfy_errors, dicom_bytes, hu, new_errors
 from medsr import upscale, write_image
 from medsr.app import frames, logic, stack_viewer
 from medsr.app.series import MAX_SERIES_PIXELS
@@ -30,14 +30,7 @@ def multiframe_ct(count: int = 3, side: int = 64) -> bytes:
     ds.Rows = ds.Columns = side
     ds.NumberOfFrames = count
     ds.PixelData = np.stack([stored + 100 * k for k in range(count)]).astype(stored.dtype).tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer)
-    return buffer.getvalue()
-
-
-def hu(data: bytes) -> np.ndarray:
-    ds = pydicom.dcmread(io.BytesIO(data))
-    return ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    return dicom_bytes(ds)
 
 
 def test_every_frame_runs_as_medsr_upscale_and_downloads_as_one_derived_file(tiny_model: torch.nn.Module,

@@ -19,7 +19,7 @@ import torch
 from pydicom.uid import generate_uid
 from test_app import DATA, pick_tiny_model, start_app, upload, viewer_args
 
-from dicom_checks import DCIODVFY, dciodvfy_errors, new_errors
+from dicom_checks import DCIODVFY, dciodvfy_errors, dicom_bytes, hu, new_errors
 from medsr.app import series, stack_viewer
 from medsr.io.series import slice_order
 
@@ -51,14 +51,7 @@ def ct_slice(k: int, *, z: float | None = None, number: int | None = None, uid: 
     else:
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.ImagePositionPatient = [-50.0, -50.0, z]
-    buffer = io.BytesIO()
-    ds.save_as(buffer)
-    return buffer.getvalue()
-
-
-def hu(data: bytes) -> np.ndarray:
-    ds = pydicom.dcmread(io.BytesIO(data))
-    return ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    return dicom_bytes(ds)
 
 
 def test_slices_are_ordered_by_position_then_instance_number_then_name() -> None:

@@ -667,26 +667,38 @@ def series_page(left: Any, right: Any) -> None:
     show_series_results(state, picked, labels)
 
 
-def run_series(picked: series.Series, model: Any, settings: dict[str, Any]) -> None:
-    """Run Enhance on every slice with a progress bar; keep the outcome in the session."""
+def _run_stack(run: Any, settings: dict[str, Any], pixels: int) -> Any:
+    """Run ``run(progress)`` (a stack of slices or frames) under a progress bar; record its speed for the estimate.
+
+    ``run`` calls ``progress(fraction, text)``; returns its outcome, or None after showing why it failed.
+    """
     bar = st.progress(0.0, text="Super-resolving...")
-
-    def progress(index: int, count: int, done: int, total: int) -> None:
-        bar.progress((index + done / total) / count, text=f"Super-resolving: slice {index + 1} of {count}, "
-                                                         f"tile {done} of {total}")
-
     try:
-        outcome = series.run_series(picked, model, device=settings["device"], progress=progress)
+        outcome = run(lambda fraction, text: bar.progress(fraction, text=text))
     except (MedsrError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. out of GPU memory
         bar.empty()
         st.error(f"The run failed: {exc}")
-        return
+        return None
     bar.empty()
+    speed_book().record((settings["stamp"], settings["device"]), pixels, outcome.seconds)
+    return outcome
+
+
+def run_series(picked: series.Series, model: Any, settings: dict[str, Any]) -> None:
+    """Run Enhance on every slice with a progress bar; keep the outcome in the session."""
     first = picked.first
     channels = estimate.passes(first.channels, model.in_channels, logic.SETTINGS)
-    pixels = len(picked.slices) * estimate.work_pixels(first.height, first.width, channels)
-    speed_book().record((settings["stamp"], settings["device"]), pixels, outcome.seconds)
-    st.session_state["_series_outcome"] = {"key": settings, "outcome": outcome, "download": None}
+
+    def run(report: Any) -> Any:
+        def progress(index: int, count: int, done: int, total: int) -> None:
+            report((index + done / total) / count,
+                   f"Super-resolving: slice {index + 1} of {count}, tile {done} of {total}")
+
+        return series.run_series(picked, model, device=settings["device"], progress=progress)
+
+    outcome = _run_stack(run, settings, len(picked.slices) * estimate.work_pixels(first.height, first.width, channels))
+    if outcome is not None:
+        st.session_state["_series_outcome"] = {"key": settings, "outcome": outcome, "download": None}
 
 
 def show_stack(outcome: Any, image: MedicalImage, what: str, labels: list[str] | None = None,
@@ -745,22 +757,17 @@ def show_series_results(state: dict[str, Any], picked: series.Series, labels: li
 
 def run_frames(image: MedicalImage, model: Any, settings: dict[str, Any]) -> None:
     """Run Enhance on every frame with a progress bar; keep the outcome in the session."""
-    bar = st.progress(0.0, text="Super-resolving...")
-
-    def progress(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"Super-resolving: frame {done} of {total}")
-
-    try:
-        outcome = frames.run_frames(image, model, device=settings["device"], progress=progress)
-    except (MedsrError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. out of GPU memory
-        bar.empty()
-        st.error(f"The run failed: {exc}")
-        return
-    bar.empty()
     channels = estimate.passes(image.channels, model.in_channels, logic.SETTINGS)
+
+    def run(report: Any) -> Any:
+        return frames.run_frames(image, model, device=settings["device"],
+                                 progress=lambda done, total: report(done / total,
+                                                                     f"Super-resolving: frame {done} of {total}"))
+
     pixels = len(image.pixels) * estimate.work_pixels(image.height, image.width, channels)
-    speed_book().record((settings["stamp"], settings["device"]), pixels, outcome.seconds)
-    st.session_state["_outcome"] = {"key": settings, "outcome": outcome, "display": {}, "downloads": {}}
+    outcome = _run_stack(run, settings, pixels)
+    if outcome is not None:
+        st.session_state["_outcome"] = {"key": settings, "outcome": outcome, "display": {}, "downloads": {}}
 
 
 def show_frames_results(state: dict[str, Any], image: MedicalImage) -> None:
