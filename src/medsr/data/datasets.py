@@ -276,12 +276,15 @@ class PatchDataset(Dataset):
             lr = self.whole_lr(image_index)[top:top + size, left:left + size]
             hr, lr = _augment(hr, lr, rng=rng) if self.augment else (hr, lr)
             return _to_tensor(lr), _to_tensor(hr)
+        if not self.signal_pairs:
+            if self.augment:
+                (hr,) = _augment(hr, rng=rng)
+            lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
+            return _to_tensor(lr), _to_tensor(hr)
         if self.augment:
             hr, absent = _augment(hr, absent, rng=rng)
         twin_rng = copy.deepcopy(rng)  # the absent twin gets the same kernel and noise draws
         lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
-        if not self.signal_pairs:
-            return _to_tensor(lr), _to_tensor(hr)
         lr_absent = self.degrade(absent, self.scale, bit_depth=bit_depth, rng=twin_rng, **self.degradation_params)
         return _to_tensor(lr), _to_tensor(hr), _to_tensor(lr_absent), _to_tensor(absent)
 
