@@ -69,8 +69,6 @@ def test_the_dataset_adds_discs_to_the_asked_share_of_patches_only(tmp_path):
     assert 0.25 < np.mean([not np.allclose(hr, flat, atol=1e-6) for hr in hrs(0.5)]) < 0.75
     with pytest.raises(ValueError, match="signal_prob"):
         PatchDataset([path], signal_prob=-0.1)
-    with pytest.raises(ValueError, match="whole images"):
-        PatchDataset([path], degradation="ct-sparse-view", scale=1, signal_prob=0.5)
 
 
 def test_the_training_config_checks_the_signal_settings(tmp_path):

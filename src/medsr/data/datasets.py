@@ -22,8 +22,10 @@ from medsr.data.manifest import ManifestRow, read_manifest
 from medsr.data.overlays import burn_in_annotation
 from medsr.data.signals import FaintSignals, insert_faint_discs
 from medsr.degrade import degradation_spec
+from medsr.degrade.bicubic import quantise
 from medsr.intensity import to_value_range
 from medsr.io import read_image
+from medsr.lazy import load
 
 DEFAULT_CACHE_BYTES = 4 * 1024**3
 
@@ -166,7 +168,10 @@ class PatchDataset(Dataset):
     network learns to keep small, faint findings instead of removing them with the noise. With ``signal_pairs``
     every item is ``(lr, hr, lr_absent, hr_absent)``: the patch without its discs, flipped alike and degraded
     with the same random draws (the same kernel and noise), for :func:`medsr.losses.signal_preservation_loss`
-    (a patch that drew no discs has twins equal to itself).
+    (a patch that drew no discs has twins equal to itself). Whole-image degradations take signals too where
+    they are affine before their final clip (``Degradation.affine_parts``: sparse-view CT): the LR with the
+    discs is the whole image's reconstruction plus the FBP of the discs alone on the patch (to within its
+    interpolation: :func:`medsr.degrade.ct.sparse_view_change`), the twin the cached whole-image LR.
     """
 
     def __init__(
@@ -209,8 +214,9 @@ class PatchDataset(Dataset):
         self.overlay_prob = overlay_prob
         if not 0.0 <= signal_prob <= 1.0:
             raise ValueError(f"signal_prob must lie in [0, 1], not {signal_prob}")
-        if signal_prob and self.whole_image:
+        if signal_prob and self.whole_image and spec.affine_parts is None:
             raise ValueError(f"signal_prob needs a per-patch degradation; {degradation} degrades whole images")
+        self._affine_parts = spec.affine_parts
         self.signal_prob = signal_prob
         self.signals = signals or FaintSignals()
         if signal_pairs and not signal_prob:
@@ -221,7 +227,9 @@ class PatchDataset(Dataset):
         self.degradation = degradation
         self.degrade = spec.function
         self.degradation_params = spec.with_value_range(degradation_params or {}, value_range)
+        self.value_range = value_range
         self._whole_lr: dict[int, np.ndarray] = {}
+        self._whole_reconstruction: dict[int, np.ndarray] = {}
         self.patches_per_image = patches_per_image
         if patch_candidates < 1:
             raise ValueError(f"patch_candidates must be at least 1, not {patch_candidates}")
@@ -271,7 +279,9 @@ class PatchDataset(Dataset):
             hr = np.rint(burn_in_annotation(hr, rng) * peak).astype(np.float32) / peak
         absent = hr
         if self.signal_prob and rng.random() < self.signal_prob:
-            hr = insert_faint_discs(hr, rng, self.signals)
+            hr = insert_faint_discs(hr, rng, self.signals, self.value_range)
+        if self.whole_image and self.signal_prob:
+            return self._whole_image_signal_item(image_index, top, left, hr, absent, bit_depth, rng)
         if self.whole_image:
             lr = self.whole_lr(image_index)[top:top + size, left:left + size]
             hr, lr = _augment(hr, lr, rng=rng) if self.augment else (hr, lr)
@@ -286,6 +296,26 @@ class PatchDataset(Dataset):
         twin_rng = copy.deepcopy(rng)  # the absent twin gets the same kernel and noise draws
         lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
         lr_absent = self.degrade(absent, self.scale, bit_depth=bit_depth, rng=twin_rng, **self.degradation_params)
+        return _to_tensor(lr), _to_tensor(hr), _to_tensor(lr_absent), _to_tensor(absent)
+
+    def _whole_image_signal_item(self, image_index: int, top: int, left: int, hr: np.ndarray, absent: np.ndarray,
+                                 bit_depth: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        """The item of a patch at ``(top, left)`` of a whole-image degradation, ``hr`` with its discs and
+        ``absent`` without: the LR without them is cut from the degraded whole image; the LR with them is the
+        whole image's reconstruction before its clip plus the degradation's change for the discs, computed on
+        the patch alone (``Degradation.affine_parts``), so the whole slice is not degraded again per patch."""
+        size = self.patch_size
+        lr_absent = self.whole_lr(image_index)[top:top + size, left:left + size]
+        lr = lr_absent
+        if hr is not absent:
+            change = load(self._affine_parts[1])(hr, absent, self.scale, **self.degradation_params)
+            reconstruction = self.whole_reconstruction(image_index)[top:top + size, left:left + size]
+            lr = quantise(reconstruction + change, bit_depth)
+        if not self.signal_pairs:
+            hr, lr = _augment(hr, lr, rng=rng) if self.augment else (hr, lr)
+            return _to_tensor(lr), _to_tensor(hr)
+        if self.augment:
+            hr, lr, absent, lr_absent = _augment(hr, lr, absent, lr_absent, rng=rng)
         return _to_tensor(lr), _to_tensor(hr), _to_tensor(lr_absent), _to_tensor(absent)
 
     def edge_points(self, image_index: int) -> np.ndarray:
@@ -306,6 +336,8 @@ class PatchDataset(Dataset):
         if self.whole_image:
             for index in range(len(self.store)):
                 self.whole_lr(index)
+                if self.signal_prob:
+                    self.whole_reconstruction(index)
 
     def whole_lr(self, image_index: int) -> np.ndarray:
         """The degraded whole image ``image_index`` (a whole-image degradation), made once and kept."""
@@ -316,6 +348,17 @@ class PatchDataset(Dataset):
             lr = self.degrade(hr, self.scale, bit_depth=bit_depth, rng=rng, **self.degradation_params)
             self._whole_lr[image_index] = np.asarray(lr, dtype=np.float32)
         return self._whole_lr[image_index]
+
+
+    def whole_reconstruction(self, image_index: int) -> np.ndarray:
+        """The whole image ``image_index`` through the affine part of its degradation, before the final clip
+        (``Degradation.affine_parts``), made once and kept: what faint signals are added to."""
+        if image_index not in self._whole_reconstruction:
+            stored, peak, _ = self.store.get_stored(image_index)
+            hr = stored.astype(np.float32) / peak
+            reconstruct = load(self._affine_parts[0])
+            self._whole_reconstruction[image_index] = reconstruct(hr, self.scale, **self.degradation_params)
+        return self._whole_reconstruction[image_index]
 
 
 def source_repeats(sources: Sequence[str]) -> list[int]:

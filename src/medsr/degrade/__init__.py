@@ -46,6 +46,12 @@ class Degradation:
     image of the patient: nothing to score or show). ``rotations``: whether training may flip and rotate its
     patches (not for ultrasound, whose lateral and axial axes differ physically). ``lr_shape_target``: a
     ``"module:function"`` giving ``(h_lr, w_lr)`` for outputs whose shape is not the HR size over the scale.
+    ``affine_parts``: for a whole-image model that is affine in the image before a final
+    :func:`~medsr.degrade.bicubic.quantise`, ``("module:reconstruction", "module:change")``: ``function(hr) ==
+    quantise(reconstruction(hr), bit_depth)``, and ``change(present, absent, scale, **params)`` is what
+    ``reconstruction`` gains where a window of the image reads ``present`` instead of ``absent`` (evaluated on the
+    window alone). Training inserts faint signals into patches of such a model without degrading the whole
+    image again.
     """
 
     name: str
@@ -58,6 +64,7 @@ class Degradation:
     output: Literal["image", "sinogram"] = "image"
     rotations: bool = True
     lr_shape_target: str | None = None
+    affine_parts: tuple[str, str] | None = None
 
     @property
     def function(self) -> DegradationFunction:
@@ -108,7 +115,8 @@ REGISTRY: Mapping[str, Degradation] = _register(
                 lr_axes="columns", rotations=False),
     Degradation("ct-sparse-view", "medsr.degrade.ct:sparse_view_fbp",
                 "FBP from every S-th view of a simulated scan: same size, streaks (HU).",
-                lr_axes="none", any_size=True, whole_image=True, value_units="HU"),
+                lr_axes="none", any_size=True, whole_image=True, value_units="HU",
+                affine_parts=("medsr.degrade.ct:sparse_view_reconstruction", "medsr.degrade.ct:sparse_view_change")),
     Degradation("ct-sinogram", "medsr.degrade.ct:sparse_view_sinogram",
                 "the sparse sinogram itself, LR along the angle axis (HU).",
                 lr_axes="columns", any_size=True, value_units="HU", output="sinogram",

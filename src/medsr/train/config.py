@@ -53,7 +53,7 @@ class TrainConfig:
     overlay_prob: float = flag(0.0, "Share of patches given a synthetic burned-in annotation (text, marker).")
     # >0: this share of HR patches gets a few faint round discs (medsr.data.signals) before it is degraded, so
     # that a denoising network keeps small, faint findings (issue: `medsr detectability`); signal_params sets
-    # their ranges (FaintSignals: diameter, contrast, count, bright), empty = its defaults
+    # their ranges (FaintSignals: diameter, contrast, count, bright, absolute, within), empty = its defaults
     signal_prob: float = flag(0.0, "Share of patches given faint round discs (keeps small findings).")
     signal_params: dict[str, Any] = field(default_factory=dict)
     # >0: each patch is also run without its discs (same kernel and noise), and the network's response to them
@@ -160,7 +160,7 @@ class TrainConfig:
             raise ConfigError(f"overlay_prob needs a per-patch degradation; {self.degradation} degrades whole slices")
         if not 0.0 <= self.signal_prob <= 1.0:
             raise ConfigError(f"signal_prob must lie in [0, 1], not {self.signal_prob}")
-        if self.signal_prob and spec.whole_image:
+        if self.signal_prob and spec.whole_image and spec.affine_parts is None:
             raise ConfigError(f"signal_prob needs a per-patch degradation; {self.degradation} degrades whole slices")
         if self.signal_weight < 0 or (self.signal_weight and not self.signal_prob):
             raise ConfigError(f"signal_weight must be 0, or positive with signal_prob > 0, not {self.signal_weight}")
