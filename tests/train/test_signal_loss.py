@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from scipy.ndimage import maximum_filter
+from scipy.ndimage import gaussian_filter, maximum_filter
 
 from medsr.data.datasets import PatchDataset
 from medsr.errors import ConfigError
@@ -17,12 +17,16 @@ from medsr.train.config import TrainConfig
 from medsr.train.trainer import train
 
 
-def _reference(sr_p, sr_a, hr_p, hr_a, margin):
-    """NumPy/SciPy: mean |(sr_p - sr_a) - (hr_p - hr_a)| over the support of the signals grown by margin."""
+def _reference(sr_p, sr_a, hr_p, hr_a, margin, blur=0.0):
+    """NumPy/SciPy: mean |(sr_p - sr_a) - (hr_p - hr_a)| over the support of the signals grown by margin; with
+    ``blur``, of that difference Gaussian-filtered (zero outside the image, to 3 sigma)."""
     truth = hr_p - hr_a
     near = np.stack([[maximum_filter((c != 0).astype(float), size=2 * margin + 1, mode="constant") for c in item]
                      for item in truth])
-    return float((np.abs((sr_p - sr_a) - truth) * near).sum() / near.sum())
+    error = (sr_p - sr_a) - truth
+    if blur:
+        error = np.stack([[gaussian_filter(c, blur, mode="constant", truncate=3.0) for c in item] for item in error])
+    return float((np.abs(error) * near).sum() / near.sum())
 
 
 def test_the_loss_matches_a_scipy_reference_and_is_zero_when_signals_pass_through():
@@ -41,6 +45,29 @@ def test_the_loss_matches_a_scipy_reference_and_is_zero_when_signals_pass_throug
     assert signal_preservation_loss(passed, tensors[1], tensors[2], tensors[3]).item() == pytest.approx(0, abs=1e-12)
     erased = signal_preservation_loss(tensors[1], tensors[1], tensors[2], tensors[3], margin=0).item()
     assert erased == pytest.approx((0.02 * 16 + 0.01 * 12) / 28)  # erasing costs the discs' mean amplitude
+
+
+def test_the_blurred_loss_matches_scipy_and_sees_a_shrunk_disc_more_than_a_blurred_one():
+    rng = np.random.default_rng(1)
+    hr_a = rng.random((2, 1, 40, 40))
+    disc = np.zeros((40, 40))
+    yy, xx = np.mgrid[0:40, 0:40]
+    disc[np.hypot(yy - 20, xx - 20) <= 4] = 0.03
+    hr_p = hr_a + disc
+    sr_a = hr_a + rng.normal(0, 0.01, hr_a.shape)
+    sr_p = sr_a + 0.7 * disc + rng.normal(0, 0.001, hr_a.shape)
+    tensors = [torch.from_numpy(a) for a in (sr_p, sr_a, hr_p, hr_a)]
+    for blur in (1.0, 2.0):
+        assert signal_preservation_loss(*tensors, blur=blur).item() == pytest.approx(
+            _reference(sr_p, sr_a, hr_p, hr_a, 4, blur), rel=1e-6)
+    # a response with the disc's mass but soft edges costs less once blurred; one that lost 30 % of it does not
+    soft = torch.from_numpy(sr_a + gaussian_filter(disc, 1.0)[None, None])
+    shrunk = torch.from_numpy(sr_p)
+    for response in (soft, shrunk):
+        assert signal_preservation_loss(response, *tensors[1:], blur=2.0).item() > 0
+    raw = [signal_preservation_loss(r, *tensors[1:]).item() for r in (soft, shrunk)]
+    blurred = [signal_preservation_loss(r, *tensors[1:], blur=2.0).item() for r in (soft, shrunk)]
+    assert blurred[0] / raw[0] < 0.5 * blurred[1] / raw[1]
 
 
 def test_pairs_differ_only_by_the_discs_flipped_alike_with_the_same_noise(tmp_path):
@@ -81,7 +108,14 @@ def test_a_run_with_the_signal_loss_logs_it_and_the_config_refuses_what_it_canno
     run_dir = train(config)
     logged = list(csv.DictReader((run_dir / "metrics.csv").open()))
     assert float(logged[-1]["loss_g"]) > float(logged[-1]["loss_pixel"]) > 0  # the signal term adds to it
+    blurred = train(TrainConfig(**{**config.to_dict(), "betas": tuple(config.betas), "signal_blur": 2.0,
+                                   "out": str(tmp_path / "blurred")}))
+    again = list(csv.DictReader((blurred / "metrics.csv").open()))
+    # the same batches: the blur reaches the loss, and leaves less of the response's error than pixel by pixel
+    term = [float(rows[-1]["loss_g"]) - float(rows[-1]["loss_pixel"]) for rows in (logged, again)]
+    assert 0 < term[1] < 0.5 * term[0]
     for bad, message in (({"signal_prob": 0.0}, "signal_weight"), ({"signal_weight": -1.0}, "signal_weight"),
-                         ({"stage": "both"}, "pretrain stage only")):
+                         ({"stage": "both"}, "pretrain stage only"), ({"signal_blur": -1.0}, "signal_blur"),
+                         ({"signal_weight": 0.0, "signal_blur": 2.0}, "signal_blur")):
         with pytest.raises(ConfigError, match=message):
             TrainConfig(**{**config.to_dict(), "betas": tuple(config.betas), **bad}).validate()

@@ -61,6 +61,10 @@ class TrainConfig:
     # a second forward pass per patch)
     signal_weight: float = flag(0.0, "Weight of the loss holding the response to inserted faint discs to the "
                                      "discs (needs --signal-prob).")
+    # >0: the response and the discs are compared after a Gaussian blur of this sigma (HR px): their mass and
+    # coarse profile, what a model observer sees, instead of edges the LR cannot hold
+    signal_blur: float = flag(0.0, "Sigma (HR px) of a Gaussian blur before the response is held to the discs "
+                                   "(0: pixel by pixel; needs --signal-weight).")
     # draw the images of small sources (hospitals) more often, so that each gives about as many patches
     balance_sources: bool = flag(False, "Draw images of small sources more often (each source weighs alike).")
     # a subset that validation shows the model serves worst (e.g. one hospital's downsized PNGs) drawn N times as
@@ -164,6 +168,8 @@ class TrainConfig:
             raise ConfigError(f"signal_prob needs a per-patch degradation; {self.degradation} degrades whole slices")
         if self.signal_weight < 0 or (self.signal_weight and not self.signal_prob):
             raise ConfigError(f"signal_weight must be 0, or positive with signal_prob > 0, not {self.signal_weight}")
+        if self.signal_blur < 0 or (self.signal_blur and not self.signal_weight):
+            raise ConfigError(f"signal_blur must be 0, or positive with signal_weight > 0, not {self.signal_blur}")
         if self.signal_weight and any(stage != "pretrain" for stage, _ in self.stages):
             raise ConfigError("signal_weight applies to the pretrain stage only")
         self.faint_signals()  # raises on a malformed setting

@@ -35,13 +35,14 @@ class NonFiniteLoss(Exception):
 @dataclass(frozen=True)
 class StepSettings:
     """How every step runs: the pixel loss, gradient clipping, bfloat16 autocast on ``device_type``, and the
-    weight of the signal-preservation term (for batches that carry signal-absent twins)."""
+    weight of the signal-preservation term (for batches that carry signal-absent twins) and its blur."""
 
     pixel_loss: str = "mse"
     grad_clip: float | None = None
     amp: bool = False
     device_type: str = "cpu"
     signal_weight: float = 0.0
+    signal_blur: float = 0.0
 
     def autocast(self) -> Any:
         """``amp``: bfloat16 autocast on CUDA or the CPU (fp32's range, so no loss scaling is needed).
@@ -87,7 +88,7 @@ def pretrain_step(generator: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tens
     with settings.autocast():
         sr_present, sr_absent = generator(torch.cat([lr_img, lr_absent])).float().chunk(2)
     pixel = pixel_loss(torch.cat([sr_present, sr_absent]), torch.cat([hr_img, hr_absent]), settings.pixel_loss)
-    signal = signal_preservation_loss(sr_present, sr_absent, hr_img, hr_absent)
+    signal = signal_preservation_loss(sr_present, sr_absent, hr_img, hr_absent, blur=settings.signal_blur)
     loss = pixel + settings.signal_weight * signal
     check_finite({"pixel": pixel, "signal": signal})
     update(loss, opt_g, sched_g, generator.parameters(), settings)

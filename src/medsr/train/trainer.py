@@ -122,7 +122,7 @@ class Trainer:
             self._load_init_weights(config.init_from)
         self.state.ema = self._new_ema()
         self.steps = StepSettings(config.pixel_loss, config.grad_clip, config.amp, self.device.type,
-                                  config.signal_weight)
+                                  config.signal_weight, config.signal_blur)
         self.gen_loss: nn.Module | None = None
         self.content_net: nn.Module | None = None  # built once, before any stage runs (see _build_content_net)
 
