@@ -23,7 +23,7 @@ the detail is right). All functions are pure NumPy/SciPy on float arrays.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,15 +156,15 @@ def observer_scores(
     return scores_p, scores_a
 
 
-def group_resamples(groups: np.ndarray, count: int, seed: int = 0) -> Iterator[np.ndarray]:
-    """``count`` bootstrap index arrays: the distinct groups drawn with replacement, each with all its ROIs."""
+def group_counts(groups: np.ndarray, count: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """``count`` bootstrap draws as multiplicities per ROI ``(N,)``: the distinct groups drawn with replacement,
+    each ROI counted as often as its group was drawn."""
     groups = np.asarray(groups)
     unique, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(unique.size)]
     rng = np.random.default_rng(seed)
     for _ in range(count):
-        drawn = rng.integers(unique.size, size=unique.size)
-        yield np.concatenate([members[g] for g in drawn])
+        drawn = np.bincount(rng.integers(unique.size, size=unique.size), minlength=unique.size)
+        yield drawn[inverse].astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -176,14 +176,30 @@ class Interval:
     high: float
 
 
-def bootstrap(
-    statistic: Callable[[np.ndarray], float], groups: np.ndarray, count: int = 1000, seed: int = 0,
-    level: float = 0.95,
-) -> Interval:
-    """``statistic(all indices)`` with a percentile interval over :func:`group_resamples` (same seed: same draws)."""
-    groups = np.asarray(groups)
-    value = statistic(np.arange(groups.size))
-    draws = np.array([statistic(idx) for idx in group_resamples(groups, count, seed)])
+def pair_wins(present: np.ndarray, absent: np.ndarray) -> np.ndarray:
+    """``(N, N)``: 1 where present score ``i`` exceeds absent score ``j``, 0.5 for a tie, else 0."""
+    present, absent = np.ravel(present)[:, None], np.ravel(absent)[None, :]
+    return (present > absent) + 0.5 * (present == absent)
+
+
+def weighted_auc(wins: np.ndarray, weights: np.ndarray) -> float:
+    """The AUC of a bootstrap sample in which ROI pair ``i`` (present ``i``, absent ``i``: cut at one place of one
+    image) appears ``weights[i]`` times: every present copy against every absent copy, except that the present
+    copies of pair ``i`` meet its absent ROI once per copy, not once per copy of each.
+
+    With every weight 1 it is :func:`auc`. Why the exception: a resample that draws an image twice would also
+    compare each signal-present ROI with the signal-absent ROI cut at the same place in the other copy. Those
+    pairs differ by the signal alone (on CT, whose sparse-view degradation adds no noise, they always rank
+    right), and counting them ``k^2`` instead of ``k`` times lifts every resampled AUC: on 4 CT slices the
+    percentile interval lay above the AUC it was for.
+    """
+    same = np.diagonal(wins)
+    total = weights.sum()
+    numerator = weights @ wins @ weights - (weights * weights - weights) @ same
+    return float(numerator / (total * total - (weights * weights - weights).sum()))
+
+
+def _percentiles(value: float, draws: list[float], level: float = 0.95) -> Interval:
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(draws, [tail, 1.0 - tail])
     return Interval(float(value), float(low), float(high))
@@ -192,8 +208,10 @@ def bootstrap(
 def auc_interval(
     present: np.ndarray, absent: np.ndarray, groups: np.ndarray, count: int = 1000, seed: int = 0
 ) -> Interval:
-    """AUC of paired scores with a 95 % interval from resampling image groups."""
-    return bootstrap(lambda idx: auc(present[idx], absent[idx]), groups, count, seed)
+    """AUC of paired scores with a 95 % percentile interval from resampling image groups (:func:`group_counts`,
+    each draw scored by :func:`weighted_auc`)."""
+    wins = pair_wins(present, absent)
+    return _percentiles(auc(present, absent), [weighted_auc(wins, k) for k in group_counts(groups, count, seed)])
 
 
 def auc_difference_interval(
@@ -204,8 +222,9 @@ def auc_difference_interval(
     seed: int = 0,
 ) -> Interval:
     """AUC(scores) - AUC(reference) for two methods scored on the same ROIs, interval from the same resamples."""
-    (sp, sa), (rp, ra) = scores, reference
-    return bootstrap(lambda idx: auc(sp[idx], sa[idx]) - auc(rp[idx], ra[idx]), groups, count, seed)
+    wins, ref = pair_wins(*scores), pair_wins(*reference)
+    draws = [weighted_auc(wins, k) - weighted_auc(ref, k) for k in group_counts(groups, count, seed)]
+    return _percentiles(auc(*scores) - auc(*reference), draws)
 
 
 # --- band statistics -------------------------------------------------------------------------------------
