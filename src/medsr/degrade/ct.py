@@ -195,10 +195,9 @@ def sparse_view_change(
     of the change in attenuation (clipped below air as :func:`hu_to_attenuation` clips it), back in the working
     units, ``(h, w, 1)`` float64. Computed on the window alone, it is the whole slice's change up to
     interpolation: scikit-image rotates the window about its own centre, not the slice's, so the disc's
-    projections sample the pixel grid at other sub-pixel offsets (a 64 px window of a 512 px slice at 45
-    views: within 8 % of a 10 HU disc's contrast at any pixel, 1.5 % RMS; tests/data/test_signals_ct.py
-    holds it to 20 % and 2.5 %). A window a few hundred pixels on a side takes milliseconds, a whole slice
-    most of a second.
+    projections sample the pixel grid at other sub-pixel offsets (tests/data/test_signals_ct.py holds it
+    within 20 % of the strongest disc's contrast at any pixel and 2.5 % RMS). A 64 px window takes about 10 ms,
+    a whole 512 px slice most of a second.
     """
     angles = scan_angles(n_angles, scale)
     present_2d, absent_2d = _slice_2d(present, "ct-sparse-view"), _slice_2d(absent, "ct-sparse-view")
