@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,18 @@ def test_cli_writes_json_and_plot(tmp_path):
     assert data["images"] == 6 and data["sources"] == {"a": 3, "b": 3}
     assert {r["method"] for r in data["detectability"]} == {det.TRUTH, "bicubic"}
     assert "CHO AUC" in result.output and (tmp_path / "det.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_two_checkpoints_of_one_model_are_two_methods_named_apart(tmp_path):
+    import medsr
+
+    earlier = tmp_path / "earlier.safetensors"
+    # an earlier version of a bundled model has the same header name
+    shutil.copy(Path(medsr.__file__).parent / "weights" / "xray-x4-bicubic.safetensors", earlier)
+    protocol = Protocol(scale=4, degradation="bicubic")
+    methods, _, descriptions = det.build_methods(["xray-x4-bicubic", str(earlier)], [], protocol)
+    assert {"xray-x4-bicubic", "earlier.safetensors"} <= set(methods)
+    assert methods["xray-x4-bicubic"] is not methods["earlier.safetensors"]
+    assert descriptions["earlier.safetensors"] == f"model {earlier}"
+    with pytest.raises(ConfigError, match="already called 'earlier.safetensors'"):
+        det.build_methods(["xray-x4-bicubic", str(earlier), str(earlier)], [], protocol)

@@ -291,8 +291,9 @@ def build_methods(
     """Methods (``leading`` methods with their descriptions, e.g. CT's FBP input, which then is the reference;
     else bicubic first; then the baseline names, resized on each image's Pillow path; then each model by its
     name), variants (``NAME+project``, ``NAME+project@fidelity``, ``NAME@strength``) and what each is. Models:
-    a bundled name or a checkpoint path; each must undo the protocol's degradation at its scale and, if it works
-    in fixed modality units (CT in HU), on the protocol's ``value_range``."""
+    a bundled name or a checkpoint path, named by its header (by its file name where another method already has
+    that name); each must undo the protocol's degradation at its scale and, if it works in fixed modality units
+    (CT in HU), on the protocol's ``value_range``."""
     from medsr.evaluate import model_method
     from medsr.intensity import model_units
     from medsr.models import load_model, model_name
@@ -309,6 +310,10 @@ def build_methods(
     for model in models:
         net = load_model(model, getattr(inference, "device", "cpu"))
         name = model_name(net)
+        if name in methods:  # two checkpoints of one model (e.g. a bundled version and an earlier one)
+            name = Path(model).name
+        if name in methods:
+            raise ConfigError(f"--model {model}: another method is already called {name!r}")
         if tuple(int(v) for v in net.scale) != tuple(wanted):
             raise ConfigError(f"model {name} upscales x{net.scale[0]}x{net.scale[1]}, the task ({protocol.degradation} "
                               f"at scale {protocol.scale}) needs x{wanted[0]}x{wanted[1]}")
