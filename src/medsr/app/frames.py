@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,19 +38,9 @@ def too_large(image: MedicalImage, scale: tuple[int, int]) -> str | None:
                            "run one frame here, or every frame with `medsr upscale`")
 
 
-@dataclass
-class FramesOutcome:
+class FramesOutcome(logic.Run):
     """Every frame of one file run: input, bicubic and model stacks ``(F, H, W, C)`` in [0, 1], and the
     multi-frame result ready to write (:func:`medsr.io.write_image`)."""
-
-    lr: np.ndarray
-    bicubic: np.ndarray
-    sr: np.ndarray
-    result: MedicalImage
-    model_name: str
-    scale: tuple[int, int]
-    seconds: float
-    device: str
 
 
 def run_frames(image: MedicalImage, model: Any, *, device: str = "auto",

@@ -349,14 +349,11 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 @dataclass
-class Outcome:
-    """One run of the app: the panels (``(H, W, C)`` float32 in [0, 1]), scores and what to download.
+class Run:
+    """What every model run of the app holds: input, bicubic and model panels float32 in [0, 1] (one image
+    ``(H, W, C)``, or a stack ``(F, H, W, C)``), the model output as a :class:`MedicalImage` ready to write
+    (``result``), and which model ran how, where and for how long."""
 
-    ``hr`` and ``scores`` exist in Simulate mode only; ``scores`` is ``{"Bicubic": {"psnr", "ssim"},
-    "Model": {...}}``. ``result`` is the model output as a :class:`MedicalImage` ready to write.
-    """
-
-    mode: str
     lr: np.ndarray
     bicubic: np.ndarray
     sr: np.ndarray
@@ -365,6 +362,17 @@ class Outcome:
     scale: tuple[int, int]
     seconds: float
     device: str
+
+
+@dataclass
+class Outcome(Run):
+    """One run of the app on one image: the panels (``(H, W, C)``), scores and what to download.
+
+    ``hr`` and ``scores`` exist in Simulate mode only; ``scores`` is ``{"Bicubic": {"psnr", "ssim"},
+    "Model": {...}}``.
+    """
+
+    mode: str
     cropped: bool
     hr: np.ndarray | None = None
     scores: dict[str, dict[str, float]] | None = None
