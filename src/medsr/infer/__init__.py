@@ -7,7 +7,15 @@ clipping (a grayscale model runs on the luminance of colour images: :mod:`medsr.
 ``inference_form`` and ``export_onnx`` prepare a model for deployment. Models come from :func:`medsr.models.load_model`.
 """
 
-from medsr.infer.api import clip_to_input, tile_for, upscale, upscale_array, upscale_arrays, upscaled_image
+from medsr.infer.api import (
+    clip_to_input,
+    finish_output,
+    tile_for,
+    upscale,
+    upscale_array,
+    upscale_arrays,
+    upscaled_image,
+)
 from medsr.infer.export import export_onnx, fold_batchnorm, inference_form, onnx_bytes
 from medsr.infer.runtime import get_predictor
 from medsr.infer.settings import BACKENDS, COLOURS, DEFAULT_MAX_MEMORY, PRECISIONS, InferenceSettings, parse_memory
@@ -20,6 +28,7 @@ __all__ = [
     "InferenceSettings",
     "clip_to_input",
     "export_onnx",
+    "finish_output",
     "fold_batchnorm",
     "get_predictor",
     "inference_form",

@@ -91,15 +91,22 @@ def upscale_arrays(
     inputs = [luminance(im) if y else im for im, y in zip(images, on_y, strict=True)]
     results = upscale_many(predictor, inputs, **_budget(predictor, settings))
     results = [with_chroma(sr, im) if y else sr for sr, im, y in zip(results, images, on_y, strict=True)]
+    return [finish_output(sr, lr, tuple(net.scale), settings) for sr, lr in zip(results, images, strict=True)]
+
+
+def finish_output(sr: np.ndarray, lr: np.ndarray, scale: tuple[int, int], settings: InferenceSettings) -> np.ndarray:
+    """What :func:`upscale_arrays` does to a model output ``sr`` of ``lr`` after the network, in this order:
+    ``settings.strength`` (:func:`toward_bicubic`), ``settings.clip_to_input`` (:func:`clip_to_input`, in place)
+    and ``settings.consistency`` (:func:`project_onto_input`). The web app runs it on its tiled outputs so that
+    they equal ``medsr upscale``'s with the same flags."""
+    lr = np.asarray(lr, dtype=np.float32)
     if settings.strength != 1.0:
-        results = [toward_bicubic(sr, np.asarray(lr, dtype=np.float32), settings.strength)
-                   for sr, lr in zip(results, images, strict=True)]
+        sr = toward_bicubic(sr, lr, settings.strength)
     if settings.clip_to_input:
-        results = [clip_to_input(sr, np.asarray(lr, dtype=np.float32)) for sr, lr in zip(results, images, strict=True)]
+        sr = clip_to_input(sr, lr)
     if settings.consistency == "project":
-        results = [project_onto_input(sr, lr, tuple(net.scale), settings.consistency_kernel, settings.fidelity)
-                   for sr, lr in zip(results, images, strict=True)]
-    return results
+        sr = project_onto_input(sr, lr, scale, settings.consistency_kernel, settings.fidelity)
+    return sr
 
 
 def toward_bicubic(sr: np.ndarray, lr: np.ndarray, strength: float) -> np.ndarray:
@@ -246,7 +253,8 @@ def upscale(
     image = for_model(image, getattr(net, "meta", None))  # a CT model's fixed HU range (medsr.intensity)
     frames = list(image.pixels) if image.is_multiframe else [image.pixels]
     results = upscale_arrays(net, frames, settings)
-    upscaled = restore(upscaled_image(image, np.stack(results) if image.is_multiframe else results[0], net))
+    upscaled = restore(upscaled_image(image, np.stack(results) if image.is_multiframe else results[0], net,
+                                      settings))
     if settings.clip_to_input and image is not source:  # again in the file's own units
         upscaled = clip_to_source(upscaled, source)
     if not return_consistency:
@@ -256,12 +264,18 @@ def upscale(
     return upscaled, np.stack(maps) if image.is_multiframe else maps[0]
 
 
-def upscaled_image(image: MedicalImage, pixels: np.ndarray, model: nn.Module) -> MedicalImage:
-    """``image`` with super-resolved ``pixels``: pixel spacing divided by the scale, the model recorded in
-    ``extra["medsr_upscale"]``; format, bit depth, value range and DICOM dataset kept for writing back."""
+def upscaled_image(image: MedicalImage, pixels: np.ndarray, model: nn.Module,
+                   settings: InferenceSettings | None = None) -> MedicalImage:
+    """``image`` with super-resolved ``pixels``: pixel spacing divided by the scale, the model (and, where
+    ``settings`` change its output, :meth:`InferenceSettings.output_note`) recorded in ``extra["medsr_upscale"]``
+    (a derived DICOM's DerivationDescription says both); format, bit depth, value range and DICOM dataset kept
+    for writing back."""
     sy, sx = model.scale
     spacing = image.pixel_spacing
     if spacing is not None:
         spacing = (spacing[0] / sy, spacing[1] / sx)
-    extra = {**image.extra, "medsr_upscale": {"model": model_name(model), "scale": (sy, sx)}}
+    record: dict[str, Any] = {"model": model_name(model), "scale": (sy, sx)}
+    if settings is not None and settings.output_note():
+        record["output"] = settings.output_note()
+    extra = {**image.extra, "medsr_upscale": record}
     return image.with_pixels(pixels, pixel_spacing=spacing, extra=extra)

@@ -171,7 +171,7 @@ def _dicom_options(job: _Job, model: nn.Module, series: SeriesUIDMap) -> dict[st
 
 def _finish(job: _Job, upscaled: np.ndarray, model: nn.Module, settings: InferenceSettings) -> MedicalImage:
     """Model output (on the model's range) -> the result on the file's own range, clipped there when asked."""
-    result = restore(upscaled_image(job.image, upscaled, model))
+    result = restore(upscaled_image(job.image, upscaled, model, settings))
     if settings.clip_to_input and job.image is not job.original:  # a CT model's range: clip again in HU
         result = clip_to_source(result, job.original)
     return result
@@ -229,7 +229,7 @@ def _run_streamed(
     step = max(1, settings.batch_size)
     out_shape = (count, image.height * sy, image.width * sx, image.channels)
     template = restore(upscaled_image(image.with_pixels(image.pixels[:1]), np.broadcast_to(
-        np.float32(0), (1, *out_shape[1:])), model))  # the result's range and header, without its pixels
+        np.float32(0), (1, *out_shape[1:])), model, settings))  # the result's range and header, without its pixels
     template = template.with_pixels(np.broadcast_to(np.float32(0), out_shape))
     outcome = Outcome(job.source.path, in_size=(image.width, image.height), out_size=(out_shape[2], out_shape[1]),
                       frames=count)

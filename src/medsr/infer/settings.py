@@ -113,6 +113,16 @@ class InferenceSettings:
                 self.max_memory, int) or self.max_memory < 1):
             raise ConfigError(f"max_memory must be a positive number of bytes or None, not {self.max_memory!r}")
 
+    def output_note(self) -> str:
+        """How the output differs from the model's own, in words for a derived file's header ("" as trained):
+        ``"strength 0.5"``, ``"consistency projection, box kernel, fidelity 0.5"``, or both joined by "; "."""
+        notes = []
+        if self.strength != 1.0:
+            notes.append(f"strength {self.strength:g}")
+        if self.consistency == "project":
+            notes.append(f"consistency projection, {self.consistency_kernel} kernel, fidelity {self.fidelity:g}")
+        return "; ".join(notes)
+
     def with_(self, **changes: object) -> InferenceSettings:
         """A copy with some settings changed (validated again)."""
         return replace(self, **changes)

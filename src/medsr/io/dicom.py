@@ -456,7 +456,8 @@ def _derive(
     what = _format_scale(sy, sx)
     process = "super-resolution" if min(sy, sx) >= 1 else "resampling"
     model = f", model {model_name}" if model_name else ""
-    ds.DerivationDescription = f"medsr {__version__} {process}{model}, scale {what}"
+    output = f", {upscaled['output']}" if upscaled.get("output") else ""  # strength, consistency projection
+    ds.DerivationDescription = f"medsr {__version__} {process}{model}, scale {what}{output}"
     description = " ".join(filter(None, [src.get("SeriesDescription", ""), f"medsr {what}"]))
     ds.SeriesDescription = description[-64:]  # LO holds 64 characters; keep the medsr part
     now = datetime.datetime.now()
