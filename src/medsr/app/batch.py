@@ -20,7 +20,9 @@ from typing import Any
 import pydicom
 from PIL import Image
 
+from medsr.app import fidelity
 from medsr.app.logic import SETTINGS, upload_name
+from medsr.infer import InferenceSettings
 from medsr.infer.files import Outcome, Source, upscale_files
 from medsr.infer.modality import MODALITY_MODELS, file_modality, model_modalities
 from medsr.models import load_model, model_name
@@ -139,13 +141,16 @@ def run_batch(
     on_file: Callable[[int, int, BatchRow], None] | None = None,
     by_modality: bool = False,
     device: str = "cpu",
+    settings: InferenceSettings = SETTINGS,
 ) -> BatchResult:
     """Upscale every ``(name, bytes)`` upload with ``model``; ``on_file(done, total, row)`` after each file.
 
     ``fmt``: output format (``None`` keeps each input's, JPEG becomes PNG; ``"tiff"``, ``"png"``, ``"dcm"``).
     ``by_modality``: DICOM files get the bundled model of their Modality (:func:`model_for_file`, on
     ``device``); files are then run one model at a time, and rows keep upload order. A file that cannot be
-    read or written is one row with its reason; the others go on.
+    read or written is one row with its reason; the others go on. ``settings``: those of ``medsr upscale`` by
+    default (the Faint findings choice changes them; a model chosen by modality gets them as
+    :func:`medsr.app.fidelity.for_other_model` says, with a note).
     """
     names = unique_names([name for name, _ in files])
     buffer = io.BytesIO()
@@ -163,9 +168,13 @@ def run_batch(
             chosen = model_for_file(source.path, model, device) if by_modality else model
             groups.setdefault(id(chosen), (chosen, []))[1].append(index)
         by_index: dict[int, BatchRow] = {}
+        notes = []
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for chosen, indices in groups.values():
-                outcomes = upscale_files([sources[i] for i in indices], outbox, chosen, fmt=fmt, settings=SETTINGS)
+                used, note = (settings, "") if chosen is model else fidelity.for_other_model(
+                    settings, chosen, model_name(chosen))
+                notes += [note] if note else []
+                outcomes = upscale_files([sources[i] for i in indices], outbox, chosen, fmt=fmt, settings=used)
                 for index, outcome in zip(indices, outcomes, strict=True):
                     row = _row(outcome, names[index])
                     row.model = model_name(chosen)
@@ -179,7 +188,6 @@ def run_batch(
                     if on_file is not None:
                         on_file(len(by_index), len(sources), row)
         rows = [by_index[i] for i in range(len(sources))]
-    notes = []
     no_uid = [name for name, (_, data) in zip(names, files, strict=True) if lacks_series_uid(data)]
     if no_uid:
         folders = sorted({upload_folder(n) or "the upload" for n in no_uid})

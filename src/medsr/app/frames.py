@@ -21,7 +21,7 @@ from medsr.app.exports import Download
 from medsr.app.series import too_many_pixels
 from medsr.degrade.bicubic import pil_resize
 from medsr.devices import resolve_device
-from medsr.infer import upscale, upscaled_image
+from medsr.infer import InferenceSettings, upscale, upscaled_image
 from medsr.io.image import MedicalImage
 from medsr.models import model_name
 from medsr.protocol import quantisation_levels, quantise, resize_bit_depth
@@ -44,20 +44,22 @@ class FramesOutcome(logic.Run):
 
 
 def run_frames(image: MedicalImage, model: Any, *, device: str = "auto",
-               progress: Callable[[int, int], None] | None = None) -> FramesOutcome:
-    """Enhance every frame of the multi-frame ``image`` with ``model``; ``progress(frames done, frames)``."""
+               progress: Callable[[int, int], None] | None = None,
+               settings: InferenceSettings = logic.SETTINGS) -> FramesOutcome:
+    """Enhance every frame of the multi-frame ``image`` with ``model`` under ``settings`` (those of ``medsr
+    upscale``; the Faint findings choice changes them); ``progress(frames done, frames)``."""
     if not image.is_multiframe:
         raise ValueError("run_frames takes a multi-frame image (run_enhance runs one frame)")
     reason = too_large(image, tuple(int(s) for s in model.scale))
     if reason:
         raise ValueError(f"every frame is too much for this page: {reason}")
-    count, step = len(image.pixels), max(1, logic.SETTINGS.batch_size)
+    count, step = len(image.pixels), max(1, settings.batch_size)
     levels = quantisation_levels(image)
     parts = []
     started = time.perf_counter()
     for start in range(0, count, step):
         chunk = image.with_pixels(image.pixels[start:start + step])
-        parts.append(upscale(chunk, model, logic.SETTINGS).pixels)  # what `medsr upscale` does to each chunk
+        parts.append(upscale(chunk, model, settings).pixels)  # what `medsr upscale` does to each chunk
         if progress is not None:
             progress(min(start + step, count), count)
     seconds = time.perf_counter() - started
@@ -66,9 +68,9 @@ def run_frames(image: MedicalImage, model: Any, *, device: str = "auto",
     size = (image.height * sy, image.width * sx)
     bicubic = np.stack([quantise(pil_resize(frame, size, "bicubic", resize_bit_depth(image)), levels)
                         for frame in image.pixels])
-    return FramesOutcome(lr=image.pixels, bicubic=bicubic, sr=sr, result=upscaled_image(image, sr, model),
+    return FramesOutcome(lr=image.pixels, bicubic=bicubic, sr=sr, result=upscaled_image(image, sr, model, settings),
                          model_name=model_name(model), scale=(sy, sx), seconds=seconds,
-                         device=str(resolve_device(device)))
+                         device=str(resolve_device(device)), output=settings.output_note())
 
 
 def download_options(result: MedicalImage, source: MedicalImage, stem: str) -> list[Download]:

@@ -24,7 +24,7 @@ from medsr.degrade import lr_scale
 from medsr.degrade.bicubic import pil_resize
 from medsr.devices import resolve_device
 from medsr.errors import ConfigError, ImageReadError, os_reason
-from medsr.infer import InferenceSettings, clip_to_input, upscale_array, upscaled_image
+from medsr.infer import InferenceSettings, finish_output, upscale_array, upscaled_image
 from medsr.infer.modality import MODALITY_MODELS, model_for_modality
 from medsr.intensity import for_model, model_units, restore
 from medsr.io import read_image, write_image
@@ -33,7 +33,8 @@ from medsr.io.image import DEFAULT_MAX_PIXELS, MedicalImage, modality_values
 from medsr.models import DEFAULT_MODEL, list_bundled_models, model_name
 from medsr.protocol import Protocol, quantisation_levels, quantise, resize_bit_depth
 
-SETTINGS = InferenceSettings()  # the app runs models exactly as `medsr upscale` does by default
+SETTINGS = InferenceSettings()  # the app runs models exactly as `medsr upscale` does by default (see also
+# medsr.app.fidelity: the sidebar's Faint findings choice changes strength / consistency / fidelity only)
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 """Uploads larger than this are refused (Streamlit's ``server.maxUploadSize`` is set to the same 200 MB)."""
@@ -315,7 +316,8 @@ def compatible_degradations(model_scale: tuple[int, int]) -> list[str]:
 
 
 SETTING_NAMES = {"frame": "frame", "mode": "mode", "model": "model", "stamp": "model file", "device": "device",
-                 "degradation": "degradation", "scale": "scale", "seed": "noise seed"}
+                 "faint": "faint-findings setting", "degradation": "degradation", "scale": "scale",
+                 "seed": "noise seed"}
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -352,7 +354,8 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
 class Run:
     """What every model run of the app holds: input, bicubic and model panels float32 in [0, 1] (one image
     ``(H, W, C)``, or a stack ``(F, H, W, C)``), the model output as a :class:`MedicalImage` ready to write
-    (``result``), and which model ran how, where and for how long."""
+    (``result``), and which model ran how, where and for how long. ``output``: how the settings changed the
+    model's output (:meth:`InferenceSettings.output_note`: strength, consistency projection; "" as trained)."""
 
     lr: np.ndarray
     bicubic: np.ndarray
@@ -362,6 +365,12 @@ class Run:
     scale: tuple[int, int]
     seconds: float
     device: str
+    output: str = field(default="", kw_only=True)
+
+    @property
+    def shown_name(self) -> str:
+        """The model as the page names its result: ``xray-x4 (strength 0.5)``, or just ``xray-x4`` as trained."""
+        return f"{self.model_name} ({self.output})" if self.output else self.model_name
 
 
 @dataclass
@@ -382,10 +391,13 @@ class Outcome(Run):
 Progress = Callable[[int, int], None]
 
 
-def _super_resolve(model: Any, lr: np.ndarray, progress: Progress | None) -> tuple[np.ndarray, float]:
-    """Model output for ``lr`` in tiles, with the same :class:`InferenceSettings` as ``medsr upscale``."""
+def _super_resolve(model: Any, lr: np.ndarray, progress: Progress | None,
+                   settings: InferenceSettings) -> tuple[np.ndarray, float]:
+    """Output for ``lr`` in tiles, finished (strength, clipping, consistency projection) by ``settings`` as
+    ``medsr upscale`` with the same flags finishes it (:func:`medsr.infer.finish_output`); and the seconds."""
     start = time.perf_counter()
-    sr = upscale_array(model, lr, SETTINGS, progress=progress)
+    sr = upscale_array(model, lr, settings, progress=progress)
+    sr = finish_output(sr, lr, tuple(int(s) for s in model.scale), settings)
     return sr, time.perf_counter() - start
 
 
@@ -396,11 +408,15 @@ def run_enhance(
     device: str = "auto",
     max_side: int = DEMO_MAX_SIDE,
     progress: Progress | None = None,
+    settings: InferenceSettings = SETTINGS,
 ) -> Outcome:
     """Enhance mode: ``image`` (one frame) is the LR input; upscale it with bicubic and with ``model``.
 
-    Inputs over ``max_side`` are centre-cropped. Outputs are quantised to the image's stored levels, as
-    writing them would. No ground truth, so no scores. ``device`` is where ``model`` was loaded.
+    Inputs over ``max_side`` are centre-cropped. The model runs under ``settings`` (default: ``medsr
+    upscale``'s; the Faint findings choice, :mod:`medsr.app.fidelity`, changes strength / consistency /
+    fidelity) and its output equals what ``medsr upscale`` with those flags writes. Outputs are quantised to
+    the image's stored levels, as writing them would. No ground truth, so no scores. ``device`` is where
+    ``model`` was loaded.
     """
     if image.is_multiframe:
         raise ValueError("pass one frame (select_frame) to run_enhance")
@@ -410,16 +426,16 @@ def run_enhance(
     levels = quantisation_levels(image)
     # a CT model runs on its fixed HU range (medsr.intensity), and its output comes back on the image's own
     mapped = for_model(image.with_pixels(lr), getattr(model, "meta", None))
-    sr, seconds = _super_resolve(model, mapped.pixels, progress)
-    if SETTINGS.clip_to_input:  # as `medsr upscale` writes it (Simulate mode scores the raw output, as evaluate)
-        sr = clip_to_input(sr, mapped.pixels)
+    # clipped to the input's range as `medsr upscale` writes it (Simulate scores the raw output, as evaluate)
+    sr, seconds = _super_resolve(model, mapped.pixels, progress, settings)
     sr = quantise(restore(mapped.with_pixels(sr)).pixels, levels)
     size = (lr.shape[0] * sy, lr.shape[1] * sx)
     bicubic = quantise(pil_resize(lr, size, "bicubic", resize_bit_depth(image)), levels)
-    result = upscaled_image(image.with_pixels(lr), sr, model)
+    result = upscaled_image(image.with_pixels(lr), sr, model, settings)
     return Outcome(
         mode="enhance", lr=lr, bicubic=bicubic, sr=sr, result=result, model_name=model_name(model),
         scale=(sy, sx), seconds=seconds, device=str(resolve_device(device)), cropped=cropped,
+        output=settings.output_note(),
     )
 
 
@@ -433,12 +449,15 @@ def run_simulate(
     seed: int = 0,
     max_side: int = DEMO_MAX_SIDE,
     progress: Progress | None = None,
+    settings: InferenceSettings = SETTINGS,
 ) -> Outcome:
     """Simulate mode: ``image`` (one frame) is the ground truth; degrade, super-resolve, score.
 
     Scored by :class:`medsr.protocol.Protocol`, exactly as ``medsr evaluate`` scores a file of the same name
     (``max_side`` plays the part of ``--max-size``): bicubic and the model, quantised to the image's levels,
-    PSNR/SSIM on the image's own scale with ``border = scale``.
+    PSNR/SSIM on the image's own scale with ``border = scale``. The model's output is finished by ``settings``'
+    strength and consistency projection (not clipped to the input's range: evaluate scores the raw output), so
+    the scores show what a Faint findings choice costs or gains in PSNR on this image.
     """
     if image.is_multiframe:
         raise ValueError("pass one frame (select_frame) to run_simulate")
@@ -456,7 +475,7 @@ def run_simulate(
     timing: dict[str, float] = {}
 
     def model_method(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        sr, timing["seconds"] = _super_resolve(model, lr, progress)
+        sr, timing["seconds"] = _super_resolve(model, lr, progress, settings.with_(clip_to_input=False))
         return sr
 
     rows = protocol.run(pair, {"Bicubic": protocol.baselines(["bicubic"], pair)["bicubic"], "Model": model_method},
@@ -471,7 +490,7 @@ def run_simulate(
         mode="simulate", lr=lr, bicubic=bicubic, sr=sr,
         result=truth.with_pixels(sr), model_name=model_name(model),
         scale=(int(needed[0]), int(needed[1])), seconds=timing["seconds"], device=str(resolve_device(device)),
-        cropped=cropped, hr=hr, scores=scores,
+        cropped=cropped, hr=hr, scores=scores, output=settings.output_note(),
     )
 
 

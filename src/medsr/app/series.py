@@ -24,6 +24,7 @@ import numpy as np
 from medsr.app import logic
 from medsr.app.batch import series_folder, unique_names, upload_folder
 from medsr.errors import MedsrError
+from medsr.infer import InferenceSettings
 from medsr.io import write_image
 from medsr.io.dicom import SeriesUIDMap
 from medsr.io.image import MedicalImage
@@ -179,12 +180,19 @@ class SeriesOutcome:
     seconds: float
     device: str
     series_uid: str
+    output: str = ""  # how the settings changed the model's output (InferenceSettings.output_note)
+
+    @property
+    def shown_name(self) -> str:
+        """The model as the page names its result (see :attr:`medsr.app.logic.Run.shown_name`)."""
+        return f"{self.model_name} ({self.output})" if self.output else self.model_name
 
 
 def run_series(series: Series, model: Any, *, device: str = "auto",
-               progress: Callable[[int, int, int, int], None] | None = None) -> SeriesOutcome:
-    """Enhance every slice of ``series`` with ``model`` (:func:`medsr.app.logic.run_enhance`: the settings and
-    quantisation of ``medsr upscale``); ``progress(slice, slices, tile, tiles)`` as tiles finish."""
+               progress: Callable[[int, int, int, int], None] | None = None,
+               settings: InferenceSettings = logic.SETTINGS) -> SeriesOutcome:
+    """Enhance every slice of ``series`` with ``model`` (:func:`medsr.app.logic.run_enhance`: ``settings``, by
+    default ``medsr upscale``'s, and its quantisation); ``progress(slice, slices, tile, tiles)`` as tiles finish."""
     outcomes = []
     started = time.perf_counter()
     for index, s in enumerate(series.slices):
@@ -192,14 +200,14 @@ def run_series(series: Series, model: Any, *, device: str = "auto",
             if progress is not None:
                 progress(index, len(series.slices), done, total)
 
-        outcomes.append(logic.run_enhance(s.image, model, device=device, progress=tiles))
+        outcomes.append(logic.run_enhance(s.image, model, device=device, progress=tiles, settings=settings))
     seconds = time.perf_counter() - started
     first = outcomes[0]
     return SeriesOutcome(
         lr=np.stack([o.lr for o in outcomes]), bicubic=np.stack([o.bicubic for o in outcomes]),
         sr=np.stack([o.sr for o in outcomes]), results=[o.result for o in outcomes],
         names=[s.name for s in series.slices], model_name=first.model_name, scale=first.scale, seconds=seconds,
-        device=first.device, series_uid=SeriesUIDMap()(series.key),
+        device=first.device, series_uid=SeriesUIDMap()(series.key), output=first.output,
     )
 
 

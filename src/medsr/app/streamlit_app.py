@@ -17,11 +17,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from medsr.app import batch, cards, diffs, estimate, exports, frames, logic, series, stack_viewer, windows
+from medsr.app import batch, cards, diffs, estimate, exports, fidelity, frames, logic, series, stack_viewer, windows
 from medsr.app.viewer import Difference, Panel, png_bytes, viewer_html
 from medsr.degrade import lr_scale
 from medsr.devices import resolve_device
 from medsr.errors import MedsrError
+from medsr.infer import InferenceSettings
 from medsr.infer.modality import MODALITY_MODELS, mismatch
 from medsr.io.image import MedicalImage
 from medsr.models import DEFAULT_MODEL, load_model, model_name
@@ -124,6 +125,41 @@ def show_card(card: cards.ModelCard, model: Any) -> None:
     if card.small_findings:
         with st.sidebar.expander("Small findings: faint discs vs bicubic"):
             st.markdown(card.small_findings)
+
+
+def sidebar_faint_findings(model: Any, ref: str) -> InferenceSettings:
+    """The Faint findings choice under the model card: how close the result stays to the input, as the
+    :class:`InferenceSettings` ``medsr upscale`` would run with (:mod:`medsr.app.fidelity`); as trained (its
+    defaults) when no model is loaded."""
+    if model is None:
+        return logic.SETTINGS
+    offered = fidelity.choices(tuple(model.scale))
+    captions = {fidelity.AS_TRAINED: "The model's own output, as `medsr upscale` runs it by default.",
+                fidelity.CLOSER: f"Consistency projection, fidelity {fidelity.CLOSER_FIDELITY:g}: the output "
+                                 "moved halfway to agreeing exactly with its input.",
+                fidelity.STRENGTH: "Keep only this share of the model's change to bicubic."}
+    choice = st.sidebar.radio("Faint findings", offered, key="faint", captions=[captions[c] for c in offered],
+                              help=fidelity.HELP)
+    kernel, strength = "bicubic", fidelity.DEFAULT_STRENGTH
+    if choice == fidelity.CLOSER:
+        first, why = fidelity.kernel_advice(getattr(model, "meta", None), model_name(model))
+        kernel = st.sidebar.selectbox("Consistency kernel", fidelity.CONSISTENCY_KERNELS,
+                                      index=fidelity.CONSISTENCY_KERNELS.index(first), key=f"faint_kernel:{ref}",
+                                      help=fidelity.KERNEL_HELP.format(advice=why))
+    elif choice == fidelity.STRENGTH:
+        strength = st.sidebar.slider("Strength", 0.0, 1.0, fidelity.DEFAULT_STRENGTH, 0.05, key="faint_strength",
+                                     help="1: the model as trained; 0: bicubic (for a model that keeps the size: "
+                                          "its input).")
+    settings = fidelity.settings_for(choice, kernel=kernel, strength=strength, base=logic.SETTINGS)
+    flags = fidelity.flags(settings)
+    st.sidebar.caption(f"{fidelity.TRADE} (see Small findings above)."
+                       + (f" Runs as `medsr upscale {flags}`." if flags else ""))
+    return settings
+
+
+def faint_key(settings: InferenceSettings) -> str:
+    """The Faint findings choice in a run's settings key: a result of other flags is not this choice's."""
+    return fidelity.flags(settings) or "as trained"
 
 
 # --- input: choose, describe, preview -------------------------------------------------------------------------
@@ -274,8 +310,8 @@ def preview(image: MedicalImage, owner: str) -> None:
 # --- running and results --------------------------------------------------------------------------------------
 
 
-def run(image: MedicalImage, model: Any, settings: dict[str, Any]) -> None:
-    """Run the chosen mode with a tile progress bar; keep the outcome in the session."""
+def run(image: MedicalImage, model: Any, settings: dict[str, Any], inference: InferenceSettings) -> None:
+    """Run the chosen mode under ``inference`` with a tile progress bar; keep the outcome in the session."""
     bar = st.progress(0.0, text="Super-resolving...")
 
     def progress(done: int, total: int) -> None:
@@ -283,11 +319,12 @@ def run(image: MedicalImage, model: Any, settings: dict[str, Any]) -> None:
 
     try:
         if settings["mode"] == "Enhance":
-            outcome = logic.run_enhance(image, model, device=settings["device"], progress=progress)
+            outcome = logic.run_enhance(image, model, device=settings["device"], progress=progress,
+                                        settings=inference)
         else:
             outcome = logic.run_simulate(
                 image, model, degradation=settings["degradation"], scale=settings["scale"],
-                device=settings["device"], seed=settings["seed"], progress=progress,
+                device=settings["device"], seed=settings["seed"], progress=progress, settings=inference,
             )
     except (MedsrError, ValueError, RuntimeError) as exc:  # RuntimeError: e.g. out of GPU memory
         bar.empty()
@@ -297,7 +334,8 @@ def run(image: MedicalImage, model: Any, settings: dict[str, Any]) -> None:
     channels = estimate.passes(outcome.lr.shape[-1], model.in_channels, logic.SETTINGS)
     pixels = estimate.work_pixels(outcome.lr.shape[0], outcome.lr.shape[1], channels)
     speed_book().record((settings["stamp"], settings["device"]), pixels, outcome.seconds)
-    st.session_state["_outcome"] = {"key": settings, "outcome": outcome, "display": {}, "downloads": {}}
+    st.session_state["_outcome"] = {"key": settings, "outcome": outcome, "display": {}, "downloads": {},
+                                    "inference": inference}
 
 
 COMPARED = ("model", "stamp")
@@ -348,8 +386,8 @@ def layers(outcome: logic.Outcome, image: MedicalImage, others: list[logic.Outco
     first = first.replace("(", f"({of}", 1)
     model = f" ({part})" if part else ""
     shown = [layer(first, outcome.lr), layer(f"Bicubic ({of}{out.shape[1]} x {out.shape[0]})", outcome.bicubic),
-             layer(f"Model: {outcome.model_name}{model}", out)]
-    shown += [layer(f"Model: {other.model_name}{model}", other.sr) for other in others]
+             layer(f"Model: {outcome.shown_name}{model}", out)]
+    shown += [layer(f"Model: {other.shown_name}{model}", other.sr) for other in others]
     if outcome.hr is not None:
         crop = f", centre crop of {image.width} x {image.height}" if outcome.cropped else ""
         shown.append(layer(f"Original ({of}ground truth{crop})", outcome.hr))
@@ -382,7 +420,7 @@ def show_results(state: dict[str, Any], image: MedicalImage, part: str = "") -> 
     (h, w), (oh, ow) = outcome.lr.shape[:2], outcome.sr.shape[:2]
     st.header("Result")
     st.success(
-        f"Model {outcome.model_name} on {outcome.device}: {outcome.seconds:.2f} s "
+        f"Model {outcome.shown_name} on {outcome.device}: {outcome.seconds:.2f} s "
         f"({f'{part}: ' if part else ''}{w} x {h} -> {ow} x {oh}, x{sy}" + (f" x{sx}" if sx != sy else "") + ")."
     )
     if part:
@@ -400,7 +438,7 @@ def show_results(state: dict[str, Any], image: MedicalImage, part: str = "") -> 
     window, presets = reading_window(image)
     st.subheader("Compare (linked: zoom, pan, window and slice move every panel)")
     if others:
-        st.caption("Also shown: " + ", ".join(o.model_name for o in others) + " on the same input (kept until the "
+        st.caption("Also shown: " + ", ".join(o.shown_name for o in others) + " on the same input (kept until the "
                    "image changes; run another model to add it).")
     sent = stack_viewer.show(layers(outcome, image, others, part), key="result", height=VIEWER_HEIGHT,
                              window=window, presets=presets, modality=image.modality,
@@ -436,8 +474,8 @@ def show_differences(state: dict[str, Any], outcome: logic.Outcome, image: Medic
     urls = [""] * len(maps)
     if outcome.scale != (1, 1):  # a model that keeps the size has no degradation to undo
         if "consistency_png" not in state:
-            indices, legend = diffs.consistency_layer(outcome.sr, outcome.lr, outcome.scale, image,
-                                                      logic.SETTINGS.consistency_kernel)
+            kernel = state.get("inference", logic.SETTINGS).consistency_kernel  # as --consistency-map draws it
+            indices, legend = diffs.consistency_layer(outcome.sr, outcome.lr, outcome.scale, image, kernel)
             state["consistency_png"] = (png_bytes(indices, diffs.SIGNED_PALETTE), indices, legend)
         data, indices, legend = state["consistency_png"]
         maps.append(Panel("Consistency with the input", indices, legend, diffs.SIGNED_PALETTE))
@@ -513,7 +551,7 @@ def show_downloads(state: dict[str, Any], image: MedicalImage, part: str = "") -
 # --- batch ----------------------------------------------------------------------------------------------------
 
 
-def batch_page(model: Any, stamp: str, device: str) -> None:
+def batch_page(model: Any, stamp: str, device: str, inference: InferenceSettings) -> None:
     """Several files (or a DICOM series) upscaled whole, each with its status, and one zip."""
     kind = st.radio("Upload", ["Files", "A folder (e.g. a DICOM series)"], horizontal=True, key="batch_kind")
     if kind == "Files":
@@ -551,11 +589,16 @@ def batch_page(model: Any, stamp: str, device: str) -> None:
             shown.append(vars(row))
             table.dataframe(shown, hide_index=True)
 
-        result = batch.run_batch(files, model, fmt=fmt, on_file=on_file, by_modality=by_modality, device=device)
-        st.session_state["_batch"] = {"files": [n for n, _ in files], "result": result}
+        result = batch.run_batch(files, model, fmt=fmt, on_file=on_file, by_modality=by_modality, device=device,
+                                 settings=inference)
+        st.session_state["_batch"] = {"files": [n for n, _ in files], "result": result, "faint": faint_key(inference)}
         bar.empty()
     held = st.session_state.get("_batch")
     if held is None or held["files"] != [n for n, _ in files]:
+        return
+    if held["faint"] != faint_key(inference):  # a result of other flags is not this choice's
+        st.info(f"The faint-findings setting ({held['faint']} -> {faint_key(inference)}) has changed since the "
+                "last run: press Run batch to update the results.")
         return
     result: batch.BatchResult = held["result"]
     st.dataframe([vars(r) for r in result.rows], hide_index=True, key="batch_table")
@@ -629,6 +672,7 @@ def series_page(left: Any, right: Any) -> None:
             return
         key, picked = chosen
         model, ref, device, stamp = sidebar_model(picked.first.modality)
+        inference = sidebar_faint_findings(model, ref)
         st.caption("Enhance only: each slice is the low-resolution input, upscaled by bicubic and by the model "
                    "exactly as `medsr upscale` does; no ground truth, so no scores.")
         large = series.too_large(picked, tuple(model.scale)) if model is not None else None
@@ -652,9 +696,9 @@ def series_page(left: Any, right: Any) -> None:
         window, presets = reading_window(first)
         stack_viewer.show([layer], key="preview", height=PREVIEW_HEIGHT, window=window, presets=presets,
                           modality=first.modality, calibrated=first.pixel_spacing is not None, slice_labels=labels)
-    settings = {"series": key, "model": ref, "stamp": stamp, "device": device}
+    settings = {"series": key, "model": ref, "stamp": stamp, "device": device, "faint": faint_key(inference)}
     if clicked:
-        run_series(picked, model, settings)
+        run_series(picked, model, settings, inference)
     state = st.session_state.get("_series_outcome")
     if state is None:
         return
@@ -684,8 +728,8 @@ def _run_stack(run: Any, settings: dict[str, Any], pixels: int) -> Any:
     return outcome
 
 
-def run_series(picked: series.Series, model: Any, settings: dict[str, Any]) -> None:
-    """Run Enhance on every slice with a progress bar; keep the outcome in the session."""
+def run_series(picked: series.Series, model: Any, settings: dict[str, Any], inference: InferenceSettings) -> None:
+    """Run Enhance on every slice under ``inference`` with a progress bar; keep the outcome in the session."""
     first = picked.first
     channels = estimate.passes(first.channels, model.in_channels, logic.SETTINGS)
 
@@ -694,7 +738,7 @@ def run_series(picked: series.Series, model: Any, settings: dict[str, Any]) -> N
             report((index + done / total) / count,
                    f"Super-resolving: slice {index + 1} of {count}, tile {done} of {total}")
 
-        return series.run_series(picked, model, device=settings["device"], progress=progress)
+        return series.run_series(picked, model, device=settings["device"], progress=progress, settings=inference)
 
     outcome = _run_stack(run, settings, len(picked.slices) * estimate.work_pixels(first.height, first.width, channels))
     if outcome is not None:
@@ -709,7 +753,7 @@ def show_stack(outcome: Any, image: MedicalImage, what: str, labels: list[str] |
     sy, sx = outcome.scale
     count, (h, w), (oh, ow) = len(outcome.lr), outcome.lr.shape[1:3], outcome.sr.shape[1:3]
     st.header("Result")
-    st.success(f"Model {outcome.model_name} on {outcome.device}: {outcome.seconds:.2f} s for {count} {what} "
+    st.success(f"Model {outcome.shown_name} on {outcome.device}: {outcome.seconds:.2f} s for {count} {what} "
                f"({w} x {h} -> {ow} x {oh}, x{sy}" + (f" x{sx}" if sx != sy else "") + ").")
     spacing = (image.pixel_spacing[0] / sy, image.pixel_spacing[1] / sx) if image.pixel_spacing else (1.0, 1.0)
     mono1 = image.value_range[0] > image.value_range[1]
@@ -717,9 +761,9 @@ def show_stack(outcome: Any, image: MedicalImage, what: str, labels: list[str] |
                                  stack_viewer.panel_values(outcome.lr, image), spacing, mono1, (sy, sx)),
               stack_viewer.Layer(f"Bicubic ({ow} x {oh})", stack_viewer.panel_values(outcome.bicubic, image),
                                  spacing, mono1),
-              stack_viewer.Layer(f"Model: {outcome.model_name}", stack_viewer.panel_values(outcome.sr, image),
+              stack_viewer.Layer(f"Model: {outcome.shown_name}", stack_viewer.panel_values(outcome.sr, image),
                                  spacing, mono1)]
-    layers += [stack_viewer.Layer(f"Model: {other.model_name}", stack_viewer.panel_values(other.sr, image),
+    layers += [stack_viewer.Layer(f"Model: {other.shown_name}", stack_viewer.panel_values(other.sr, image),
                                   spacing, mono1) for other in others if other.sr.shape == outcome.sr.shape]
     window, presets = reading_window(image)
     st.subheader(f"Compare (linked: wheel or arrow keys scroll every panel to the same {what[:-1]})")
@@ -755,12 +799,12 @@ def show_series_results(state: dict[str, Any], picked: series.Series, labels: li
 # --- every frame of a multi-frame file ------------------------------------------------------------------------
 
 
-def run_frames(image: MedicalImage, model: Any, settings: dict[str, Any]) -> None:
-    """Run Enhance on every frame with a progress bar; keep the outcome in the session."""
+def run_frames(image: MedicalImage, model: Any, settings: dict[str, Any], inference: InferenceSettings) -> None:
+    """Run Enhance on every frame under ``inference`` with a progress bar; keep the outcome in the session."""
     channels = estimate.passes(image.channels, model.in_channels, logic.SETTINGS)
 
     def run(report: Any) -> Any:
-        return frames.run_frames(image, model, device=settings["device"],
+        return frames.run_frames(image, model, device=settings["device"], settings=inference,
                                  progress=lambda done, total: report(done / total,
                                                                      f"Super-resolving: frame {done} of {total}"))
 
@@ -806,7 +850,7 @@ def main() -> None:
         source = st.radio("Image source", SOURCES, horizontal=True, key="source", label_visibility="collapsed")
     if source == "Batch":  # full width: a table of files, not a preview
         model, ref, device, stamp = sidebar_model(image=False)
-        batch_page(model, stamp, device)
+        batch_page(model, stamp, device, sidebar_faint_findings(model, ref))
         return
     if source == "Series":
         series_page(left, right)
@@ -819,6 +863,7 @@ def main() -> None:
         digest, whole = chosen
         modality, given = choose_modality(whole)
         model, ref, device, stamp = sidebar_model(modality, given)
+        inference = sidebar_faint_findings(model, ref)
         frame, image, fits = choose_frames(whole, model)
         mode, degradation, scale, seed, runnable = choose_mode(model)
         if frame is None and mode == "Simulate":
@@ -834,14 +879,14 @@ def main() -> None:
         preview(whole, digest)
     settings = {
         "image": digest, "frame": "all" if frame is None else frame, "mode": mode, "model": ref, "stamp": stamp,
-        "device": device, "degradation": degradation, "scale": scale, "seed": seed,
+        "device": device, "faint": faint_key(inference), "degradation": degradation, "scale": scale, "seed": seed,
     }
     if clicked:
         keep_for_comparison(settings)
         if frame is None:
-            run_frames(whole, model, settings)
+            run_frames(whole, model, settings, inference)
         else:
-            run(image, model, settings)
+            run(image, model, settings, inference)
     state = st.session_state.get("_outcome")
     if state is None:
         return
