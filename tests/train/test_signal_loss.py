@@ -9,11 +9,13 @@ import pytest
 import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter, maximum_filter
+from torch import nn
 
 from medsr.data.datasets import PatchDataset
 from medsr.errors import ConfigError
-from medsr.losses import signal_preservation_loss
+from medsr.losses import GeneratorLoss, signal_preservation_loss
 from medsr.train.config import TrainConfig
+from medsr.train.steps import StepSettings, gan_step
 from medsr.train.trainer import train
 
 
@@ -115,7 +117,36 @@ def test_a_run_with_the_signal_loss_logs_it_and_the_config_refuses_what_it_canno
     term = [float(rows[-1]["loss_g"]) - float(rows[-1]["loss_pixel"]) for rows in (logged, again)]
     assert 0 < term[1] < 0.5 * term[0]
     for bad, message in (({"signal_prob": 0.0}, "signal_weight"), ({"signal_weight": -1.0}, "signal_weight"),
-                         ({"stage": "both"}, "pretrain stage only"), ({"signal_blur": -1.0}, "signal_blur"),
+                         ({"signal_blur": -1.0}, "signal_blur"),
                          ({"signal_weight": 0.0, "signal_blur": 2.0}, "signal_blur")):
         with pytest.raises(ConfigError, match=message):
             TrainConfig(**{**config.to_dict(), "betas": tuple(config.betas), **bad}).validate()
+
+
+def test_the_gan_step_adds_the_signal_term_over_both_halves():
+    """Given signal-absent twins, the generator's loss is every GAN term over both halves plus the weight times
+    the signal term of its response, computed independently here (frozen optimisers: nothing moves)."""
+    torch.manual_seed(0)
+    generator = nn.Conv2d(1, 1, 3, padding=1)
+    discriminator = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1))
+    lr_absent, hr_absent = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    disc = torch.zeros(2, 1, 16, 16)
+    disc[..., 5:9, 6:10] = 0.05
+    lr_img, hr_img = lr_absent + disc, hr_absent + disc
+    gen_loss = GeneratorLoss("l1", weights={"pixel": 1.0, "adversarial": 0.01})
+
+    def step(weight: float) -> dict[str, float]:
+        opts = [torch.optim.SGD(net.parameters(), lr=0.0) for net in (generator, discriminator)]
+        scheds = [torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0) for opt in opts]
+        return gan_step(generator, discriminator, lr_img, hr_img, lr_absent, hr_absent, gen_loss=gen_loss,
+                        opt_g=opts[0], sched_g=scheds[0], opt_d=opts[1], sched_d=scheds[1],
+                        settings=StepSettings(pixel_loss="l1", signal_weight=weight, signal_blur=1.0))
+
+    with torch.no_grad():
+        sr = generator(torch.cat([lr_img, lr_absent]))
+        expected = signal_preservation_loss(*sr.chunk(2), hr_img, hr_absent, blur=1.0).item()
+        pixel = torch.nn.functional.l1_loss(sr, torch.cat([hr_img, hr_absent])).item()
+    plain, held = step(0.0), step(5.0)
+    assert held["loss_signal"] == pytest.approx(expected, rel=1e-5) and expected > 0
+    assert held["loss_pixel"] == pytest.approx(pixel, rel=1e-5)  # the pixel term covers both halves
+    assert held["loss_g"] - plain["loss_g"] == pytest.approx(5.0 * expected, rel=1e-4)

@@ -170,8 +170,6 @@ class TrainConfig:
             raise ConfigError(f"signal_weight must be 0, or positive with signal_prob > 0, not {self.signal_weight}")
         if self.signal_blur < 0 or (self.signal_blur and not self.signal_weight):
             raise ConfigError(f"signal_blur must be 0, or positive with signal_weight > 0, not {self.signal_blur}")
-        if self.signal_weight and any(stage != "pretrain" for stage, _ in self.stages):
-            raise ConfigError("signal_weight applies to the pretrain stage only")
         self.faint_signals()  # raises on a malformed setting
         self.oversample_factors()  # raises on a malformed setting
         for name in ("batch_size", "epochs", "patches_per_image", "patch_candidates", "save_every_steps",

@@ -10,6 +10,10 @@ the trainer's own step. Each returns its loss terms as floats; a loss that is no
   from a discriminator that already tells SR from HR);
 - :func:`gan_step`: a discriminator step on real and generated patches, then a generator step with the
   content, adversarial and total-variation terms (Swift-SRGAN / SRGAN).
+
+Given the signal-absent twins of a batch with faint discs inserted (:mod:`medsr.data.signals`), the generator
+steps add ``settings.signal_weight`` x :func:`~medsr.losses.signal_preservation_loss`: its response to the
+discs held to the discs.
 """
 
 from __future__ import annotations
@@ -110,10 +114,16 @@ def discriminator_step(generator: nn.Module, discriminator: nn.Module, lr_img: t
             "d_fake": torch.sigmoid(fake_logits).mean().item()}
 
 
-def gan_step(generator: nn.Module, discriminator: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor, *,
-             gen_loss: nn.Module, opt_g: torch.optim.Optimizer, sched_g: Any, opt_d: torch.optim.Optimizer,
-             sched_d: Any, settings: StepSettings) -> dict[str, float]:
-    """A discriminator step on real HR and generated patches, then a generator step with every loss term."""
+def gan_step(generator: nn.Module, discriminator: nn.Module, lr_img: torch.Tensor, hr_img: torch.Tensor,
+             *absent: torch.Tensor, gen_loss: nn.Module, opt_g: torch.optim.Optimizer, sched_g: Any,
+             opt_d: torch.optim.Optimizer, sched_d: Any, settings: StepSettings) -> dict[str, float]:
+    """A discriminator step on real HR and generated patches, then a generator step with every loss term.
+
+    With the signal-absent twins ``absent`` = ``(lr_absent, hr_absent)``, both halves are real and generated
+    patches alike, and the generator's loss adds the signal-preservation term (as :func:`pretrain_step`)."""
+    if absent:
+        lr_img, hr_present = torch.cat([lr_img, absent[0]]), hr_img
+        hr_img = torch.cat([hr_img, absent[1]])
     with settings.autocast():
         sr = generator(lr_img).float()
         # discriminator: real HR vs the generator's output, which it must not push gradients into
@@ -126,6 +136,11 @@ def gan_step(generator: nn.Module, discriminator: nn.Module, lr_img: torch.Tenso
     with settings.autocast():
         gen_logits = discriminator(sr).float()
     total, terms = gen_loss(sr, hr_img, gen_logits)
+    if absent:
+        sr_present, sr_absent = sr.chunk(2)
+        terms["signal"] = signal_preservation_loss(sr_present, sr_absent, hr_present, absent[1],
+                                                   blur=settings.signal_blur)
+        total = total + settings.signal_weight * terms["signal"]
     check_finite({"total": total, **terms})
     update(total, opt_g, sched_g, generator.parameters(), settings)
     out = {"loss_g": total.item(), "loss_d": loss_d.item(),

@@ -451,16 +451,17 @@ class Trainer:
         if stage == "discriminator":
             state.generator.eval()  # frozen: its normalisation statistics stay as they are
             discriminator.train()
-            return lambda lr, hr: discriminator_step(generator, discriminator, lr, hr, opt_d=state.opt_d,
-                                                     sched_d=state.sched_d, settings=self.steps)
+            # a frozen generator: signal-absent twins, when the batches carry them, teach it nothing
+            return lambda lr, hr, *_absent: discriminator_step(generator, discriminator, lr, hr, opt_d=state.opt_d,
+                                                               sched_d=state.sched_d, settings=self.steps)
         state.generator.train()
         if stage == "pretrain":
             return lambda lr, hr, *absent: pretrain_step(generator, lr, hr, *absent, opt_g=state.opt_g,
                                                          sched_g=state.sched_g, settings=self.steps)
         discriminator.train()
-        return lambda lr, hr: gan_step(generator, discriminator, lr, hr, gen_loss=self.gen_loss, opt_g=state.opt_g,
-                                       sched_g=state.sched_g, opt_d=state.opt_d, sched_d=state.sched_d,
-                                       settings=self.steps)
+        return lambda lr, hr, *absent: gan_step(generator, discriminator, lr, hr, *absent, gen_loss=self.gen_loss,
+                                                opt_g=state.opt_g, sched_g=state.sched_g, opt_d=state.opt_d,
+                                                sched_d=state.sched_d, settings=self.steps)
 
     def _rate(self) -> float:
         """The learning rate of the network this stage trains (the generator's, or the discriminator's)."""
