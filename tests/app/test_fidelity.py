@@ -48,7 +48,7 @@ def test_each_choice_is_the_inference_settings_of_its_upscale_flags() -> None:
 
 def test_the_offered_kernel_is_the_one_the_model_was_trained_on() -> None:
     bundled = {m["name"] for m in list_bundled_models()}
-    expected = {"xray-x4": "box", "xray-x4-bicubic": "bicubic", "swift-srgan-xray-x4": "bicubic",
+    expected = {"xray-x4": "box", "xray-x4-bicubic": "bicubic", "swift-srgan-xray-x4": "box",
                 "ultrasound-lateral-x4": "bicubic", "ct-sparse-view": None}
     for name, kernel in expected.items():
         if name in bundled:
