@@ -67,7 +67,7 @@ def main() -> None:
     paths = [str(item.path) for item in mf.items_from_manifest(args.manifest, args.split)]
     nets = {}
     for spec in args.model:
-        label, _, model = spec.rpartition("=")
+        label, model = _bench.labelled_model(spec)
         nets[label or model] = load_model(model, "cpu").eval()
     print(f"{len(paths)} slices of the {args.split!r} split of {args.manifest}; discs of {args.contrast:g} HU")
     print("\n| disc (px) | method | along the disc | signal loss (erased: ...) |\n|---|---|---|---|")

@@ -61,7 +61,7 @@ def main() -> None:
     protocol = Protocol(scale=4, degradation="box-noise", seed=settings.seed, max_size=settings.crop)
     methods: dict = {det.REFERENCE: det.REFERENCE}
     for spec in args.model:  # LABEL=MODEL: two checkpoints of one bundled name keep apart
-        label, _, model = spec.rpartition("=")
+        label, model = _bench.labelled_model(spec)
         built, _, _ = det.build_methods([model], [], protocol, inference=InferenceSettings())
         (name, method), = [(n, m) for n, m in built.items() if n != det.REFERENCE]
         methods[label or name] = method

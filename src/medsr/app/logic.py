@@ -369,8 +369,14 @@ class Run:
 
     @property
     def shown_name(self) -> str:
-        """The model as the page names its result: ``xray-x4 (strength 0.5)``, or just ``xray-x4`` as trained."""
-        return f"{self.model_name} ({self.output})" if self.output else self.model_name
+        """The model as the page names its result (:func:`shown_name`)."""
+        return shown_name(self.model_name, self.output)
+
+
+def shown_name(model: str, output: str) -> str:
+    """The model as the page names a result: ``xray-x4 (strength 0.5)``, or just ``xray-x4`` as trained
+    (``output``: :meth:`InferenceSettings.output_note`)."""
+    return f"{model} ({output})" if output else model
 
 
 @dataclass

@@ -184,8 +184,8 @@ class SeriesOutcome:
 
     @property
     def shown_name(self) -> str:
-        """The model as the page names its result (see :attr:`medsr.app.logic.Run.shown_name`)."""
-        return f"{self.model_name} ({self.output})" if self.output else self.model_name
+        """The model as the page names its result (:func:`medsr.app.logic.shown_name`)."""
+        return logic.shown_name(self.model_name, self.output)
 
 
 def run_series(series: Series, model: Any, *, device: str = "auto",
