@@ -14,7 +14,7 @@ from medsr.errors import ConfigError
 from medsr.models import adapt_channels, build_discriminator, build_generator
 from medsr.models.blocks import PixelShuffle1d
 
-ARCHS = ["srresnet", "srgan", "swift-srgan"]
+ARCHS = ["srresnet", "srgan", "swift-srgan", "unet"]
 SCALES = [1, 2, 3, 4, 8, (1, 4), (4, 1), (2, 4)]
 
 

@@ -47,10 +47,14 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` where every BatchNorm2d fed only by a Conv2d is folded into that conv.
 
     The pattern is found in the traced data flow (``torch.fx``), not guessed from the order of submodules. The
-    model's ``scale``, ``in_channels`` and ``meta`` attributes are kept. If the model cannot be traced, an
-    unfolded eval-mode copy is returned (same outputs, just slower) and a warning is logged.
+    model's ``scale``, ``in_channels`` and ``meta`` attributes are kept. A model without BatchNorm is returned as
+    an eval-mode copy untraced. If the model cannot be traced, an unfolded eval-mode copy is returned (same
+    outputs, just slower) and a warning is logged.
     """
     model = copy.deepcopy(model).eval()
+    if not any(isinstance(module, nn.BatchNorm2d) for module in model.modules()):
+        model.folded_batchnorms = 0
+        return model  # nothing to fold: no trace, and no warning for a network that cannot be traced
     try:
         graph_module = torch.fx.symbolic_trace(model)
     except Exception as exc:  # any tracing failure means "cannot fold", never a wrong model

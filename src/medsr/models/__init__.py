@@ -1,4 +1,4 @@
-"""Super-resolution networks (plainrep, SRResNet/SRGAN, Swift-SRGAN) by name, and their checkpoints.
+"""Super-resolution networks (plainrep, SRResNet/SRGAN, Swift-SRGAN, a residual U-Net) by name, and their checkpoints.
 
 ``build_generator("plainrep", in_channels=1, scale=4)`` builds a network; ``save_model`` / ``load_model``
 write and read medsr's ``.safetensors`` checkpoints (``load_model`` is the one model getter: bundled names,

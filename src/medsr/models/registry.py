@@ -35,12 +35,14 @@ GENERATORS: dict[str, str] = {
     "srgan": "medsr.models.srresnet:build_generator",
     "swift-srgan": "medsr.models.swift_srgan:build_generator",
     "plainrep": "medsr.models.plainrep:build_generator",
+    "unet": "medsr.models.unet:build_generator",
 }
 DISCRIMINATORS: dict[str, str] = {
     "srresnet": "medsr.models.srresnet:build_discriminator",
     "srgan": "medsr.models.srresnet:build_discriminator",
     "swift-srgan": "medsr.models.swift_srgan:build_discriminator",
     "plainrep": "medsr.models.srresnet:build_discriminator",
+    "unet": "medsr.models.srresnet:build_discriminator",
 }
 
 FORMAT_VERSION = 1

@@ -83,10 +83,11 @@ class TrainConfig:
     raster_offset: float = 0.0
     modality: str | None = None  # DICOM Modality the model is for (CT, US, ...), recorded in its header
     # model
-    model: str = flag("swift-srgan", "Architecture: plainrep | srresnet | srgan | swift-srgan.")
+    model: str = flag("swift-srgan", "Architecture: plainrep | srresnet | srgan | swift-srgan | unet.")
     scale: int = flag(4, "Upscaling factor (2, 3, 4, 8).")
     in_channels: int = flag(1, "1 (grayscale) or 3.")
-    # the architecture's own size settings (plainrep: num_channels, num_convs); empty = its defaults
+    # the architecture's own size settings (plainrep: num_channels, num_convs; unet: num_channels, num_levels);
+    # empty = its defaults
     model_args: dict[str, Any] = field(default_factory=dict)
     global_skip: bool | None = flag(None, "Learn a residual over bicubic (default: the architecture's choice).")
     init_from: str | None = flag(None, "Generator checkpoint to start from (a pretrain checkpoint for gan).")

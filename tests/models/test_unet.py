@@ -1,0 +1,71 @@
+"""The residual U-Net: starts at its input, sees 85-93 pixels, any size in and out, exports to ONNX."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from medsr.infer import export_onnx
+from medsr.models import build_generator
+from medsr.models.blocks import interpolate_input
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.mark.parametrize("scale", [1, 2, (1, 4)])
+def test_global_skip_starts_at_the_input_or_its_bicubic(scale) -> None:
+    g = build_generator("unet", scale=scale).eval()
+    x = torch.rand(2, 1, 19, 13)
+    with torch.no_grad():
+        y = g(x)
+    sy, sx = (scale, scale) if isinstance(scale, int) else scale
+    assert y.shape == (2, 1, 19 * sy, 13 * sx)
+    assert torch.equal(y, interpolate_input(x, (sy, sx)).clamp(0, 1))
+
+
+def test_receptive_field_is_85_to_93_pixels_and_output_keeps_any_size() -> None:
+    torch.manual_seed(0)
+    g = build_generator("unet", scale=1).train()
+    for m in g.modules():  # positive weights: no ReLU switches a path off, so the gradient shows every input used
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.constant_(m.weight, 0.01)
+    widths = set()
+    for p in range(96, 104):  # one period of the 8-pixel pooling grid
+        x = torch.zeros(1, 1, 200, 200, requires_grad=True)
+        g(x)[0, 0, p, p].backward()
+        rows, cols = np.nonzero(x.grad[0, 0].numpy())
+        assert rows.max() - rows.min() == cols.max() - cols.min()
+        widths.add(int(rows.max() - rows.min() + 1))
+    assert widths == {85, 93}
+    with torch.no_grad():
+        for h, w in [(7, 9), (1, 1), (33, 64)]:  # not multiples of 8: padded inside, cropped back
+            assert g.eval()(torch.rand(1, 1, h, w)).shape == (1, 1, h, w)
+
+
+def test_training_output_is_not_clamped_and_eval_output_is() -> None:
+    torch.manual_seed(1)
+    g = build_generator("unet", scale=1, global_skip=False)
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        nn.init.constant_(g.head.bias, 2.0)
+        assert g.train()(x).min() > 1.0
+        assert torch.equal(g.eval()(x), torch.ones_like(x))
+
+
+def test_onnx_export_matches_pytorch_at_sizes_other_than_the_traced_one(tmp_path) -> None:
+    torch.manual_seed(2)
+    g = build_generator("unet", scale=1)
+    nn.init.normal_(g.head.weight, std=0.1)  # a head that does something, so the U-Net part is compared
+    g.eval()
+    session = ort.InferenceSession(str(export_onnx(g, tmp_path / "u.onnx")), providers=["CPUExecutionProvider"])
+    for n, h, w in [(1, 24, 20), (2, 37, 50)]:
+        x = torch.rand(n, 1, h, w)
+        (out,) = session.run(None, {"lr": x.numpy()})
+        with torch.no_grad():
+            expected = g(x).numpy()
+        assert out.shape == (n, 1, h, w)
+        assert np.abs(out - expected).max() < 1e-4
+        assert np.abs(expected - x.numpy()).max() > 1e-3  # the network changed the input
