@@ -57,11 +57,6 @@ def _save(tee: _Tee, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def labelled_model(spec: str) -> tuple[str, str]:
-    """``(label, model)`` of a ``[LABEL=]MODEL`` argument (a bundled name or a checkpoint; two checkpoints of one
-    bundled model keep apart under their labels); ``label`` is "" when none is given."""
-    label, _, model = spec.rpartition("=")
-    return label, model
 
 
 def parse(described: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:

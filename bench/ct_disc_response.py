@@ -27,6 +27,7 @@ import torch
 from medsr.data import manifest as mf
 from medsr.data.datasets import PatchDataset
 from medsr.data.signals import FaintSignals
+from medsr.detectability import model_spec
 from medsr.losses import signal_preservation_loss
 from medsr.models import load_model
 
@@ -67,7 +68,7 @@ def main() -> None:
     paths = [str(item.path) for item in mf.items_from_manifest(args.manifest, args.split)]
     nets = {}
     for spec in args.model:
-        label, model = _bench.labelled_model(spec)
+        label, model = model_spec(spec)
         nets[label or model] = load_model(model, "cpu").eval()
     print(f"{len(paths)} slices of the {args.split!r} split of {args.manifest}; discs of {args.contrast:g} HU")
     print("\n| disc (px) | method | along the disc | signal loss (erased: ...) |\n|---|---|---|---|")

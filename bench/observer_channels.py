@@ -59,12 +59,8 @@ def main() -> None:
     args = _bench.parse(parser)
     settings = det.DetectabilitySettings()
     protocol = Protocol(scale=4, degradation="box-noise", seed=settings.seed, max_size=settings.crop)
-    methods: dict = {det.REFERENCE: det.REFERENCE}
-    for spec in args.model:  # LABEL=MODEL: two checkpoints of one bundled name keep apart
-        label, model = _bench.labelled_model(spec)
-        built, _, _ = det.build_methods([model], [], protocol, inference=InferenceSettings())
-        (name, method), = [(n, m) for n, m in built.items() if n != det.REFERENCE]
-        methods[label or name] = method
+    # LABEL=MODEL: two checkpoints of one bundled name keep apart
+    methods, _, _ = det.build_methods(args.model, [], protocol, inference=InferenceSettings())
     items = list(mf.items_from_manifest(args.manifest, args.split))
     found = det.collect(items, protocol, methods, {}, settings)
     print(f"{len(found.images)} images of the {args.split!r} split of {args.manifest}; ratios to bicubic")

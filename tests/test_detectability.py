@@ -117,6 +117,12 @@ def test_cli_writes_json_and_plot(tmp_path):
     assert data["images"] == 6 and data["sources"] == {"a": 3, "b": 3}
     assert {r["method"] for r in data["detectability"]} == {det.TRUTH, "bicubic"}
     assert "CHO AUC" in result.output and (tmp_path / "det.png").read_bytes()[:4] == b"\x89PNG"
+    labelled = CliRunner().invoke(app, [
+        "detectability", "--manifest", str(manifest), "--sizes", "8", "--contrasts", "0.3", "--crop", "128",
+        "--baselines", "", "--bootstrap", "100", "--degradation", "bicubic", "--model", "mine=xray-x4-bicubic",
+        "--json", str(out)])
+    assert labelled.exit_code == 0, labelled.output
+    assert {r["method"] for r in json.loads(out.read_text())["detectability"]} == {det.TRUTH, "bicubic", "mine"}
 
 
 def test_two_checkpoints_of_one_model_are_two_methods_named_apart(tmp_path):
@@ -132,3 +138,23 @@ def test_two_checkpoints_of_one_model_are_two_methods_named_apart(tmp_path):
     assert descriptions["earlier.safetensors"] == f"model {earlier}"
     with pytest.raises(ConfigError, match="already called 'earlier.safetensors'"):
         det.build_methods(["xray-x4-bicubic", str(earlier), str(earlier)], [], protocol)
+
+
+def test_a_labelled_model_is_named_by_its_label_and_labels_must_differ(tmp_path):
+    import medsr
+
+    earlier = tmp_path / "best.safetensors"
+    shutil.copy(Path(medsr.__file__).parent / "weights" / "xray-x4-bicubic.safetensors", earlier)
+    protocol = Protocol(scale=4, degradation="bicubic")
+    methods, _, descriptions = det.build_methods(
+        ["v2=xray-x4-bicubic", f"v1={earlier}"], [], protocol, fidelities=[0.5])
+    assert list(methods) == ["bicubic", "v2", "v1"]
+    assert descriptions["v1"] == f"model {earlier}" and descriptions["v2"] == "model xray-x4-bicubic"
+    _, variants, _ = det.build_methods([f"v1={earlier}"], [], protocol, fidelities=[0.5])
+    assert variants["v1+project@0.5"][0] == "v1"  # variants follow the label
+    assert det.model_spec(f"a=b={earlier}") == ("a=b", str(earlier))  # the last '=' ends the label
+    for bad in ([f"v1={earlier}", "v1=xray-x4-bicubic"], ["bicubic=xray-x4-bicubic"], [f"{det.TRUTH}={earlier}"]):
+        with pytest.raises(ConfigError, match="already called"):
+            det.build_methods(bad, [], protocol)
+    with pytest.raises(ConfigError, match="after the '='"):
+        det.model_spec("v1=")

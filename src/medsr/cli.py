@@ -533,7 +533,8 @@ def _upscale_groups(
 
 @app.command()
 def detectability(
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Bundled name or checkpoint; repeatable.")
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="[LABEL=]MODEL: a bundled name or checkpoint, its rows called LABEL; repeatable.")
                      ] = None,
     manifest: Annotated[Path, typer.Option(help="Manifest from `medsr prepare`.")] = ...,
     split: Annotated[str, typer.Option(help="Split: val to tune settings, test to report once.")] = "test",
@@ -586,7 +587,8 @@ def detectability(
                  if key not in ("det", "ct")}
     check_outputs({"--json": json_out, "--plot": plot}, {})
     models = model or []
-    is_ct = _detectability_is_ct(modality, models, device, ct_options=bool(tv_weight or pixel_spacing))
+    is_ct = _detectability_is_ct(modality, [det.model_spec(m)[1] for m in models], device,
+                                 ct_options=bool(tv_weight or pixel_spacing))
     arguments["modality"] = "CT" if is_ct else "CR"  # the resolved task; the others are in the JSON's "task"
     if is_ct:
         settings, protocol = det.ct_task(

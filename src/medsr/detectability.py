@@ -243,11 +243,21 @@ def ct_task(
         reference=ct.REFERENCE, realisations=realisations or ct.REALISATIONS, finest_spacing=ct.FINEST_SPACING,
         pixel_spacing=spacing, spacing_table=table, body_hu=ct.BODY_HU)
     protocol = Protocol(scale=scale, degradation=degradation or ct.DEGRADATION, seed=seed, max_size=crop,
-                        **ct.task_units(models, device))
+                        **ct.task_units([model_spec(m)[1] for m in models], device))
     return settings, protocol
 
 
 # --- methods -----------------------------------------------------------------------------------------
+
+
+def model_spec(spec: str) -> tuple[str, str]:
+    """``(label, model)`` of a ``[LABEL=]MODEL`` argument: a bundled name or a checkpoint, and the name its
+    method gets (""  when none is given: the model's own name). Two checkpoints of one model keep apart under
+    their labels, e.g. ``v2=ct-sparse-view cand=runs/x/best.safetensors``."""
+    label, _, model = spec.rpartition("=")
+    if not model:
+        raise ConfigError(f"--model {spec!r}: give a bundled name or a checkpoint after the '='")
+    return label, model
 
 
 Variant = Callable[[np.ndarray, np.ndarray, Mapping[str, np.ndarray]], np.ndarray]
@@ -291,9 +301,10 @@ def build_methods(
     """Methods (``leading`` methods with their descriptions, e.g. CT's FBP input, which then is the reference;
     else bicubic first; then the baseline names, resized on each image's Pillow path; then each model by its
     name), variants (``NAME+project``, ``NAME+project@fidelity``, ``NAME@strength``) and what each is. Models:
-    a bundled name or a checkpoint path, named by its header (by its file name where another method already has
-    that name); each must undo the protocol's degradation at its scale and, if it works in fixed modality units
-    (CT in HU), on the protocol's ``value_range``."""
+    ``[LABEL=]MODEL`` (:func:`model_spec`), a bundled name or a checkpoint path, named LABEL or else by its
+    header (by its file name where another method already has that name); each must undo the protocol's
+    degradation at its scale and, if it works in fixed modality units (CT in HU), on the protocol's
+    ``value_range``."""
     from medsr.evaluate import model_method
     from medsr.intensity import model_units
     from medsr.models import load_model, model_name
@@ -307,13 +318,14 @@ def build_methods(
     descriptions.update({name: f"Pillow {name} interpolation" for name in names})
     variants: dict[str, tuple[str, Variant]] = {}
     wanted = degradation_spec(protocol.degradation).lr_scale(protocol.scale)
-    for model in models:
+    for spec in models:
+        label, model = model_spec(spec)
         net = load_model(model, getattr(inference, "device", "cpu"))
-        name = model_name(net)
-        if name in methods:  # two checkpoints of one model (e.g. a bundled version and an earlier one)
+        name = label or model_name(net)
+        if name in methods and not label:  # two checkpoints of one model (e.g. a bundled version and an earlier one)
             name = Path(model).name
-        if name in methods:
-            raise ConfigError(f"--model {model}: another method is already called {name!r}")
+        if name in methods or name == TRUTH:
+            raise ConfigError(f"--model {spec}: another method is already called {name!r}")
         if tuple(int(v) for v in net.scale) != tuple(wanted):
             raise ConfigError(f"model {name} upscales x{net.scale[0]}x{net.scale[1]}, the task ({protocol.degradation} "
                               f"at scale {protocol.scale}) needs x{wanted[0]}x{wanted[1]}")
