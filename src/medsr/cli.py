@@ -192,7 +192,9 @@ def _memory_option(value: str | int | None) -> int | None:
 MaxMemoryOption = Annotated[int | None, typer.Option(
     parser=_memory_option, metavar="SIZE", show_default="1.5G",
     help="Memory for the model's activations, e.g. 1.5G or 800M ('none': no limit); tiles shrink to fit.")]
-OverlapOption = Annotated[int, typer.Option(min=0, help="Context pixels each tile sees from its neighbours.")]
+OverlapOption = Annotated[int, typer.Option(min=0, help=(
+    "Pixels over which tiles blend; each tile is used from overlap/2 pixels of context on, or from the model's "
+    "own need where more (51 for ct-sparse-view)."))]
 BatchOption = Annotated[int, typer.Option(min=1, help="Tiles or same-size files run together (helps on GPU).")]
 DeviceOption = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
 PrecisionOption = Annotated[str, typer.Option(help="fp32 | bf16 (bf16: faster only on CPUs with AVX512-BF16 or AMX).")]

@@ -11,6 +11,7 @@ from torch import nn
 from medsr.infer import export_onnx
 from medsr.models import build_generator
 from medsr.models.blocks import interpolate_input
+from medsr.models.unet import unet_context
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -69,3 +70,30 @@ def test_onnx_export_matches_pytorch_at_sizes_other_than_the_traced_one(tmp_path
         assert out.shape == (n, 1, h, w)
         assert np.abs(out - expected).max() < 1e-4
         assert np.abs(expected - x.numpy()).max() > 1e-3  # the network changed the input
+
+
+@pytest.mark.parametrize("levels", [2, 3, 4])
+def test_tile_context_is_the_reach_of_every_pooling_choice(levels, monkeypatch) -> None:
+    # Max-pooling's gradient flows to one pixel of each 2x2 cell, but which one depends on the data; average
+    # pooling reads all four, so its gradient shows every input a max-pooling network can depend on.
+    monkeypatch.setattr(torch.nn.functional, "max_pool2d", torch.nn.functional.avg_pool2d)
+    g = build_generator("unet", scale=1, num_channels=2, num_levels=levels).train()
+    for m in g.modules():  # positive weights and biases: every ReLU passes, every path carries a gradient
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.constant_(m.weight, 0.01)
+            nn.init.constant_(m.bias, 0.01)
+    period, side = 2 ** (levels - 1), 8 * g.tile_context
+    reach = []
+    for p in range(side // 2, side // 2 + period):  # one period of the pooling grid
+        x = torch.zeros(1, 1, side, side, requires_grad=True)
+        g(x)[0, 0, p, p].backward()
+        rows = np.nonzero(x.grad[0, 0].numpy().any(axis=1))[0]
+        reach += [p - int(rows.min()), int(rows.max()) - p]
+    assert max(reach) == g.tile_context == unet_context(levels)
+    assert g.tile_multiple == period
+
+
+@pytest.mark.parametrize(("scale", "multiple", "context"), [(1, 8, 51), (2, 4, 28), (3, 8, 19), ((1, 4), 8, 53)])
+def test_tile_needs_follow_the_scale(scale, multiple, context) -> None:
+    g = build_generator("unet", scale=scale, num_channels=2)
+    assert (g.tile_multiple, g.tile_context) == (multiple, context)

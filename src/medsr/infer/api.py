@@ -16,7 +16,7 @@ from medsr.errors import ArrayError, ConfigError
 from medsr.infer.colour import luminance, runs_on_luminance, upscale_luminance, with_chroma
 from medsr.infer.runtime import OnnxPredictor, TorchPredictor, get_predictor
 from medsr.infer.settings import InferenceSettings
-from medsr.infer.tiling import MemoryCost, fit_tile, upscale_many, upscale_tiled
+from medsr.infer.tiling import MemoryCost, fit_tile, tile_needs, upscale_many, upscale_tiled
 from medsr.intensity import clip_to_source, for_model, restore
 from medsr.io import read_image
 from medsr.io.image import MedicalImage
@@ -39,7 +39,9 @@ def tile_for(model: ModelLike, shape: tuple[int, ...], settings: InferenceSettin
     net = load_model(model, settings.device)
     if runs_on_luminance(channels, int(net.in_channels), settings.colour):
         channels = 1
-    return fit_tile(height, width, channels, **_budget(get_predictor(net, settings), settings))
+    predictor = get_predictor(net, settings)
+    multiple, context = tile_needs(predictor)
+    return fit_tile(height, width, channels, multiple=multiple, context=context, **_budget(predictor, settings))
 
 
 def clip_to_input(sr: np.ndarray, lr: np.ndarray) -> np.ndarray:
@@ -59,7 +61,8 @@ def upscale_array(
 
     ``model`` is anything :func:`medsr.models.load_model` takes. Images larger than the tile (``settings.tile``,
     shrunk to fit ``settings.max_memory``: :func:`tile_for`) run in overlapping tiles blended together (see
-    :mod:`medsr.infer.tiling`); the result equals whole-image inference to well within one 8-bit grey level.
+    :mod:`medsr.infer.tiling`); the result equals whole-image inference to well within one 8-bit grey level,
+    and to float precision for a model that declares its tile needs (the U-Net of ``ct-sparse-view``).
     ``progress(done, total)`` follows the tiles. This is the model's own output, as the scoring protocol
     scores it: not clipped to the input's range (``settings.clip_to_input`` is applied by :func:`upscale`
     and :func:`upscale_arrays`, or with :func:`clip_to_input`). A 1-channel model meets an RGB image as

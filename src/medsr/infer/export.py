@@ -25,7 +25,7 @@ from medsr.extras import require
 
 log = logging.getLogger(__name__)
 
-_KEPT_ATTRIBUTES = ("scale", "in_channels", "meta", "name")
+_KEPT_ATTRIBUTES = ("scale", "in_channels", "meta", "name", "tile_multiple", "tile_context")
 
 
 def _fold_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -111,9 +111,10 @@ def inference_form(model: nn.Module) -> nn.Module:
 def onnx_bytes(model: nn.Module, *, opset: int = 17) -> bytes:
     """The ONNX graph of ``model`` (:func:`inference_form`) with dynamic batch, height and width, as bytes.
 
-    Input ``lr`` is ``(N, C, h, w)`` float32 in [0, 1], output ``sr`` is ``(N, C, h*sy, w*sx)``.
+    Input ``lr`` is ``(N, C, h, w)`` float32 in [0, 1], output ``sr`` is ``(N, C, h*sy, w*sx)``. The graph's
+    metadata properties hold :func:`onnx_metadata` (ONNX Runtime: ``session.get_modelmeta().custom_metadata_map``).
     """
-    require("onnx", "onnx", "ONNX export")  # torch's exporter needs it; checked first for a one-line error
+    onnx = require("onnx", "onnx", "ONNX export")  # torch's exporter needs it; checked first for a one-line error
     folded = inference_form(model).cpu().float()
     channels = int(getattr(model, "in_channels", 1))
     example = torch.rand(1, channels, 24, 20)
@@ -135,25 +136,35 @@ def onnx_bytes(model: nn.Module, *, opset: int = 17) -> bytes:
             opset_version=opset,
             dynamo=False,
         )
-    return buffer.getvalue()
+    proto = onnx.load_from_string(buffer.getvalue())
+    for key, value in onnx_metadata(model).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return proto.SerializeToString()
+
+
+def onnx_metadata(model: nn.Module) -> dict[str, str]:
+    """What an exported graph records of ``model``: ``scale`` ("sy,sx"), ``in_channels``, ``tile_multiple`` and
+    ``tile_context`` (tiled inference's needs, :func:`medsr.infer.tiling.tile_needs`), ``producer`` and, where
+    the model has one, ``medsr_meta`` (its ``meta`` dict as JSON)."""
+    sy, sx = getattr(model, "scale", (1, 1))
+    meta = {"scale": f"{sy},{sx}", "in_channels": str(getattr(model, "in_channels", 1)),
+            "tile_multiple": str(int(getattr(model, "tile_multiple", 1))),
+            "tile_context": str(int(getattr(model, "tile_context", 0))), "producer": "medsr"}
+    if isinstance(getattr(model, "meta", None), dict):
+        meta["medsr_meta"] = json.dumps(model.meta, default=str)
+    return meta
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17) -> Path:
     """Write ``model`` as a checked ONNX file at ``path`` (atomically) and return the path.
 
-    The graph is validated with ``onnx.checker`` and records medsr's metadata (scale, channels, meta JSON).
+    The graph is validated with ``onnx.checker`` and records medsr's metadata (:func:`onnx_metadata`).
     """
     onnx = require("onnx", "onnx", "ONNX export")
     path = Path(path)
     proto = onnx.load_from_string(onnx_bytes(model, opset=opset))
     onnx.checker.check_model(proto, full_check=True)
-    sy, sx = getattr(model, "scale", (1, 1))
-    meta = {"scale": f"{sy},{sx}", "in_channels": str(getattr(model, "in_channels", 1)), "producer": "medsr"}
-    if isinstance(getattr(model, "meta", None), dict):
-        meta["medsr_meta"] = json.dumps(model.meta, default=str)
-    for key, value in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
     try:
         with atomic_path(path) as tmp:
             onnx.save(proto, str(tmp))

@@ -30,6 +30,7 @@ from medsr.errors import ConfigError
 from medsr.extras import require
 from medsr.infer.export import inference_form, onnx_bytes
 from medsr.infer.settings import PRECISIONS, InferenceSettings
+from medsr.infer.tiling import tile_needs
 from medsr.models import adapt_channels
 
 # Peak RSS growth over the measured peak of live tensors on CPU (swift-srresnet-xray-x4, 512x512 input,
@@ -126,7 +127,8 @@ class TorchPredictor:
 
     ``fast=True`` (the default path) runs a collapsed, BatchNorm-folded, channels-last copy
     (:func:`medsr.infer.export.inference_form`); ``fast=False`` runs the model exactly as given. C may differ
-    from the model's channels (see ``medsr.models.adapt_channels``).
+    from the model's channels (see ``medsr.models.adapt_channels``). ``tile_multiple`` and ``tile_context`` are
+    the model's (1 and 0 where it has none; :func:`medsr.infer.tiling.tile_needs`).
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class TorchPredictor:
             raise ConfigError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
         self.scale: tuple[int, int] = tuple(model.scale)  # type: ignore[assignment]
         self.in_channels = int(model.in_channels)
+        self.tile_multiple, self.tile_context = tile_needs(model)
         self.device = device
         self.autocast = precision == "bf16"
         prepared = inference_form(model) if fast else model.eval()
@@ -173,6 +176,9 @@ class _OnnxModule:
         options.intra_op_num_threads = torch.get_num_threads()
         options.log_severity_level = 3
         self.session = ort.InferenceSession(onnx_bytes(model), options, providers=providers)
+        meta = self.session.get_modelmeta().custom_metadata_map  # written by onnx_bytes: the graph's own needs
+        self.tile_multiple = int(meta.get("tile_multiple", 1))
+        self.tile_context = int(meta.get("tile_context", 0))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         lr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
@@ -180,12 +186,17 @@ class _OnnxModule:
 
 
 class OnnxPredictor:
-    """Runs the exported ONNX graph (BatchNorm folded) with ONNX Runtime; same interface as TorchPredictor."""
+    """Runs the exported ONNX graph (BatchNorm folded) with ONNX Runtime; same interface as TorchPredictor.
+
+    ``tile_multiple`` and ``tile_context`` are read back from the graph's metadata
+    (:func:`medsr.infer.export.onnx_metadata`).
+    """
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
         self.module = _OnnxModule(model, device)
         self.scale: tuple[int, int] = self.module.scale  # type: ignore[assignment]
         self.in_channels = self.module.in_channels
+        self.tile_multiple, self.tile_context = tile_needs(self.module)
         self._twin = TorchPredictor(model, device)  # ONNX Runtime's arena is opaque: the torch graph's memory
         self.memory = self._twin.memory
 

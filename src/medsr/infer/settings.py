@@ -43,9 +43,14 @@ class InferenceSettings:
 
     ``tile``: largest tile side in input pixels; ``max_memory``: bytes the model's activations may take (tiles
     are shrunk below ``tile`` until one batch of them fits, see :func:`medsr.infer.tiling.fit_tile`; None: no
-    limit); ``overlap``: context pixels each tile sees of its
-    neighbours; ``batch_size``: tiles (or same-size images) run at once (helps on a GPU, not on a CPU);
-    ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``backend``: ``torch`` or ``onnxruntime``;
+    limit); ``overlap``: pixels over which neighbouring tiles blend, each tile's output being used only where
+    it has at least ``overlap / 2`` pixels of context, or the model's ``tile_context`` where that is more (51
+    for the 4-level U-Net of ``ct-sparse-view``: a smaller ``overlap`` is no error, the model's need wins, and a
+    ``tile`` too small for it is raised, :func:`medsr.infer.tiling.workable_tile`); tiles of a model with a
+    ``tile_multiple`` (8 for that U-Net) start on multiples of it, so that its tiled output equals its
+    whole-image output whatever the tile, overlap or budget (:mod:`medsr.infer.tiling`); ``batch_size``: tiles
+    (or same-size images) run at once (helps on a GPU, not on a CPU); ``device``: ``auto``, ``cpu``, ``cuda``
+    or ``cuda:N``; ``backend``: ``torch`` or ``onnxruntime``;
     ``precision``: ``fp32`` or ``bf16`` (CPU autocast: faster only on CPUs with AMX or AVX512-BF16);
     ``clip_to_input``: :func:`medsr.infer.upscale` and ``upscale_arrays`` clip each output, per image and per
     channel, to its input's [min, max] (a CT spanning -1000..1500 HU stays within it); ``colour``: how a

@@ -1,15 +1,23 @@
 """Tiled inference: any image size in bounded memory, equal to whole-image inference.
 
-An image larger than ``tile`` is cut into tiles of exactly ``tile`` pixels. Each tile sees ``overlap`` pixels
-of real context beyond the part it is trusted for, so neighbours share a band of at least ``2 * overlap``
-pixels. Each tile is super-resolved on its own and added into the output with a separable weight: zero
-where the tile has less than ``overlap / 2`` pixels of context (those pixels saw the tile's zero padding
-instead of the neighbour), a linear ramp up to ``1.5 * overlap`` of context, one beyond; weights are
-normalised per axis so they sum to exactly one at every pixel. With the default 32 pixels of context,
-trained and random SRResNet/Swift-SRGAN generators agree with whole-image inference to within 0.1 grey
-levels (8-bit), so no seam can show. Only the output array and one batch of tiles' activations are held in
-memory; given a memory ``cost`` of the predictor and a budget ``max_memory``, :func:`fit_tile` shrinks the tile
-until one batch of tiles fits.
+An image larger than ``tile`` is cut into tiles of at most ``tile`` pixels. Each tile is super-resolved on its
+own and added into the output with a separable weight: zero where the tile has less than ``margin`` pixels of
+context (those pixels saw the tile's padding instead of the neighbour), a linear ramp over the next ``overlap``
+pixels, one beyond; weights are normalised per axis so they sum to exactly one at every pixel, and neighbours
+share at least ``2 * margin + overlap`` pixels. ``margin`` is ``overlap / 2``, raised to the model's
+``tile_context`` where the model needs more. With the default overlap of 32 pixels, trained and random
+SRResNet/Swift-SRGAN generators agree with whole-image inference to within 0.1 grey levels (8-bit), so no seam
+can show.
+
+A model whose output depends on where its pooling grid falls (the U-Net, ``medsr.models.unet``) says so through
+two attributes of its predictor (:func:`tile_needs`): ``tile_multiple``, which tile starts must be multiples of
+(in input pixels), and ``tile_context``, the context beyond which no input pixel changes an output pixel.
+Tiles then start on that grid and the last one ends at the image's edge, so each tile computes exactly what the
+whole image would at every pixel it is given weight for: tiled equals whole-image inference to float precision,
+whatever the tile, the overlap or the memory budget. Models without them have multiple 1 and context 0.
+
+Only the output array and one batch of tiles' activations are held in memory; given a memory ``cost`` of the
+predictor and a budget ``max_memory``, :func:`fit_tile` shrinks the tile until one batch of tiles fits.
 """
 
 from __future__ import annotations
@@ -23,7 +31,10 @@ from medsr.io.image import empty_reason
 
 
 class Predictor(Protocol):
-    """A model ready to run: ``(N, C, h, w)`` float32 in [0, 1] -> ``(N, C, h*sy, w*sx)`` float32."""
+    """A model ready to run: ``(N, C, h, w)`` float32 in [0, 1] -> ``(N, C, h*sy, w*sx)`` float32.
+
+    It may also carry ``tile_multiple`` and ``tile_context`` (ints, input pixels; see :func:`tile_needs`).
+    """
 
     scale: tuple[int, int]
 
@@ -34,30 +45,69 @@ MemoryCost = Callable[[int, int, int, int], float]
 """``cost(n, c, h, w)``: bytes a predictor holds at its peak while it runs an ``(n, c, h, w)`` batch."""
 
 
-def tile_layout(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
-    """``(size, starts)`` of equal tiles covering ``[0, length)``, neighbours sharing >= 2 * overlap pixels.
+def tile_needs(predict: object) -> tuple[int, int]:
+    """``(tile_multiple, tile_context)`` of a predictor (or model): ``(1, 0)`` where it declares none.
 
-    Uses as few tiles as ``tile`` allows, then shrinks them to the smallest size that still covers the axis
-    (640 pixels with tile 512 and overlap 32: two tiles of 352, not two of 512), so little work is repeated.
+    ``tile_multiple``: tile starts must be multiples of it (input pixels) for a tile to compute what the whole
+    image does; ``tile_context``: an output pixel with at least this many input pixels on every side within
+    its tile equals the whole image's.
     """
-    if tile <= 2 * overlap:
-        raise ValueError(f"tile ({tile}) must be larger than twice the overlap ({overlap})")
+    multiple, context = int(getattr(predict, "tile_multiple", 1)), int(getattr(predict, "tile_context", 0))
+    if multiple < 1 or context < 0:
+        raise ValueError(f"tile_multiple {multiple} / tile_context {context}: need >= 1 and >= 0")
+    return multiple, context
+
+
+def shared_pixels(overlap: int, context: int = 0) -> int:
+    """Pixels neighbouring tiles share at least: ``2 * margin + overlap``, ``margin = max(overlap / 2, context)``."""
+    return max(2 * overlap, 2 * context + overlap)
+
+
+def workable_tile(tile: int, overlap: int, *, multiple: int = 1, context: int = 0) -> int:
+    """``tile``, raised where the model's needs do not fit it: to at least what lets :func:`tile_layout` step by
+    ``multiple`` pixels at any image length, and, where the model's ``context`` widens what neighbours share
+    beyond ``2 * overlap``, to twice that (so each tile still trusts about half of its pixels; 268 for a 4-level
+    U-Net at overlap 32). Never raised without a context and with ``multiple`` 1 (``tile > 2 * overlap``)."""
+    shared = shared_pixels(overlap, context)
+    return max(tile, shared + 2 * multiple - 1, 2 * shared if shared > 2 * overlap else 0)
+
+
+def tile_layout(
+    length: int, tile: int, overlap: int, *, multiple: int = 1, context: int = 0
+) -> tuple[int, list[int]]:
+    """``(size, starts)`` of equal tiles covering ``[0, length)``, neighbours sharing >= :func:`shared_pixels`.
+
+    Starts are multiples of ``multiple`` and the last tile ends at ``length``. Uses as few tiles as ``tile``
+    allows, then shrinks them to the smallest size that still covers the axis (640 pixels with tile 512 and
+    overlap 32: two tiles of 352, not two of 512), so little work is repeated.
+    """
+    shared = shared_pixels(overlap, context)
     if length <= tile:
+        if tile <= shared:
+            raise ValueError(f"tile ({tile}) must be larger than the {shared} pixels tiles share")
         return length, [0]
-    n = -(-(length - 2 * overlap) // (tile - 2 * overlap))  # ceil: tiles needed at the largest stride
-    size = min(tile, -(-(length - 2 * overlap) // n) + 2 * overlap)
-    return size, [round(i * (length - size) / (n - 1)) for i in range(n)]
+    largest = tile - (tile - length) % multiple  # the largest size <= tile that leaves the last start on the grid
+    if largest - shared < multiple:
+        raise ValueError(f"tile ({tile}) must be at least {shared + 2 * multiple - 1} (shared pixels {shared},"
+                         f" starts on multiples of {multiple})")
+    # sizes length - u * multiple; u units of `multiple` to advance over n - 1 steps of at most (size - shared)
+    n = 1 + -(-((length - largest) // multiple) // ((largest - shared) // multiple))  # fewest tiles
+    units = (n - 1) * ((length - shared) // multiple) // n  # the most units: the smallest tiles that still cover
+    return length - units * multiple, [multiple * round(i * units / (n - 1)) for i in range(n)]
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+def tile_starts(length: int, tile: int, overlap: int, *, multiple: int = 1, context: int = 0) -> list[int]:
     """Starts of the tiles of :func:`tile_layout`."""
-    return tile_layout(length, tile, overlap)[1]
+    return tile_layout(length, tile, overlap, multiple=multiple, context=context)[1]
 
 
-def smallest_tile(tile: int, overlap: int) -> int:
-    """The smallest tile :func:`fit_tile` goes down to: ``4 * overlap`` (at least 8), so each tile still trusts
+def smallest_tile(tile: int, overlap: int, *, multiple: int = 1, context: int = 0) -> int:
+    """The smallest tile :func:`fit_tile` goes down to: twice the pixels neighbours share (``4 * overlap``
+    without a model context; at least 8 and what :func:`workable_tile` needs), so each tile still trusts about
     half of its pixels (smaller tiles would mostly recompute their neighbours' context)."""
-    return min(tile, max(8, 4 * overlap))
+    tile = workable_tile(tile, overlap, multiple=multiple, context=context)
+    shared = shared_pixels(overlap, context)
+    return min(tile, max(8, 2 * shared, shared + 2 * multiple - 1))
 
 
 def fit_tile(
@@ -70,48 +120,57 @@ def fit_tile(
     batch_size: int = 1,
     cost: MemoryCost | None = None,
     max_memory: float | None = None,
+    multiple: int = 1,
+    context: int = 0,
 ) -> int:
     """The tile side used for a ``(height, width, channels)`` image: from the largest ``t <= tile`` whose batch
     of tiles fits ``max_memory`` by ``cost``, the longer side of :func:`tile_layout`'s tiles at ``t``.
 
     ``cost`` is asked about the actual tile shapes (an image 350 pixels high never gets taller tiles; 512
     pixels with ``t`` 511 give two tiles of 288 per axis, so 288 is returned) and ``min(batch_size, number of
-    tiles)`` tiles per batch. The side returned lays out the same tiles as ``t`` and never exceeds ``tile``;
-    it is ``max(height, width)`` when the whole image fits. Without ``cost`` or ``max_memory``, ``t`` is
-    ``tile``; when even :func:`smallest_tile` does not fit the budget, ``t`` is that (and the budget is exceeded).
+    tiles)`` tiles per batch. The side returned lays out the same tiles as ``t`` and never exceeds ``tile``
+    (:func:`workable_tile` of it where the model's ``multiple`` and ``context`` need more); it is
+    ``max(height, width)`` when the whole image fits. Without ``cost`` or ``max_memory``, ``t`` is ``tile``;
+    when even :func:`smallest_tile` does not fit the budget, ``t`` is that (and the budget is exceeded).
     """
-    side = _fitting_tile(height, width, channels, tile, overlap, batch_size, cost, max_memory)
-    return max(tile_layout(height, side, overlap)[0], tile_layout(width, side, overlap)[0])
+    grid = {"multiple": multiple, "context": context}
+    side = _fitting_tile(height, width, channels, tile, overlap, batch_size, cost, max_memory, **grid)
+    return max(tile_layout(height, side, overlap, **grid)[0], tile_layout(width, side, overlap, **grid)[0])
 
 
 def _fitting_tile(
     height: int, width: int, channels: int, tile: int, overlap: int, batch_size: int, cost: MemoryCost | None,
-    max_memory: float | None,
+    max_memory: float | None, *, multiple: int = 1, context: int = 0,
 ) -> int:
     """The ``t`` of :func:`fit_tile` (the tile argument for :func:`tile_layout`)."""
+    grid = {"multiple": multiple, "context": context}
+    tile = workable_tile(tile, overlap, **grid)
     if cost is None or max_memory is None:
         return tile
-    smallest = smallest_tile(tile, overlap)
+    smallest = smallest_tile(tile, overlap, **grid)
     for side in range(tile, smallest, -1):
-        (th, ys), (tw, xs) = tile_layout(height, side, overlap), tile_layout(width, side, overlap)
+        (th, ys), (tw, xs) = tile_layout(height, side, overlap, **grid), tile_layout(width, side, overlap, **grid)
         if cost(min(batch_size, len(ys) * len(xs)), channels, th, tw) <= max_memory:
             return side
     return smallest
 
 
-def axis_weights(length: int, tile: int, overlap: int, scale: int) -> list[np.ndarray]:
+def axis_weights(
+    length: int, tile: int, overlap: int, scale: int, *, multiple: int = 1, context: int = 0
+) -> list[np.ndarray]:
     """Per-tile 1-D blending weights in output pixels along one axis, normalised to sum to one at each pixel.
 
-    Returns one float64 array of length ``size * scale`` per start of :func:`tile_layout`.
+    Returns one float64 array of length ``size * scale`` per start of :func:`tile_layout`. A weight is zero
+    where the tile has less than ``max(overlap / 2, context)`` input pixels of context towards a neighbour.
     """
-    size, starts = tile_layout(length, tile, overlap)
+    size, starts = tile_layout(length, tile, overlap, multiple=multiple, context=context)
     size *= scale
     if len(starts) == 1:
         return [np.ones(size, dtype=np.float64)]
-    margin = overlap * scale / 2.0  # context below which a pixel is not trusted at all
+    margin = max(overlap / 2.0, context) * scale  # context below which a pixel is not trusted at all
     ramp = max(overlap * scale, 1.0)  # then a linear rise to full weight
-    context = np.arange(size, dtype=np.float64) + 0.5  # distance of each pixel centre from the tile's start
-    rise = np.clip((context - margin) / ramp, 0.0, 1.0)
+    context_of = np.arange(size, dtype=np.float64) + 0.5  # distance of each pixel centre from the tile's start
+    rise = np.clip((context_of - margin) / ramp, 0.0, 1.0)
     fall = rise[::-1]
     raw = []
     for i in range(len(starts)):
@@ -124,7 +183,7 @@ def axis_weights(length: int, tile: int, overlap: int, scale: int) -> list[np.nd
     total = np.zeros(length * scale, dtype=np.float64)
     for start, w in zip(starts, raw, strict=True):
         total[start * scale : start * scale + size] += w
-    if np.any(total <= 0):  # cannot happen when neighbours share 2 * overlap; guards the invariant
+    if np.any(total <= 0):  # cannot happen when neighbours share shared_pixels(); guards the invariant
         raise AssertionError("tile weights leave pixels uncovered")
     return [w / total[s * scale : s * scale + size] for s, w in zip(starts, raw, strict=True)]
 
@@ -153,19 +212,22 @@ def upscale_tiled(
 
     ``predict`` must accept images with ``C`` channels (:func:`medsr.infer.runtime.get_predictor` adapts a
     model's channels). ``progress(done, total)`` is called after each batch of tiles. With ``cost`` and
-    ``max_memory`` the tile is :func:`fit_tile`'s, at most ``tile``.
+    ``max_memory`` the tile is :func:`fit_tile`'s, at most ``tile``. The predictor's :func:`tile_needs` place
+    the tiles and raise the margin of untrusted pixels above ``overlap / 2`` where the model needs it.
     """
     lr = _check_image(lr)
     height, width, channels = lr.shape
-    tile = _fitting_tile(height, width, channels, tile, overlap, batch_size, cost, max_memory)
+    multiple, context = tile_needs(predict)
+    grid = {"multiple": multiple, "context": context}
+    tile = _fitting_tile(height, width, channels, tile, overlap, batch_size, cost, max_memory, **grid)
     sy, sx = predict.scale
-    (th, ys), (tw, xs) = tile_layout(height, tile, overlap), tile_layout(width, tile, overlap)
+    (th, ys), (tw, xs) = tile_layout(height, tile, overlap, **grid), tile_layout(width, tile, overlap, **grid)
     if len(ys) == 1 and len(xs) == 1:
         out = predict(np.ascontiguousarray(lr.transpose(2, 0, 1))[None])[0]
         if progress:
             progress(1, 1)
         return np.clip(out.transpose(1, 2, 0), 0.0, 1.0)
-    wys, wxs = axis_weights(height, tile, overlap, sy), axis_weights(width, tile, overlap, sx)
+    wys, wxs = axis_weights(height, tile, overlap, sy, **grid), axis_weights(width, tile, overlap, sx, **grid)
     out = np.zeros((height * sy, width * sx, channels), dtype=np.float32)
     tiles = [(iy, ix) for iy in range(len(ys)) for ix in range(len(xs))]
     for first in range(0, len(tiles), batch_size):
@@ -201,9 +263,10 @@ def upscale_many(
     results: list[np.ndarray | None] = [None] * len(images)
     groups: dict[tuple[int, ...], list[int]] = {}
     batch_size = max(1, batch_size)
+    multiple, context = tile_needs(predict)
     for i, im in enumerate(images):
         h, w, c = im.shape
-        fitted = _fitting_tile(h, w, c, tile, overlap, 1, cost, max_memory)
+        fitted = _fitting_tile(h, w, c, tile, overlap, 1, cost, max_memory, multiple=multiple, context=context)
         if h <= fitted and w <= fitted:
             groups.setdefault(im.shape, []).append(i)
         else:
