@@ -1,4 +1,5 @@
-"""The residual U-Net: starts at its input, sees 85-93 pixels, any size in and out, exports to ONNX."""
+"""The residual U-Net: starts at its input, sees 92-100 pixels (85-93 through the first pixel of each max-pooling
+cell), any size in and out, declares its tile needs, exports to ONNX."""
 
 from __future__ import annotations
 
