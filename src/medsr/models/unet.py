@@ -1,4 +1,4 @@
-"""A residual U-Net: a receptive field of about 90 pixels, for artefacts larger than a small network sees.
+"""A residual U-Net: a receptive field of 92-100 pixels, for artefacts larger than a small network sees.
 
 Follows FBPConvNet (Jin, McCann, Froustey & Unser, "Deep Convolutional Neural Network for Inverse Problems in
 Imaging", IEEE TIP 2017), the U-Net (Ronneberger, Fischer & Brox, MICCAI 2015) that learns the residual from a
