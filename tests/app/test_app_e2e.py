@@ -188,8 +188,15 @@ def readers(page, count: int, names: str | None = None) -> list:
                     found.append(frame)
             except Exception:  # a frame being replaced
                 continue
-        if len(found) >= count and (names is None or state(found[-1])["panels"][0]["name"].startswith(names)):
-            return found
+        if len(found) >= count:
+            # one read of the last viewer's state: between two reads Streamlit may render it again (a new
+            # render resets it to {"ready": false} until its images load), so readiness and names come together
+            try:
+                last = {} if names is None else state(found[-1])
+            except Exception:  # the frame being replaced
+                last = {}
+            if names is None or (last.get("ready") and last["panels"][0]["name"].startswith(names)):
+                return found
         page.wait_for_timeout(250)
     raise AssertionError(f"fewer than {count} reading viewers on the page")
 
