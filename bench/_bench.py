@@ -57,8 +57,6 @@ def _save(tee: _Tee, path: Path) -> None:
     os.replace(tmp, path)
 
 
-
-
 def parse(described: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the arguments, set torch's threads, and start copying stdout to ``--save``."""
     args = described.parse_args(argv)
